@@ -1,0 +1,604 @@
+//! Streaming decode and encode: bundles that arrive or leave in segments (TCPCL transfers, files on disk)
+//! without ever holding the payload in memory.
+//!
+//! Only the blocks before the payload data are buffered (bounded by [`Limits::max_header_len`]); the payload
+//! flows to a [`PayloadSink`] as it arrives, and its CRC is computed on the way through. Every rule that
+//! [`Bundle::decode`](super::Bundle::decode) checks is checked here too, and the header is validated *before*
+//! the first payload byte reaches the sink, so a store can refuse a bundle early.
+
+use std::borrow::Cow;
+use std::io;
+use std::ops::Range;
+
+use thiserror::Error;
+
+use super::Limits;
+use super::block::{Block, BlockFlags, BlockHead, BlockType};
+use super::bundle::{Bundle, EncodeError};
+use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UINT, Reader, write_head};
+use super::crc::{CrcState, CrcType};
+use super::error::{DecodeError, ErrorKind};
+use super::id::BundleId;
+use super::primary::PrimaryBlock;
+use super::validate::{check_block, check_bundle};
+
+/// Receives a bundle's header and then its payload bytes.
+pub trait PayloadSink {
+    /// Called once the header is complete and valid, before any payload byte. Return an error to refuse.
+    fn on_header(&mut self, _header: &BundleHeader) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called with consecutive payload bytes.
+    fn on_payload(&mut self, chunk: &[u8]) -> io::Result<()>;
+}
+
+impl PayloadSink for Vec<u8> {
+    fn on_payload(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// Errors from the streaming decoder.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// The bundle broke a rule.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The sink refused the bundle or failed to take bytes.
+    #[error("payload sink: {0}")]
+    Sink(#[source] io::Error),
+}
+
+/// Everything about a bundle except its payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleHeader {
+    primary: PrimaryBlock,
+    primary_encoded: Vec<u8>,
+    blocks: Vec<Block<'static>>,
+    payload_flags: BlockFlags,
+    payload_crc_type: CrcType,
+    payload_len: u64,
+}
+
+impl BundleHeader {
+    /// The primary block.
+    pub fn primary(&self) -> &PrimaryBlock {
+        &self.primary
+    }
+    /// Extension blocks in wire order.
+    pub fn extension_blocks(&self) -> &[Block<'static>] {
+        &self.blocks
+    }
+    /// Payload block flags.
+    pub fn payload_flags(&self) -> BlockFlags {
+        self.payload_flags
+    }
+    /// Payload block CRC type.
+    pub fn payload_crc_type(&self) -> CrcType {
+        self.payload_crc_type
+    }
+    /// Payload length in bytes.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+    /// The bundle's identity.
+    pub fn id(&self) -> BundleId {
+        BundleId {
+            source: self.primary.source.clone(),
+            creation: self.primary.creation,
+            fragment: self.primary.fragment.map(|f| (f.offset, self.payload_len)),
+        }
+    }
+
+    fn payload_head(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16);
+        write_head(
+            &mut v,
+            MAJOR_ARRAY,
+            5 + u64::from(self.payload_crc_type != CrcType::None),
+        );
+        write_head(&mut v, MAJOR_UINT, BlockType::PAYLOAD.0);
+        write_head(&mut v, MAJOR_UINT, 1);
+        write_head(&mut v, MAJOR_UINT, self.payload_flags.0);
+        write_head(&mut v, MAJOR_UINT, u64::from(self.payload_crc_type.code()));
+        write_head(&mut v, MAJOR_BYTES, self.payload_len);
+        v
+    }
+
+    /// Total encoded size of the bundle.
+    pub fn encoded_len(&self) -> u64 {
+        let head = 1
+            + self.primary_encoded.len()
+            + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
+        (head + self.payload_head().len() + self.payload_crc_type.field_len() + 1) as u64
+            + self.payload_len
+    }
+
+    /// Joins the header with its payload into a whole bundle.
+    pub fn into_bundle(
+        self,
+        payload: &[u8],
+        limits: &Limits,
+    ) -> Result<Bundle<'static>, DecodeError> {
+        if payload.len() as u64 != self.payload_len {
+            return Err(DecodeError::new(0, ErrorKind::Truncated));
+        }
+        let mut blocks = self.blocks;
+        blocks.push(Block::new(
+            BlockType::PAYLOAD,
+            1,
+            self.payload_flags,
+            self.payload_crc_type,
+            payload,
+        )?);
+        Bundle::from_parts(
+            self.primary,
+            Cow::Owned(self.primary_encoded),
+            blocks,
+            limits,
+        )
+    }
+}
+
+impl Bundle<'_> {
+    /// The bundle's header (everything but the payload bytes), for streaming it out.
+    pub fn header(&self) -> BundleHeader {
+        let p = self.payload_block();
+        BundleHeader {
+            primary: self.primary().clone(),
+            primary_encoded: self.primary_encoded().to_vec(),
+            blocks: self
+                .extension_blocks()
+                .iter()
+                .cloned()
+                .map(Block::into_owned)
+                .collect(),
+            payload_flags: p.flags(),
+            payload_crc_type: p.crc_type(),
+            payload_len: p.data().len() as u64,
+        }
+    }
+}
+
+enum State {
+    Header,
+    Payload {
+        remaining: u64,
+        crc: CrcState,
+        crc_type: CrcType,
+    },
+    Trailer {
+        crc: CrcState,
+        crc_type: CrcType,
+        buf: [u8; 6],
+        have: usize,
+    },
+    Done,
+}
+
+/// Progress report of one [`StreamDecoder::feed`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feed {
+    /// Bytes of the input that belonged to this bundle. Any rest belongs to whatever follows it.
+    pub consumed: usize,
+    /// The bundle is complete; [`StreamDecoder::take_header`] returns its header.
+    pub done: bool,
+}
+
+/// Incremental bundle decoder. Feed it segments in order; it hands the payload to a sink.
+pub struct StreamDecoder {
+    limits: Limits,
+    state: State,
+    buf: Vec<u8>,
+    primary: Option<(PrimaryBlock, Range<usize>)>,
+    blocks: Vec<Block<'static>>,
+    resume: usize,
+    need: usize,
+    header: Option<BundleHeader>,
+    /// Bytes of the current bundle consumed so far.
+    pos: u64,
+}
+
+/// Bytes copied into the header buffer per parse attempt, so a large first segment is not copied whole.
+const HEADER_STEP: usize = 4096;
+
+impl StreamDecoder {
+    /// A decoder with these limits.
+    pub fn new(limits: Limits) -> Self {
+        StreamDecoder {
+            limits,
+            state: State::Header,
+            buf: Vec::new(),
+            primary: None,
+            blocks: Vec::new(),
+            resume: 0,
+            need: 0,
+            header: None,
+            pos: 0,
+        }
+    }
+
+    /// Prepares for the next bundle.
+    pub fn reset(&mut self) {
+        *self = StreamDecoder::new(self.limits);
+    }
+
+    /// Bytes of the current bundle consumed so far (0 before its first byte).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The header, once the payload has started (or the bundle is done).
+    pub fn header(&self) -> Option<&BundleHeader> {
+        self.header.as_ref()
+    }
+
+    /// Takes the header of a completed bundle.
+    pub fn take_header(&mut self) -> Option<BundleHeader> {
+        self.header.take()
+    }
+
+    /// Call at end of input: an error if a bundle was started but not finished.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        match self.state {
+            State::Done => Ok(()),
+            _ if self.pos == 0 => Ok(()),
+            _ => Err(DecodeError::new(self.pos as usize, ErrorKind::Truncated)),
+        }
+    }
+
+    /// Feeds the next segment. Returns how much of it belonged to this bundle and whether it is complete.
+    pub fn feed<S: PayloadSink + ?Sized>(
+        &mut self,
+        input: &[u8],
+        sink: &mut S,
+    ) -> Result<Feed, StreamError> {
+        let mut used = 0;
+        while used < input.len() {
+            match &mut self.state {
+                State::Done => break,
+                State::Header => {
+                    let room = self.limits.max_header_len.saturating_sub(self.buf.len());
+                    if room == 0 {
+                        return Err(DecodeError::new(
+                            self.buf.len(),
+                            ErrorKind::HeaderTooLarge(self.limits.max_header_len),
+                        )
+                        .into());
+                    }
+                    let want = HEADER_STEP.max(self.need.saturating_sub(self.buf.len()));
+                    let take = room.min(input.len() - used).min(want);
+                    let old_len = self.buf.len();
+                    self.buf.extend_from_slice(&input[used..used + take]);
+                    if self.buf.len() < self.need {
+                        used += take;
+                        continue;
+                    }
+                    match self.parse_header(sink)? {
+                        None => used += take,
+                        Some(k) => {
+                            // The header ends inside the bytes just appended (an earlier attempt would have
+                            // found it otherwise), so exactly `k - old_len` of them were header.
+                            used += k - old_len;
+                            self.buf.truncate(k);
+                        }
+                    }
+                    // Everything buffered so far (after truncation above) belongs to this bundle.
+                    self.pos = self.buf.len() as u64;
+                }
+                State::Payload {
+                    remaining,
+                    crc,
+                    crc_type,
+                } => {
+                    let n = (*remaining).min((input.len() - used) as u64) as usize;
+                    let chunk = &input[used..used + n];
+                    crc.update(chunk);
+                    sink.on_payload(chunk).map_err(StreamError::Sink)?;
+                    *remaining -= n as u64;
+                    used += n;
+                    self.pos += n as u64;
+                    if *remaining == 0 {
+                        let (crc, crc_type) = (std::mem::replace(crc, CrcState::None), *crc_type);
+                        self.state = State::Trailer {
+                            crc,
+                            crc_type,
+                            buf: [0; 6],
+                            have: 0,
+                        };
+                    }
+                }
+                State::Trailer {
+                    crc,
+                    crc_type,
+                    buf,
+                    have,
+                } => {
+                    let need = crc_type.field_len() + 1;
+                    let n = (need - *have).min(input.len() - used);
+                    buf[*have..*have + n].copy_from_slice(&input[used..used + n]);
+                    *have += n;
+                    used += n;
+                    self.pos += n as u64;
+                    if *have == need {
+                        let (crc_type, buf) = (*crc_type, *buf);
+                        let crc = std::mem::replace(crc, CrcState::None);
+                        self.check_trailer(crc_type, crc, &buf[..need])?;
+                        self.state = State::Done;
+                    }
+                }
+            }
+        }
+        Ok(Feed {
+            consumed: used,
+            done: matches!(self.state, State::Done),
+        })
+    }
+
+    fn check_trailer(&self, crc_type: CrcType, crc: CrcState, t: &[u8]) -> Result<(), DecodeError> {
+        let trailer_at = (self.pos as usize).saturating_sub(t.len());
+        if crc_type != CrcType::None {
+            if t[0] != crc_type.field_header() {
+                return Err(DecodeError::new(
+                    trailer_at,
+                    ErrorKind::CrcFieldMalformed {
+                        block: 1,
+                        len: crc_type.value_len(),
+                    },
+                ));
+            }
+            let mut full = [0u8; 4];
+            full[4 - crc_type.value_len()..].copy_from_slice(&t[1..1 + crc_type.value_len()]);
+            let carried = u32::from_be_bytes(full);
+            let mut crc = crc;
+            crc.update(&[t[0]]);
+            let computed = crc.finish_with_zeroed_field();
+            if carried != computed {
+                return Err(DecodeError::new(
+                    trailer_at + 1,
+                    ErrorKind::CrcMismatch {
+                        block: 1,
+                        carried,
+                        computed,
+                    },
+                ));
+            }
+        }
+        if t[t.len() - 1] != 0xff {
+            return Err(DecodeError::new(
+                trailer_at + t.len() - 1,
+                ErrorKind::PayloadNotLast,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses as much of the buffered header as possible. Returns the offset of the first payload data byte
+    /// once the payload block's head has been parsed, or `None` if more bytes are needed.
+    fn parse_header<S: PayloadSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+    ) -> Result<Option<usize>, StreamError> {
+        let limits = self.limits;
+        if self.resume == 0 {
+            match self.buf[0] {
+                0x9f => self.resume = 1,
+                b if b >> 5 == 4 => {
+                    return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray).into());
+                }
+                _ => {
+                    return Err(DecodeError::new(
+                        0,
+                        ErrorKind::UnexpectedCbor {
+                            expected: "a bundle (CBOR array)",
+                        },
+                    )
+                    .into());
+                }
+            }
+        }
+        if self.primary.is_none() {
+            let mut r = Reader::new(&self.buf);
+            r.d.set_position(self.resume);
+            match PrimaryBlock::decode(&mut r, &limits) {
+                Ok(p) => {
+                    self.primary = Some(p);
+                    self.resume = r.pos();
+                }
+                Err(e) if e.is_truncated() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some((primary, prange)) = &self.primary else {
+            return Ok(None);
+        };
+        loop {
+            let mut r = Reader::new(&self.buf);
+            r.d.set_position(self.resume);
+            match r.try_break() {
+                Err(_) => return Ok(None),
+                Ok(true) => {
+                    let kind = if self.blocks.is_empty() {
+                        ErrorKind::NoCanonicalBlocks
+                    } else {
+                        ErrorKind::MissingPayload
+                    };
+                    return Err(DecodeError::new(self.resume, kind).into());
+                }
+                Ok(false) => {}
+            }
+            let head = match BlockHead::decode(&mut r) {
+                Ok(h) => h,
+                Err(e) if e.is_truncated() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            check_block(
+                primary,
+                &self.blocks,
+                head.block_type,
+                head.number,
+                head.flags,
+                &limits,
+                self.resume,
+            )?;
+            if head.block_type == BlockType::PAYLOAD {
+                check_bundle(primary, &self.blocks, head.data_len, &limits)?;
+                let k = r.pos();
+                let total = (k as u64)
+                    .saturating_add(head.data_len)
+                    .saturating_add(head.crc_type.field_len() as u64 + 1);
+                if total > limits.max_bundle_len {
+                    return Err(DecodeError::new(
+                        self.resume,
+                        ErrorKind::BundleTooLarge {
+                            size: total,
+                            limit: limits.max_bundle_len,
+                        },
+                    )
+                    .into());
+                }
+                let mut crc = CrcState::new(head.crc_type);
+                crc.update(&self.buf[self.resume..k]);
+                let header = BundleHeader {
+                    primary: primary.clone(),
+                    primary_encoded: self.buf[prange.clone()].to_vec(),
+                    blocks: std::mem::take(&mut self.blocks),
+                    payload_flags: head.flags,
+                    payload_crc_type: head.crc_type,
+                    payload_len: head.data_len,
+                };
+                sink.on_header(&header).map_err(StreamError::Sink)?;
+                self.header = Some(header);
+                self.state = if head.data_len == 0 {
+                    State::Trailer {
+                        crc,
+                        crc_type: head.crc_type,
+                        buf: [0; 6],
+                        have: 0,
+                    }
+                } else {
+                    State::Payload {
+                        remaining: head.data_len,
+                        crc,
+                        crc_type: head.crc_type,
+                    }
+                };
+                return Ok(Some(k));
+            }
+            let end = (self.resume as u64).saturating_add(head.total_len(self.resume));
+            if end > limits.max_header_len as u64 {
+                return Err(DecodeError::new(
+                    self.resume,
+                    ErrorKind::HeaderTooLarge(limits.max_header_len),
+                )
+                .into());
+            }
+            let end = end as usize;
+            if self.buf.len() < end {
+                self.need = end;
+                return Ok(None);
+            }
+            let mut r = Reader::new(&self.buf[..end]);
+            r.d.set_position(self.resume);
+            let block = Block::decode(&mut r, &limits)?.into_owned();
+            self.blocks.push(block);
+            self.resume = end;
+        }
+    }
+}
+
+/// Incremental bundle encoder: writes the header, passes payload chunks through while computing the payload
+/// CRC, then writes the trailer.
+pub struct StreamEncoder {
+    crc: CrcState,
+    crc_type: CrcType,
+    announced: u64,
+    got: u64,
+}
+
+impl StreamEncoder {
+    /// Appends everything before the payload data to `out` and returns the encoder for the payload.
+    pub fn begin(header: &BundleHeader, out: &mut Vec<u8>) -> StreamEncoder {
+        out.push(0x9f);
+        out.extend_from_slice(&header.primary_encoded);
+        for b in &header.blocks {
+            out.extend_from_slice(b.encoded());
+        }
+        let head = header.payload_head();
+        let mut crc = CrcState::new(header.payload_crc_type);
+        crc.update(&head);
+        out.extend_from_slice(&head);
+        StreamEncoder {
+            crc,
+            crc_type: header.payload_crc_type,
+            announced: header.payload_len,
+            got: 0,
+        }
+    }
+
+    /// Accounts for the next payload chunk (the caller writes the chunk itself, avoiding a copy).
+    pub fn payload(&mut self, chunk: &[u8]) -> Result<(), EncodeError> {
+        let got = self.got + chunk.len() as u64;
+        if got > self.announced {
+            return Err(EncodeError::PayloadLengthMismatch {
+                announced: self.announced,
+                got,
+            });
+        }
+        self.crc.update(chunk);
+        self.got = got;
+        Ok(())
+    }
+
+    /// Appends the payload CRC and the end of the bundle.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if self.got != self.announced {
+            return Err(EncodeError::PayloadLengthMismatch {
+                announced: self.announced,
+                got: self.got,
+            });
+        }
+        if self.crc_type != CrcType::None {
+            let mut crc = self.crc;
+            let hdr = self.crc_type.field_header();
+            crc.update(&[hdr]);
+            let v = crc.finish_with_zeroed_field();
+            out.push(hdr);
+            match self.crc_type {
+                CrcType::Crc16 => out.extend_from_slice(&(v as u16).to_be_bytes()),
+                _ => out.extend_from_slice(&v.to_be_bytes()),
+            }
+        }
+        out.push(0xff);
+        Ok(())
+    }
+
+    /// Streams a whole bundle: header, the payload read from `payload`, trailer. Returns bytes written.
+    pub fn encode<R: io::Read, W: io::Write>(
+        header: &BundleHeader,
+        mut payload: R,
+        mut out: W,
+    ) -> io::Result<u64> {
+        let mut head = Vec::with_capacity(256);
+        let mut enc = StreamEncoder::begin(header, &mut head);
+        out.write_all(&head)?;
+        let mut written = head.len() as u64;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = payload.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            enc.payload(&buf[..n])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            out.write_all(&buf[..n])?;
+            written += n as u64;
+        }
+        let mut tail = Vec::with_capacity(6);
+        enc.finish(&mut tail)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        out.write_all(&tail)?;
+        Ok(written + tail.len() as u64)
+    }
+}
