@@ -89,35 +89,17 @@ fn assertion(r: &mut Reader<'_>) -> Result<StatusAssertion, DecodeError> {
     let at = r.pos();
     let n = r.array("a status assertion array")?;
     let asserted = match n {
-        1 | 2 => r.d.bool().map_err(|_| {
-            DecodeError::new(
-                at,
-                ErrorKind::UnexpectedCbor {
-                    expected: "a boolean",
-                },
-            )
-        })?,
+        1 | 2 => r.bool("a boolean")?,
         _ => {
             return Err(DecodeError::new(
                 at,
-                ErrorKind::UnexpectedCbor {
-                    expected: "a status assertion [bool, time?]",
-                },
+                ErrorKind::UnexpectedCbor { expected: "a status assertion [bool, time?]" },
             ));
         }
     };
-    let time = if n == 2 {
-        Some(DtnTime(r.u64("a status time")?))
-    } else {
-        None
-    };
+    let time = if n == 2 { Some(DtnTime(r.u64("a status time")?)) } else { None };
     if time.is_some() && !asserted {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::UnexpectedCbor {
-                expected: "no time for an unasserted status",
-            },
-        ));
+        return Err(DecodeError::new(at, ErrorKind::UnexpectedCbor { expected: "no time for an unasserted status" }));
     }
     Ok(StatusAssertion { asserted, time })
 }
@@ -145,9 +127,7 @@ impl AdminRecord {
         if r.array("an administrative record [type, content]")? != 2 {
             return Err(DecodeError::new(
                 at,
-                ErrorKind::UnexpectedCbor {
-                    expected: "an administrative record [type, content]",
-                },
+                ErrorKind::UnexpectedCbor { expected: "an administrative record [type, content]" },
             ));
         }
         let record_type = r.u64("an administrative record type")?;
@@ -157,19 +137,12 @@ impl AdminRecord {
             if n != 4 && n != 6 {
                 return Err(DecodeError::new(
                     at,
-                    ErrorKind::UnexpectedCbor {
-                        expected: "a status report of 4 or 6 items",
-                    },
+                    ErrorKind::UnexpectedCbor { expected: "a status report of 4 or 6 items" },
                 ));
             }
             let at_info = r.pos();
             if r.array("the status information array")? != 4 {
-                return Err(DecodeError::new(
-                    at_info,
-                    ErrorKind::UnexpectedCbor {
-                        expected: "4 status assertions",
-                    },
-                ));
+                return Err(DecodeError::new(at_info, ErrorKind::UnexpectedCbor { expected: "4 status assertions" }));
             }
             let received = assertion(&mut r)?;
             let forwarded = assertion(&mut r)?;
@@ -181,13 +154,8 @@ impl AdminRecord {
             if r.array("the subject creation timestamp")? != 2 {
                 return Err(DecodeError::new(ts_at, ErrorKind::BadCreationTimestamp));
             }
-            let creation =
-                CreationTimestamp::new(r.u64("a creation time")?, r.u64("a sequence number")?);
-            let fragment = if n == 6 {
-                Some((r.u64("a fragment offset")?, r.u64("a fragment length")?))
-            } else {
-                None
-            };
+            let creation = CreationTimestamp::new(r.u64("a creation time")?, r.u64("a sequence number")?);
+            let fragment = if n == 6 { Some((r.u64("a fragment offset")?, r.u64("a fragment length")?)) } else { None };
             AdminRecord::StatusReport(StatusReport {
                 received,
                 forwarded,
@@ -201,16 +169,10 @@ impl AdminRecord {
         } else {
             let start = r.pos();
             r.skip("the record content")?;
-            AdminRecord::Other {
-                record_type,
-                content: payload[start..r.pos()].to_vec(),
-            }
+            AdminRecord::Other { record_type, content: payload[start..r.pos()].to_vec() }
         };
         if r.pos() != payload.len() {
-            return Err(DecodeError::new(
-                r.pos(),
-                ErrorKind::TrailingBytes(payload.len() - r.pos()),
-            ));
+            return Err(DecodeError::new(r.pos(), ErrorKind::TrailingBytes(payload.len() - r.pos())));
         }
         Ok(rec)
     }
@@ -222,11 +184,7 @@ impl AdminRecord {
         match self {
             AdminRecord::StatusReport(s) => {
                 write_head(&mut out, MAJOR_UINT, STATUS_REPORT);
-                write_head(
-                    &mut out,
-                    MAJOR_ARRAY,
-                    if s.fragment.is_some() { 6 } else { 4 },
-                );
+                write_head(&mut out, MAJOR_ARRAY, if s.fragment.is_some() { 6 } else { 4 });
                 write_head(&mut out, MAJOR_ARRAY, 4);
                 for a in [&s.received, &s.forwarded, &s.delivered, &s.deleted] {
                     write_assertion(&mut out, a);
@@ -241,10 +199,7 @@ impl AdminRecord {
                     write_head(&mut out, MAJOR_UINT, l);
                 }
             }
-            AdminRecord::Other {
-                record_type,
-                content,
-            } => {
+            AdminRecord::Other { record_type, content } => {
                 out.reserve(head_len(*record_type) + content.len());
                 write_head(&mut out, MAJOR_UINT, *record_type);
                 out.extend_from_slice(content);
@@ -261,15 +216,9 @@ mod tests {
     #[test]
     fn status_report_roundtrip() {
         let rep = AdminRecord::StatusReport(StatusReport {
-            received: StatusAssertion {
-                asserted: true,
-                time: Some(DtnTime(5)),
-            },
+            received: StatusAssertion { asserted: true, time: Some(DtnTime(5)) },
             forwarded: StatusAssertion::default(),
-            delivered: StatusAssertion {
-                asserted: true,
-                time: None,
-            },
+            delivered: StatusAssertion { asserted: true, time: None },
             deleted: StatusAssertion::default(),
             reason: reason::NO_INFO,
             source: "ipn:3.0".parse().unwrap(),
@@ -282,22 +231,14 @@ mod tests {
 
     #[test]
     fn other_records_are_kept_raw() {
-        let rec = AdminRecord::Other {
-            record_type: 0x1_0001,
-            content: vec![0x82, 0x01, 0x02],
-        };
+        let rec = AdminRecord::Other { record_type: 0x1_0001, content: vec![0x82, 0x01, 0x02] };
         let bytes = rec.encode();
         assert_eq!(AdminRecord::decode(&bytes).unwrap(), rec);
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [
-            &[][..],
-            &[0x82, 0x01],
-            &[0x82, 0x01, 0x84, 0x84, 0x81, 0xf5],
-            &[0xff; 8],
-        ] {
+        for bad in [&[][..], &[0x82, 0x01], &[0x82, 0x01, 0x84, 0x84, 0x81, 0xf5], &[0xff; 8]] {
             assert!(AdminRecord::decode(bad).is_err());
         }
     }

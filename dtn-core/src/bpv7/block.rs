@@ -137,10 +137,7 @@ impl BlockHead {
         let start = r.pos();
         let items = r.array("a canonical block (a CBOR array)")?;
         if items != 5 && items != 6 {
-            return Err(DecodeError::new(
-                start,
-                ErrorKind::CanonicalBlockLength(items),
-            ));
+            return Err(DecodeError::new(start, ErrorKind::CanonicalBlockLength(items)));
         }
         let ty_at = r.pos();
         let block_type = BlockType(r.u64("the block type code")?);
@@ -153,41 +150,22 @@ impl BlockHead {
             return Err(DecodeError::new(num_at, ErrorKind::BlockNumberZero));
         }
         if block_type == BlockType::PAYLOAD && number != 1 {
-            return Err(DecodeError::new(
-                num_at,
-                ErrorKind::PayloadBlockNumber(number),
-            ));
+            return Err(DecodeError::new(num_at, ErrorKind::PayloadBlockNumber(number)));
         }
         if block_type != BlockType::PAYLOAD && number == 1 {
-            return Err(DecodeError::new(
-                num_at,
-                ErrorKind::NumberOneNotPayload(block_type.0),
-            ));
+            return Err(DecodeError::new(num_at, ErrorKind::NumberOneNotPayload(block_type.0)));
         }
         let flags = BlockFlags(r.u64("the block processing control flags")?);
         let crc_at = r.pos();
-        let crc_type =
-            CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
+        let crc_type = CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
         if items != 5 + u64::from(crc_type != CrcType::None) {
             return Err(DecodeError::new(
                 start,
-                ErrorKind::CanonicalFieldsMismatch {
-                    block: number,
-                    items,
-                    crc_type: crc_type.code(),
-                },
+                ErrorKind::CanonicalFieldsMismatch { block: number, items, crc_type: crc_type.code() },
             ));
         }
-        let data_len =
-            r.bytes_header("the block-type-specific data (a definite-length byte string)")?;
-        Ok(BlockHead {
-            block_type,
-            number,
-            flags,
-            crc_type,
-            data_start: r.pos(),
-            data_len,
-        })
+        let data_len = r.bytes_header("the block-type-specific data (a definite-length byte string)")?;
+        Ok(BlockHead { block_type, number, flags, crc_type, data_start: r.pos(), data_len })
     }
 
     /// Size of the whole block given where it started.
@@ -205,13 +183,8 @@ impl<'a> Block<'a> {
         crc_type: CrcType,
         data: &[u8],
     ) -> std::result::Result<Block<'static>, DecodeError> {
-        let mut out =
-            Vec::with_capacity(8 + head_len(number) + head_len(flags.0) + 9 + data.len() + 5);
-        write_head(
-            &mut out,
-            MAJOR_ARRAY,
-            5 + u64::from(crc_type != CrcType::None),
-        );
+        let mut out = Vec::with_capacity(8 + head_len(number) + head_len(flags.0) + 9 + data.len() + 5);
+        write_head(&mut out, MAJOR_ARRAY, 5 + u64::from(crc_type != CrcType::None));
         write_head(&mut out, MAJOR_UINT, block_type.0);
         write_head(&mut out, MAJOR_UINT, number);
         write_head(&mut out, MAJOR_UINT, flags.0);
@@ -228,15 +201,7 @@ impl<'a> Block<'a> {
         }
         let typed = parse_data(block_type, number, data, &Limits::default())
             .map_err(|kind| DecodeError::new(data_start, kind))?;
-        Ok(Block {
-            block_type,
-            number,
-            flags,
-            crc_type,
-            data: typed,
-            encoded: Cow::Owned(out),
-            data_range,
-        })
+        Ok(Block { block_type, number, flags, crc_type, data: typed, encoded: Cow::Owned(out), data_range })
     }
 
     /// Decodes one block at the reader's position, checking its CRC and the format of known types.
@@ -249,7 +214,7 @@ impl<'a> Block<'a> {
             .and_then(|l| head.data_start.checked_add(l))
             .filter(|&e| e <= input.len())
             .ok_or(DecodeError::new(input.len(), ErrorKind::Truncated))?;
-        r.d.set_position(data_end);
+        r.set_pos(data_end);
         if head.crc_type != CrcType::None {
             read_crc_field(r, head.crc_type, head.number)?;
         }
@@ -258,13 +223,8 @@ impl<'a> Block<'a> {
         if head.crc_type != CrcType::None {
             check_crc(head.crc_type, encoded, head.number, end)?;
         }
-        let data = parse_data(
-            head.block_type,
-            head.number,
-            &input[head.data_start..data_end],
-            limits,
-        )
-        .map_err(|k| DecodeError::new(head.data_start, k))?;
+        let data = parse_data(head.block_type, head.number, &input[head.data_start..data_end], limits)
+            .map_err(|k| DecodeError::new(head.data_start, k))?;
         Ok(Block {
             block_type: head.block_type,
             number: head.number,
@@ -306,20 +266,11 @@ impl<'a> Block<'a> {
     }
     /// Detaches the block from the input buffer.
     pub fn into_owned(self) -> Block<'static> {
-        Block {
-            encoded: Cow::Owned(self.encoded.into_owned()),
-            ..self
-        }
+        Block { encoded: Cow::Owned(self.encoded.into_owned()), ..self }
     }
     /// Same block with other data, re-encoded (used when a forwarder updates age or hop count).
     pub fn with_data(&self, data: &[u8]) -> std::result::Result<Block<'static>, DecodeError> {
-        Block::new(
-            self.block_type,
-            self.number,
-            self.flags,
-            self.crc_type,
-            data,
-        )
+        Block::new(self.block_type, self.number, self.flags, self.crc_type, data)
     }
 }
 
@@ -330,36 +281,21 @@ fn exact<T>(data: &[u8], f: impl FnOnce(&mut Reader<'_>) -> Result<T>) -> Option
 }
 
 /// Parses the data of the block types we understand; anything else is opaque.
-fn parse_data(
-    ty: BlockType,
-    number: u64,
-    data: &[u8],
-    limits: &Limits,
-) -> std::result::Result<BlockData, ErrorKind> {
-    let malformed = || ErrorKind::MalformedExtensionData {
-        block: number,
-        what: ty.name(),
-    };
+fn parse_data(ty: BlockType, number: u64, data: &[u8], limits: &Limits) -> std::result::Result<BlockData, ErrorKind> {
+    let malformed = || ErrorKind::MalformedExtensionData { block: number, what: ty.name() };
     match ty {
         BlockType::PAYLOAD => Ok(BlockData::Payload),
-        BlockType::PREVIOUS_NODE => exact(data, |r| {
-            Eid::decode(r, "previous node", limits.max_eid_len)
-        })
-        .map(BlockData::PreviousNode)
-        .ok_or_else(malformed),
-        BlockType::BUNDLE_AGE => exact(data, |r| r.u64("bundle age"))
-            .map(BlockData::BundleAge)
+        BlockType::PREVIOUS_NODE => exact(data, |r| Eid::decode(r, "previous node", limits.max_eid_len))
+            .map(BlockData::PreviousNode)
             .ok_or_else(malformed),
+        BlockType::BUNDLE_AGE => exact(data, |r| r.u64("bundle age")).map(BlockData::BundleAge).ok_or_else(malformed),
         BlockType::HOP_COUNT => {
             let hc = exact(data, |r| {
                 let at = r.pos();
                 if r.array("hop count array")? != 2 {
                     return Err(DecodeError::new(at, ErrorKind::Truncated));
                 }
-                Ok(HopCount {
-                    limit: r.u64("hop limit")?,
-                    count: r.u64("hop count")?,
-                })
+                Ok(HopCount { limit: r.u64("hop limit")?, count: r.u64("hop count")? })
             })
             .ok_or_else(malformed)?;
             if !(1..=255).contains(&hc.limit) {

@@ -40,11 +40,7 @@ impl BundleBuilder {
     /// A bundle from `source` to `destination`, reports to `source`, CRC-32C everywhere, lifetime one day,
     /// creation time 0 (no clock) until [`creation`](Self::creation) is called.
     pub fn new(source: Eid, destination: Eid) -> Self {
-        let flags = if source.is_null() {
-            BundleFlags::MUST_NOT_FRAGMENT
-        } else {
-            BundleFlags::default()
-        };
+        let flags = if source.is_null() { BundleFlags::MUST_NOT_FRAGMENT } else { BundleFlags::default() };
         BundleBuilder {
             primary: PrimaryBlock {
                 flags,
@@ -105,10 +101,7 @@ impl BundleBuilder {
     }
     /// Makes the bundle a fragment.
     pub fn fragment(mut self, offset: u64, total_adu_len: u64) -> Self {
-        self.primary.fragment = Some(FragmentInfo {
-            offset,
-            total_adu_len,
-        });
+        self.primary.fragment = Some(FragmentInfo { offset, total_adu_len });
         self.primary.flags |= BundleFlags::IS_FRAGMENT;
         self
     }
@@ -153,53 +146,26 @@ impl BundleBuilder {
         let crc = self.block_crc;
         let mut blocks = Vec::with_capacity(4 + self.extensions.len());
         let mut number = 2;
-        let mut push =
-            |blocks: &mut Vec<Block<'static>>, ty, flags, data: &[u8]| -> Result<(), DecodeError> {
-                blocks.push(Block::new(ty, number, flags, crc, data)?);
-                number += 1;
-                Ok(())
-            };
+        let mut push = |blocks: &mut Vec<Block<'static>>, ty, flags, data: &[u8]| -> Result<(), DecodeError> {
+            blocks.push(Block::new(ty, number, flags, crc, data)?);
+            number += 1;
+            Ok(())
+        };
         if let Some(p) = &self.previous_node {
-            push(
-                &mut blocks,
-                BlockType::PREVIOUS_NODE,
-                BlockFlags::default(),
-                &p.to_cbor(),
-            )?;
+            push(&mut blocks, BlockType::PREVIOUS_NODE, BlockFlags::default(), &p.to_cbor())?;
         }
-        let age = self
-            .bundle_age_ms
-            .or((self.primary.creation.time.0 == 0).then_some(0));
+        let age = self.bundle_age_ms.or((self.primary.creation.time.0 == 0).then_some(0));
         if let Some(a) = age {
-            push(
-                &mut blocks,
-                BlockType::BUNDLE_AGE,
-                BlockFlags::default(),
-                &bundle_age_data(a),
-            )?;
+            push(&mut blocks, BlockType::BUNDLE_AGE, BlockFlags::default(), &bundle_age_data(a))?;
         }
         if let Some(l) = self.hop_limit {
-            let hc = HopCount {
-                limit: u64::from(l),
-                count: 0,
-            };
-            push(
-                &mut blocks,
-                BlockType::HOP_COUNT,
-                BlockFlags::default(),
-                &hop_count_data(hc),
-            )?;
+            let hc = HopCount { limit: u64::from(l), count: 0 };
+            push(&mut blocks, BlockType::HOP_COUNT, BlockFlags::default(), &hop_count_data(hc))?;
         }
         for (ty, flags, data) in &self.extensions {
             push(&mut blocks, *ty, *flags, data)?;
         }
-        blocks.push(Block::new(
-            BlockType::PAYLOAD,
-            1,
-            self.payload_flags,
-            crc,
-            &self.payload,
-        )?);
+        blocks.push(Block::new(BlockType::PAYLOAD, 1, self.payload_flags, crc, &self.payload)?);
         let encoded = self.primary.encode();
         Bundle::from_parts(self.primary, Cow::Owned(encoded), blocks, limits)
     }

@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 use super::Limits;
-use super::block::{
-    Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data,
-};
+use super::block::{Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data};
 use super::cbor::Reader;
 use super::crc::CrcType;
 use super::eid::Eid;
@@ -72,20 +70,14 @@ impl<'a> Bundle<'a> {
     pub fn decode_with(input: &'a [u8], limits: &Limits) -> Result<Bundle<'a>, DecodeError> {
         let (b, used) = Self::decode_prefix(input, limits)?;
         if used != input.len() {
-            return Err(DecodeError::new(
-                used,
-                ErrorKind::TrailingBytes(input.len() - used),
-            ));
+            return Err(DecodeError::new(used, ErrorKind::TrailingBytes(input.len() - used)));
         }
         Ok(b)
     }
 
     /// Decodes and validates the bundle at the start of `input` and returns it with the number of bytes it
     /// occupied, so that a stream of concatenated bundles can be walked.
-    pub fn decode_prefix(
-        input: &'a [u8],
-        limits: &Limits,
-    ) -> Result<(Bundle<'a>, usize), DecodeError> {
+    pub fn decode_prefix(input: &'a [u8], limits: &Limits) -> Result<(Bundle<'a>, usize), DecodeError> {
         match input.first() {
             None => return Err(DecodeError::new(0, ErrorKind::Truncated)),
             Some(&INDEFINITE_ARRAY) => {}
@@ -93,16 +85,11 @@ impl<'a> Bundle<'a> {
                 return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray));
             }
             Some(_) => {
-                return Err(DecodeError::new(
-                    0,
-                    ErrorKind::UnexpectedCbor {
-                        expected: "a bundle (CBOR array)",
-                    },
-                ));
+                return Err(DecodeError::new(0, ErrorKind::UnexpectedCbor { expected: "a bundle (CBOR array)" }));
             }
         }
         let mut r = Reader::new(input);
-        r.d.set_position(1);
+        r.set_pos(1);
         let (primary, range) = PrimaryBlock::decode(&mut r, limits)?;
         if r.try_break()? {
             return Err(DecodeError::new(r.pos() - 1, ErrorKind::NoCanonicalBlocks));
@@ -111,30 +98,16 @@ impl<'a> Bundle<'a> {
         loop {
             let at = r.pos();
             if at > limits.max_header_len {
-                return Err(DecodeError::new(
-                    at,
-                    ErrorKind::HeaderTooLarge(limits.max_header_len),
-                ));
+                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
             }
             let block = Block::decode(&mut r, limits)?;
-            if r.pos() as u64 > limits.max_bundle_len {
-                return Err(DecodeError::new(
-                    at,
-                    ErrorKind::BundleTooLarge {
-                        size: r.pos() as u64,
-                        limit: limits.max_bundle_len,
-                    },
-                ));
+            // +1 for the closing break, so the size matches what the streaming decoder announces.
+            let size_so_far = r.pos() as u64 + 1;
+            if size_so_far > limits.max_bundle_len {
+                let kind = ErrorKind::BundleTooLarge { size: size_so_far, limit: limits.max_bundle_len };
+                return Err(DecodeError::new(at, kind));
             }
-            check_block(
-                &primary,
-                &blocks,
-                block.block_type(),
-                block.number(),
-                block.flags(),
-                limits,
-                at,
-            )?;
+            check_block(&primary, &blocks, block.block_type(), block.number(), block.flags(), limits, at)?;
             let is_payload = block.block_type() == BlockType::PAYLOAD;
             let payload_len = block.data().len() as u64;
             blocks.push(block);
@@ -150,14 +123,7 @@ impl<'a> Bundle<'a> {
             }
         }
         let used = r.pos();
-        Ok((
-            Bundle {
-                primary,
-                primary_encoded: Cow::Borrowed(&input[range]),
-                blocks,
-            },
-            used,
-        ))
+        Ok((Bundle { primary, primary_encoded: Cow::Borrowed(&input[range]), blocks }, used))
     }
 
     /// Assembles a bundle from parts and validates it (used by the builder and the streaming decoder).
@@ -177,38 +143,16 @@ impl<'a> Bundle<'a> {
             if i + 1 < blocks.len() && b.block_type() == BlockType::PAYLOAD {
                 return Err(DecodeError::new(0, ErrorKind::PayloadNotLast));
             }
-            check_block(
-                &primary,
-                &blocks[..i],
-                b.block_type(),
-                b.number(),
-                b.flags(),
-                limits,
-                0,
-            )?;
+            check_block(&primary, &blocks[..i], b.block_type(), b.number(), b.flags(), limits, 0)?;
         }
-        check_bundle(
-            &primary,
-            &blocks[..blocks.len() - 1],
-            last.data().len() as u64,
-            limits,
-        )?;
-        Ok(Bundle {
-            primary,
-            primary_encoded,
-            blocks,
-        })
+        check_bundle(&primary, &blocks[..blocks.len() - 1], last.data().len() as u64, limits)?;
+        Ok(Bundle { primary, primary_encoded, blocks })
     }
 
     /// Re-runs every validation rule (after the bundle was changed, for instance).
     pub fn validate(&self, limits: &Limits) -> Result<(), DecodeError> {
-        Bundle::from_parts(
-            self.primary.clone(),
-            Cow::Borrowed(&self.primary_encoded[..]),
-            self.blocks.clone(),
-            limits,
-        )
-        .map(|_| ())
+        Bundle::from_parts(self.primary.clone(), Cow::Borrowed(&self.primary_encoded[..]), self.blocks.clone(), limits)
+            .map(|_| ())
     }
 
     /// The primary block.
@@ -266,10 +210,7 @@ impl<'a> Bundle<'a> {
         BundleId {
             source: self.primary.source.clone(),
             creation: self.primary.creation,
-            fragment: self
-                .primary
-                .fragment
-                .map(|f| (f.offset, self.payload().len() as u64)),
+            fragment: self.primary.fragment.map(|f| (f.offset, self.payload().len() as u64)),
         }
     }
     /// Whether the payload is an administrative record.
@@ -279,8 +220,7 @@ impl<'a> Bundle<'a> {
 
     /// Exact encoded size.
     pub fn encoded_len(&self) -> usize {
-        2 + self.primary_encoded.len()
-            + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>()
+        2 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>()
     }
 
     /// Appends the encoding to `out`.
@@ -298,10 +238,7 @@ impl<'a> Bundle<'a> {
     pub fn encode_to_slice(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let need = self.encoded_len();
         if buf.len() < need {
-            return Err(EncodeError::BufferTooSmall {
-                need,
-                have: buf.len(),
-            });
+            return Err(EncodeError::BufferTooSmall { need, have: buf.len() });
         }
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
@@ -334,13 +271,7 @@ impl<'a> Bundle<'a> {
     }
 
     fn next_block_number(&self) -> u64 {
-        self.blocks
-            .iter()
-            .map(Block::number)
-            .max()
-            .unwrap_or(1)
-            .max(1)
-            + 1
+        self.blocks.iter().map(Block::number).max().unwrap_or(1).max(1) + 1
     }
 
     /// Replaces the block of `ty` with new data, or inserts one before the payload.
@@ -349,13 +280,7 @@ impl<'a> Bundle<'a> {
             self.blocks[i] = self.blocks[i].with_data(data)?;
         } else {
             let crc = self.payload_block().crc_type();
-            let b = Block::new(
-                ty,
-                self.next_block_number(),
-                BlockFlags::default(),
-                crc,
-                data,
-            )?;
+            let b = Block::new(ty, self.next_block_number(), BlockFlags::default(), crc, data)?;
             self.blocks.insert(self.blocks.len() - 1, b);
         }
         Ok(())
@@ -376,10 +301,7 @@ impl<'a> Bundle<'a> {
         let Some(hc) = self.hop_count() else {
             return Ok(None);
         };
-        let next = HopCount {
-            limit: hc.limit,
-            count: hc.count.saturating_add(1),
-        };
+        let next = HopCount { limit: hc.limit, count: hc.count.saturating_add(1) };
         self.upsert(BlockType::HOP_COUNT, &hop_count_data(next))?;
         Ok(Some(next))
     }
@@ -395,23 +317,15 @@ impl<'a> Bundle<'a> {
         if ty == BlockType::PAYLOAD {
             return Err(DecodeError::new(0, ErrorKind::NumberOneNotPayload(ty.0)));
         }
-        if matches!(
-            ty,
-            BlockType::PREVIOUS_NODE | BlockType::BUNDLE_AGE | BlockType::HOP_COUNT
-        ) && self.blocks.iter().any(|b| b.block_type() == ty)
+        if matches!(ty, BlockType::PREVIOUS_NODE | BlockType::BUNDLE_AGE | BlockType::HOP_COUNT)
+            && self.blocks.iter().any(|b| b.block_type() == ty)
         {
-            return Err(DecodeError::new(
-                0,
-                ErrorKind::DuplicateExtensionBlock(ty.name()),
-            ));
+            return Err(DecodeError::new(0, ErrorKind::DuplicateExtensionBlock(ty.name())));
         }
         let number = self.next_block_number();
         let b = Block::new(ty, number, flags, crc_type, data)?;
         if self.is_admin_record() && flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
-            return Err(DecodeError::new(
-                0,
-                ErrorKind::AdminRecordBlockReportFlag(number),
-            ));
+            return Err(DecodeError::new(0, ErrorKind::AdminRecordBlockReportFlag(number)));
         }
         self.blocks.insert(self.blocks.len() - 1, b);
         Ok(number)
@@ -419,10 +333,7 @@ impl<'a> Bundle<'a> {
 
     /// Removes an extension block; the payload block cannot be removed.
     pub fn remove_block(&mut self, number: u64) -> Option<Block<'a>> {
-        let i = self
-            .blocks
-            .iter()
-            .position(|b| b.number() == number && b.block_type() != BlockType::PAYLOAD)?;
+        let i = self.blocks.iter().position(|b| b.number() == number && b.block_type() != BlockType::PAYLOAD)?;
         Some(self.blocks.remove(i))
     }
 

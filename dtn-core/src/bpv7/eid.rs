@@ -8,6 +8,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use smol_str::SmolStr;
+
 use super::cbor::{MAJOR_ARRAY, MAJOR_TEXT, MAJOR_UINT, Reader, Result, head_len, write_head};
 use super::error::{DecodeError, EidError, ErrorKind};
 
@@ -30,7 +32,8 @@ pub enum Eid {
 /// A `dtn:` EID other than `dtn:none`; holds the scheme-specific part `//node/demux`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DtnEid {
-    ssp: Box<str>,
+    /// Inline for up to 23 bytes (most station names), so decoding allocates nothing; O(1) clone beyond.
+    ssp: SmolStr,
     /// Index in `ssp` of the '/' that ends the node name.
     node_end: u32,
 }
@@ -90,35 +93,34 @@ impl IpnEid {
     }
 }
 
-fn valid_node_char(b: u8) -> bool {
-    // RFC 9171 §4.2.5.1.1: node-name is a reg-name; we accept visible ASCII other than '/'.
-    (0x21..=0x7e).contains(&b) && b != b'/'
+/// Checks `//node/demux` and returns the index of the '/' ending the node name. RFC 9171 §4.2.5.1.1: the
+/// node name is a URI reg-name and the demux any visible characters, so visible ASCII suffices for both (we
+/// exclude '/' from node names); one pass, no UTF-8 decoding needed since every accepted byte is ASCII.
+fn check_dtn_ssp(b: &[u8]) -> Option<usize> {
+    let visible = |c: u8| c.wrapping_sub(0x21) < 0x5e;
+    if b.len() > u32::MAX as usize || b.len() < 4 || b[0] != b'/' || b[1] != b'/' {
+        return None;
+    }
+    let mut i = 2;
+    while i < b.len() && b[i] != b'/' {
+        if !visible(b[i]) {
+            return None;
+        }
+        i += 1;
+    }
+    if i == 2 || i == b.len() || !b[i + 1..].iter().all(|&c| visible(c)) {
+        return None;
+    }
+    Some(i)
 }
 
 impl DtnEid {
     /// Validates and wraps an SSP of the form `//node/demux`.
     pub fn from_ssp(ssp: &str) -> std::result::Result<Self, EidError> {
-        let bytes = ssp.as_bytes();
-        let bad = || EidError::BadDtnSsp(ssp.chars().take(80).collect());
-        if bytes.len() > u32::MAX as usize || !ssp.starts_with("//") {
-            return Err(bad());
+        match check_dtn_ssp(ssp.as_bytes()) {
+            Some(i) => Ok(DtnEid { ssp: SmolStr::new(ssp), node_end: i as u32 }),
+            None => Err(EidError::BadDtnSsp(ssp.chars().take(80).collect())),
         }
-        let rest = &bytes[2..];
-        let slash = rest.iter().position(|&b| b == b'/').ok_or_else(bad)?;
-        if slash == 0 || !rest[..slash].iter().all(|&b| valid_node_char(b)) {
-            return Err(bad());
-        }
-        // Demux: any visible ASCII (paths may contain '/', '~' for non-singleton endpoints, ...).
-        if !rest[slash + 1..]
-            .iter()
-            .all(|&b| (0x21..=0x7e).contains(&b))
-        {
-            return Err(bad());
-        }
-        Ok(DtnEid {
-            ssp: ssp.into(),
-            node_end: (slash + 2) as u32,
-        })
     }
 
     /// The node name (between `//` and the next `/`).
@@ -138,11 +140,7 @@ impl DtnEid {
 impl Eid {
     /// `ipn:node.service` in the two-element form.
     pub fn ipn(node: u64, service: u64) -> Self {
-        Eid::Ipn(IpnEid {
-            fqnn: node,
-            service,
-            form: IpnForm::TwoElement,
-        })
+        Eid::Ipn(IpnEid { fqnn: node, service, form: IpnForm::TwoElement })
     }
 
     /// `dtn://node/demux`.
@@ -159,10 +157,7 @@ impl Eid {
     pub fn node_id(&self) -> Eid {
         match self {
             Eid::Null => Eid::Null,
-            Eid::Dtn(d) => Eid::Dtn(DtnEid {
-                ssp: d.ssp[..=d.node_end as usize].into(),
-                node_end: d.node_end,
-            }),
+            Eid::Dtn(d) => Eid::Dtn(DtnEid { ssp: SmolStr::new(&d.ssp[..=d.node_end as usize]), node_end: d.node_end }),
             Eid::Ipn(i) => Eid::Ipn(IpnEid { service: 0, ..*i }),
         }
     }
@@ -175,9 +170,7 @@ impl Eid {
             Eid::Ipn(i) => match i.form {
                 IpnForm::TwoElement => 1 + head_len(i.fqnn) + head_len(i.service),
                 IpnForm::ThreeElement => {
-                    1 + head_len(u64::from(i.allocator()))
-                        + head_len(u64::from(i.node()))
-                        + head_len(i.service)
+                    1 + head_len(u64::from(i.allocator())) + head_len(u64::from(i.node())) + head_len(i.service)
                 }
             },
         }
@@ -224,8 +217,7 @@ impl Eid {
     /// Decodes one EID from the reader. `field` names the EID in errors.
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str, max_len: usize) -> Result<Eid> {
         let start = r.pos();
-        let eid_err =
-            |at: usize, source: EidError| DecodeError::new(at, ErrorKind::Eid { field, source });
+        let eid_err = |at: usize, source: EidError| DecodeError::new(at, ErrorKind::Eid { field, source });
         let n = r.array("an EID array [scheme, SSP]")?;
         if n != 2 {
             return Err(eid_err(start, EidError::BadShape));
@@ -235,53 +227,35 @@ impl Eid {
         match scheme {
             SCHEME_DTN => {
                 let at = r.pos();
-                match r.peek_type()? {
-                    minicbor::data::Type::String => {
-                        let s = r.str("a dtn SSP text string")?;
-                        if s.len() > max_len {
-                            return Err(eid_err(at, EidError::TooLong(max_len)));
-                        }
-                        DtnEid::from_ssp(s)
-                            .map(Eid::Dtn)
-                            .map_err(|e| eid_err(at, e))
+                if r.peek_major()? == MAJOR_TEXT {
+                    let b = r.text_bytes("a dtn SSP text string")?;
+                    if b.len() > max_len {
+                        return Err(eid_err(at, EidError::TooLong(max_len)));
                     }
-                    _ => {
-                        let v = r.u64("a dtn SSP (text, or 0 for dtn:none)")?;
-                        if v == 0 {
-                            Ok(Eid::Null)
-                        } else {
-                            Err(eid_err(at, EidError::BadDtnNone(v)))
-                        }
+                    let text = std::str::from_utf8(b).map_err(|_| DecodeError::new(at, ErrorKind::InvalidUtf8))?;
+                    match check_dtn_ssp(b) {
+                        Some(i) => Ok(Eid::Dtn(DtnEid { ssp: SmolStr::new(text), node_end: i as u32 })),
+                        None => Err(eid_err(at, EidError::BadDtnSsp(text.chars().take(80).collect()))),
                     }
+                } else {
+                    let v = r.u64("a dtn SSP (text, or 0 for dtn:none)")?;
+                    if v == 0 { Ok(Eid::Null) } else { Err(eid_err(at, EidError::BadDtnNone(v))) }
                 }
             }
             SCHEME_IPN => {
                 let at = r.pos();
-                let n = r.array("an ipn SSP array").map_err(|e| {
-                    if e.is_truncated() {
-                        e
-                    } else {
-                        eid_err(at, EidError::BadIpnShape)
-                    }
-                })?;
+                let n = r
+                    .array("an ipn SSP array")
+                    .map_err(|e| if e.is_truncated() { e } else { eid_err(at, EidError::BadIpnShape) })?;
                 let mut num = || {
-                    r.u64("an ipn number").map_err(|e| {
-                        if e.is_truncated() {
-                            e
-                        } else {
-                            eid_err(at, EidError::BadIpnShape)
-                        }
-                    })
+                    r.u64("an ipn number")
+                        .map_err(|e| if e.is_truncated() { e } else { eid_err(at, EidError::BadIpnShape) })
                 };
                 match n {
                     2 => {
                         let fqnn = num()?;
                         let service = num()?;
-                        Ok(Eid::Ipn(IpnEid {
-                            fqnn,
-                            service,
-                            form: IpnForm::TwoElement,
-                        }))
+                        Ok(Eid::Ipn(IpnEid { fqnn, service, form: IpnForm::TwoElement }))
                     }
                     3 => {
                         let a = num()?;
@@ -290,11 +264,7 @@ impl Eid {
                         if a > u64::from(u32::MAX) || nn > u64::from(u32::MAX) {
                             return Err(eid_err(at, EidError::IpnComponentTooLarge));
                         }
-                        Ok(Eid::Ipn(IpnEid {
-                            fqnn: (a << 32) | nn,
-                            service,
-                            form: IpnForm::ThreeElement,
-                        }))
+                        Ok(Eid::Ipn(IpnEid { fqnn: (a << 32) | nn, service, form: IpnForm::ThreeElement }))
                     }
                     _ => Err(eid_err(at, EidError::BadIpnShape)),
                 }
@@ -306,8 +276,7 @@ impl Eid {
 
 /// Parses a decimal number strictly: digits only, no sign, no leading zeros.
 fn parse_num(s: &str) -> Option<u64> {
-    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())
-    {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
@@ -327,24 +296,14 @@ impl FromStr for Eid {
             let bad = || EidError::BadIpnText(s.chars().take(80).collect());
             let parts: Vec<&str> = ssp.split('.').collect();
             return match parts.as_slice() {
-                [n, svc] => Ok(Eid::ipn(
-                    parse_num(n).ok_or_else(bad)?,
-                    parse_num(svc).ok_or_else(bad)?,
-                )),
+                [n, svc] => Ok(Eid::ipn(parse_num(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?)),
                 [a, n, svc] => {
-                    let (a, n, svc) = (
-                        parse_num(a).ok_or_else(bad)?,
-                        parse_num(n).ok_or_else(bad)?,
-                        parse_num(svc).ok_or_else(bad)?,
-                    );
+                    let (a, n, svc) =
+                        (parse_num(a).ok_or_else(bad)?, parse_num(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?);
                     if a > u64::from(u32::MAX) || n > u64::from(u32::MAX) {
                         return Err(EidError::IpnComponentTooLarge);
                     }
-                    Ok(Eid::Ipn(IpnEid {
-                        fqnn: (a << 32) | n,
-                        service: svc,
-                        form: IpnForm::ThreeElement,
-                    }))
+                    Ok(Eid::Ipn(IpnEid { fqnn: (a << 32) | n, service: svc, form: IpnForm::ThreeElement }))
                 }
                 _ => Err(bad()),
             };

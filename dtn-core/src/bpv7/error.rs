@@ -124,9 +124,7 @@ pub enum ErrorKind {
         computed: u32,
     },
     /// RFC 9171 §4.3.1: the primary block needs a CRC unless a BIB covers it.
-    #[error(
-        "primary block has CRC type 0 and no block integrity block targets it (RFC 9171 §4.3.1)"
-    )]
+    #[error("primary block has CRC type 0 and no block integrity block targets it (RFC 9171 §4.3.1)")]
     PrimaryCrcMissing,
     /// An endpoint identifier is invalid.
     #[error("invalid {field}: {source}")]
@@ -165,9 +163,7 @@ pub enum ErrorKind {
     #[error("payload block has block number {0}, must be 1 (RFC 9171 §4.3.3)")]
     PayloadBlockNumber(u64),
     /// Block number 1 is reserved for the payload block.
-    #[error(
-        "block of type {0} uses block number 1, which is reserved for the payload (RFC 9171 §4.3.3)"
-    )]
+    #[error("block of type {0} uses block number 1, which is reserved for the payload (RFC 9171 §4.3.3)")]
     NumberOneNotPayload(u64),
     /// No payload block.
     #[error("bundle has no payload block (RFC 9171 §4.1)")]
@@ -188,9 +184,7 @@ pub enum ErrorKind {
     #[error("administrative record requests status reports (RFC 9171 §4.2.3)")]
     AdminRecordRequestsReports,
     /// Administrative records must not ask for reports about unprocessable blocks.
-    #[error(
-        "administrative record has block {0} with the 'report if unprocessable' flag (RFC 9171 §4.2.4)"
-    )]
+    #[error("administrative record has block {0} with the 'report if unprocessable' flag (RFC 9171 §4.2.4)")]
     AdminRecordBlockReportFlag(u64),
     /// Anonymous bundles must not be fragmented nor request reports.
     #[error(
@@ -228,9 +222,7 @@ pub enum ErrorKind {
         limit: u64,
     },
     /// The blocks before the payload are larger than the configured limit.
-    #[error(
-        "bundle header (blocks before the payload data) exceeds the configured limit of {0} bytes"
-    )]
+    #[error("bundle header (blocks before the payload data) exceeds the configured limit of {0} bytes")]
     HeaderTooLarge(usize),
     /// Too many blocks.
     #[error("bundle has more than the configured limit of {0} blocks")]

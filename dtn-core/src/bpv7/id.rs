@@ -19,11 +19,7 @@ pub struct BundleId {
 impl fmt::Display for BundleId {
     /// `source/time/sequence` or `source/time/sequence/offset+len`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.source, self.creation.time.0, self.creation.sequence
-        )?;
+        write!(f, "{} {} {}", self.source, self.creation.time.0, self.creation.sequence)?;
         if let Some((off, len)) = self.fragment {
             write!(f, " fragment {off}+{len}")?;
         }

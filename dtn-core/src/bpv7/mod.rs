@@ -25,9 +25,7 @@ mod stream;
 mod time;
 mod validate;
 
-pub use block::{
-    Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data,
-};
+pub use block::{Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data};
 pub use builder::BundleBuilder;
 pub use bundle::{Bundle, EncodeError, UnprocessableBlocks};
 pub use crc::{CrcState, CrcType};

@@ -56,11 +56,7 @@ impl BundleFlags {
             (0x2_0000, "report_delivery"),
             (0x4_0000, "report_deletion"),
         ];
-        let mut v: Vec<&str> = NAMES
-            .iter()
-            .filter(|(b, _)| self.0 & b != 0)
-            .map(|(_, n)| *n)
-            .collect();
+        let mut v: Vec<&str> = NAMES.iter().filter(|(b, _)| self.0 & b != 0).map(|(_, n)| *n).collect();
         if self.0 & !NAMES.iter().fold(0, |a, (b, _)| a | b) != 0 {
             v.push("unassigned_bits");
         }
@@ -118,13 +114,8 @@ impl PrimaryBlock {
     /// Exact encoded size.
     pub fn encoded_len(&self) -> usize {
         let mut n = 1 + 1 + head_len(self.flags.0) + 1;
-        n += self.destination.encoded_len()
-            + self.source.encoded_len()
-            + self.report_to.encoded_len();
-        n += 1
-            + head_len(self.creation.time.0)
-            + head_len(self.creation.sequence)
-            + head_len(self.lifetime_ms);
+        n += self.destination.encoded_len() + self.source.encoded_len() + self.report_to.encoded_len();
+        n += 1 + head_len(self.creation.time.0) + head_len(self.creation.sequence) + head_len(self.lifetime_ms);
         if let Some(f) = self.fragment {
             n += head_len(f.offset) + head_len(f.total_adu_len);
         }
@@ -159,40 +150,26 @@ impl PrimaryBlock {
     }
 
     /// Decodes the primary block at the reader's position; returns it with the byte range it occupied.
-    pub(crate) fn decode(
-        r: &mut Reader<'_>,
-        limits: &Limits,
-    ) -> Result<(PrimaryBlock, std::ops::Range<usize>)> {
+    pub(crate) fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<(PrimaryBlock, std::ops::Range<usize>)> {
         let start = r.pos();
         let items = r.array("the primary block (a CBOR array)")?;
         if !(8..=11).contains(&items) {
-            return Err(DecodeError::new(
-                start,
-                ErrorKind::PrimaryBlockLength(items),
-            ));
+            return Err(DecodeError::new(start, ErrorKind::PrimaryBlockLength(items)));
         }
         let ver_at = r.pos();
         let version = r.u64("the version number")?;
         if version != 7 {
-            return Err(DecodeError::new(
-                ver_at,
-                ErrorKind::UnsupportedVersion(version),
-            ));
+            return Err(DecodeError::new(ver_at, ErrorKind::UnsupportedVersion(version)));
         }
         let flags = BundleFlags(r.u64("the bundle processing control flags")?);
         let crc_at = r.pos();
-        let crc_type =
-            CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
+        let crc_type = CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
         let fragment = flags.contains(BundleFlags::IS_FRAGMENT);
         let expected = 8 + if fragment { 2 } else { 0 } + u64::from(crc_type != CrcType::None);
         if items != expected {
             return Err(DecodeError::new(
                 start,
-                ErrorKind::PrimaryFieldsMismatch {
-                    items,
-                    fragment,
-                    crc_type: crc_type.code(),
-                },
+                ErrorKind::PrimaryFieldsMismatch { items, fragment, crc_type: crc_type.code() },
             ));
         }
         let destination = Eid::decode(r, "destination EID", limits.max_eid_len)?;
@@ -205,20 +182,14 @@ impl PrimaryBlock {
         if n != 2 {
             return Err(DecodeError::new(ts_at, ErrorKind::BadCreationTimestamp));
         }
-        let time = r
-            .u64("the creation time")
-            .map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
-        let sequence = r
-            .u64("the sequence number")
-            .map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
+        let time = r.u64("the creation time").map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
+        let sequence =
+            r.u64("the sequence number").map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
         let lifetime_ms = r.u64("the lifetime")?;
         let fragment = if fragment {
             let offset = r.u64("the fragment offset")?;
             let total_adu_len = r.u64("the total application data unit length")?;
-            Some(FragmentInfo {
-                offset,
-                total_adu_len,
-            })
+            Some(FragmentInfo { offset, total_adu_len })
         } else {
             None
         };
@@ -236,10 +207,7 @@ impl PrimaryBlock {
                 destination,
                 source,
                 report_to,
-                creation: CreationTimestamp {
-                    time: DtnTime(time),
-                    sequence,
-                },
+                creation: CreationTimestamp { time: DtnTime(time), sequence },
                 lifetime_ms,
                 fragment,
             },
@@ -249,11 +217,7 @@ impl PrimaryBlock {
 }
 
 fn not_truncated(e: DecodeError, at: usize, kind: ErrorKind) -> DecodeError {
-    if e.is_truncated() {
-        e
-    } else {
-        DecodeError::new(at, kind)
-    }
+    if e.is_truncated() { e } else { DecodeError::new(at, kind) }
 }
 
 /// Reads a CRC field, which must be exactly a 2- or 4-byte byte string.
@@ -263,26 +227,14 @@ pub(crate) fn read_crc_field(r: &mut Reader<'_>, ty: CrcType, block: u64) -> Res
     let need = ty.field_len();
     let Some(field) = input.get(at..at + need) else {
         if input.len() > at && input[at] != ty.field_header() {
-            return Err(DecodeError::new(
-                at,
-                ErrorKind::CrcFieldMalformed {
-                    block,
-                    len: ty.value_len(),
-                },
-            ));
+            return Err(DecodeError::new(at, ErrorKind::CrcFieldMalformed { block, len: ty.value_len() }));
         }
         return Err(DecodeError::new(input.len(), ErrorKind::Truncated));
     };
     if field[0] != ty.field_header() {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::CrcFieldMalformed {
-                block,
-                len: ty.value_len(),
-            },
-        ));
+        return Err(DecodeError::new(at, ErrorKind::CrcFieldMalformed { block, len: ty.value_len() }));
     }
-    r.d.set_position(at + need);
+    r.set_pos(at + need);
     Ok(())
 }
 
@@ -291,14 +243,7 @@ pub(crate) fn check_crc(ty: CrcType, encoded: &[u8], block: u64, end: usize) -> 
     let computed = crc::block_crc(ty, encoded);
     let carried = crc::read_crc_value(ty, encoded);
     if computed != carried {
-        return Err(DecodeError::new(
-            end - ty.value_len(),
-            ErrorKind::CrcMismatch {
-                block,
-                carried,
-                computed,
-            },
-        ));
+        return Err(DecodeError::new(end - ty.value_len(), ErrorKind::CrcMismatch { block, carried, computed }));
     }
     Ok(())
 }

@@ -93,11 +93,7 @@ impl BundleHeader {
 
     fn payload_head(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(16);
-        write_head(
-            &mut v,
-            MAJOR_ARRAY,
-            5 + u64::from(self.payload_crc_type != CrcType::None),
-        );
+        write_head(&mut v, MAJOR_ARRAY, 5 + u64::from(self.payload_crc_type != CrcType::None));
         write_head(&mut v, MAJOR_UINT, BlockType::PAYLOAD.0);
         write_head(&mut v, MAJOR_UINT, 1);
         write_head(&mut v, MAJOR_UINT, self.payload_flags.0);
@@ -108,36 +104,18 @@ impl BundleHeader {
 
     /// Total encoded size of the bundle.
     pub fn encoded_len(&self) -> u64 {
-        let head = 1
-            + self.primary_encoded.len()
-            + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
-        (head + self.payload_head().len() + self.payload_crc_type.field_len() + 1) as u64
-            + self.payload_len
+        let head = 1 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
+        (head + self.payload_head().len() + self.payload_crc_type.field_len() + 1) as u64 + self.payload_len
     }
 
     /// Joins the header with its payload into a whole bundle.
-    pub fn into_bundle(
-        self,
-        payload: &[u8],
-        limits: &Limits,
-    ) -> Result<Bundle<'static>, DecodeError> {
+    pub fn into_bundle(self, payload: &[u8], limits: &Limits) -> Result<Bundle<'static>, DecodeError> {
         if payload.len() as u64 != self.payload_len {
             return Err(DecodeError::new(0, ErrorKind::Truncated));
         }
         let mut blocks = self.blocks;
-        blocks.push(Block::new(
-            BlockType::PAYLOAD,
-            1,
-            self.payload_flags,
-            self.payload_crc_type,
-            payload,
-        )?);
-        Bundle::from_parts(
-            self.primary,
-            Cow::Owned(self.primary_encoded),
-            blocks,
-            limits,
-        )
+        blocks.push(Block::new(BlockType::PAYLOAD, 1, self.payload_flags, self.payload_crc_type, payload)?);
+        Bundle::from_parts(self.primary, Cow::Owned(self.primary_encoded), blocks, limits)
     }
 }
 
@@ -148,12 +126,7 @@ impl Bundle<'_> {
         BundleHeader {
             primary: self.primary().clone(),
             primary_encoded: self.primary_encoded().to_vec(),
-            blocks: self
-                .extension_blocks()
-                .iter()
-                .cloned()
-                .map(Block::into_owned)
-                .collect(),
+            blocks: self.extension_blocks().iter().cloned().map(Block::into_owned).collect(),
             payload_flags: p.flags(),
             payload_crc_type: p.crc_type(),
             payload_len: p.data().len() as u64,
@@ -163,17 +136,8 @@ impl Bundle<'_> {
 
 enum State {
     Header,
-    Payload {
-        remaining: u64,
-        crc: CrcState,
-        crc_type: CrcType,
-    },
-    Trailer {
-        crc: CrcState,
-        crc_type: CrcType,
-        buf: [u8; 6],
-        have: usize,
-    },
+    Payload { remaining: u64, crc: CrcState, crc_type: CrcType },
+    Trailer { crc: CrcState, crc_type: CrcType, buf: [u8; 6], have: usize },
     Done,
 }
 
@@ -249,11 +213,7 @@ impl StreamDecoder {
     }
 
     /// Feeds the next segment. Returns how much of it belonged to this bundle and whether it is complete.
-    pub fn feed<S: PayloadSink + ?Sized>(
-        &mut self,
-        input: &[u8],
-        sink: &mut S,
-    ) -> Result<Feed, StreamError> {
+    pub fn feed<S: PayloadSink + ?Sized>(&mut self, input: &[u8], sink: &mut S) -> Result<Feed, StreamError> {
         let mut used = 0;
         while used < input.len() {
             match &mut self.state {
@@ -287,11 +247,7 @@ impl StreamDecoder {
                     // Everything buffered so far (after truncation above) belongs to this bundle.
                     self.pos = self.buf.len() as u64;
                 }
-                State::Payload {
-                    remaining,
-                    crc,
-                    crc_type,
-                } => {
+                State::Payload { remaining, crc, crc_type } => {
                     let n = (*remaining).min((input.len() - used) as u64) as usize;
                     let chunk = &input[used..used + n];
                     crc.update(chunk);
@@ -301,26 +257,23 @@ impl StreamDecoder {
                     self.pos += n as u64;
                     if *remaining == 0 {
                         let (crc, crc_type) = (std::mem::replace(crc, CrcState::None), *crc_type);
-                        self.state = State::Trailer {
-                            crc,
-                            crc_type,
-                            buf: [0; 6],
-                            have: 0,
-                        };
+                        self.state = State::Trailer { crc, crc_type, buf: [0; 6], have: 0 };
                     }
                 }
-                State::Trailer {
-                    crc,
-                    crc_type,
-                    buf,
-                    have,
-                } => {
+                State::Trailer { crc, crc_type, buf, have } => {
                     let need = crc_type.field_len() + 1;
                     let n = (need - *have).min(input.len() - used);
                     buf[*have..*have + n].copy_from_slice(&input[used..used + n]);
                     *have += n;
                     used += n;
                     self.pos += n as u64;
+                    // Reject a malformed CRC field as soon as its first byte shows, like the slice decoder,
+                    // rather than waiting for bytes that may never come.
+                    if *crc_type != CrcType::None && buf[0] != crc_type.field_header() {
+                        let at = self.pos as usize - *have;
+                        let len = crc_type.value_len();
+                        return Err(DecodeError::new(at, ErrorKind::CrcFieldMalformed { block: 1, len }).into());
+                    }
                     if *have == need {
                         let (crc_type, buf) = (*crc_type, *buf);
                         let crc = std::mem::replace(crc, CrcState::None);
@@ -330,10 +283,7 @@ impl StreamDecoder {
                 }
             }
         }
-        Ok(Feed {
-            consumed: used,
-            done: matches!(self.state, State::Done),
-        })
+        Ok(Feed { consumed: used, done: matches!(self.state, State::Done) })
     }
 
     fn check_trailer(&self, crc_type: CrcType, crc: CrcState, t: &[u8]) -> Result<(), DecodeError> {
@@ -342,10 +292,7 @@ impl StreamDecoder {
             if t[0] != crc_type.field_header() {
                 return Err(DecodeError::new(
                     trailer_at,
-                    ErrorKind::CrcFieldMalformed {
-                        block: 1,
-                        len: crc_type.value_len(),
-                    },
+                    ErrorKind::CrcFieldMalformed { block: 1, len: crc_type.value_len() },
                 ));
             }
             let mut full = [0u8; 4];
@@ -355,31 +302,18 @@ impl StreamDecoder {
             crc.update(&[t[0]]);
             let computed = crc.finish_with_zeroed_field();
             if carried != computed {
-                return Err(DecodeError::new(
-                    trailer_at + 1,
-                    ErrorKind::CrcMismatch {
-                        block: 1,
-                        carried,
-                        computed,
-                    },
-                ));
+                return Err(DecodeError::new(trailer_at + 1, ErrorKind::CrcMismatch { block: 1, carried, computed }));
             }
         }
         if t[t.len() - 1] != 0xff {
-            return Err(DecodeError::new(
-                trailer_at + t.len() - 1,
-                ErrorKind::PayloadNotLast,
-            ));
+            return Err(DecodeError::new(trailer_at + t.len() - 1, ErrorKind::PayloadNotLast));
         }
         Ok(())
     }
 
     /// Parses as much of the buffered header as possible. Returns the offset of the first payload data byte
     /// once the payload block's head has been parsed, or `None` if more bytes are needed.
-    fn parse_header<S: PayloadSink + ?Sized>(
-        &mut self,
-        sink: &mut S,
-    ) -> Result<Option<usize>, StreamError> {
+    fn parse_header<S: PayloadSink + ?Sized>(&mut self, sink: &mut S) -> Result<Option<usize>, StreamError> {
         let limits = self.limits;
         if self.resume == 0 {
             match self.buf[0] {
@@ -388,19 +322,15 @@ impl StreamDecoder {
                     return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray).into());
                 }
                 _ => {
-                    return Err(DecodeError::new(
-                        0,
-                        ErrorKind::UnexpectedCbor {
-                            expected: "a bundle (CBOR array)",
-                        },
-                    )
-                    .into());
+                    return Err(
+                        DecodeError::new(0, ErrorKind::UnexpectedCbor { expected: "a bundle (CBOR array)" }).into()
+                    );
                 }
             }
         }
         if self.primary.is_none() {
             let mut r = Reader::new(&self.buf);
-            r.d.set_position(self.resume);
+            r.set_pos(self.resume);
             match PrimaryBlock::decode(&mut r, &limits) {
                 Ok(p) => {
                     self.primary = Some(p);
@@ -415,15 +345,12 @@ impl StreamDecoder {
         };
         loop {
             let mut r = Reader::new(&self.buf);
-            r.d.set_position(self.resume);
+            r.set_pos(self.resume);
             match r.try_break() {
                 Err(_) => return Ok(None),
                 Ok(true) => {
-                    let kind = if self.blocks.is_empty() {
-                        ErrorKind::NoCanonicalBlocks
-                    } else {
-                        ErrorKind::MissingPayload
-                    };
+                    let kind =
+                        if self.blocks.is_empty() { ErrorKind::NoCanonicalBlocks } else { ErrorKind::MissingPayload };
                     return Err(DecodeError::new(self.resume, kind).into());
                 }
                 Ok(false) => {}
@@ -433,28 +360,16 @@ impl StreamDecoder {
                 Err(e) if e.is_truncated() => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            check_block(
-                primary,
-                &self.blocks,
-                head.block_type,
-                head.number,
-                head.flags,
-                &limits,
-                self.resume,
-            )?;
+            check_block(primary, &self.blocks, head.block_type, head.number, head.flags, &limits, self.resume)?;
             if head.block_type == BlockType::PAYLOAD {
                 check_bundle(primary, &self.blocks, head.data_len, &limits)?;
                 let k = r.pos();
-                let total = (k as u64)
-                    .saturating_add(head.data_len)
-                    .saturating_add(head.crc_type.field_len() as u64 + 1);
+                let total =
+                    (k as u64).saturating_add(head.data_len).saturating_add(head.crc_type.field_len() as u64 + 1);
                 if total > limits.max_bundle_len {
                     return Err(DecodeError::new(
                         self.resume,
-                        ErrorKind::BundleTooLarge {
-                            size: total,
-                            limit: limits.max_bundle_len,
-                        },
+                        ErrorKind::BundleTooLarge { size: total, limit: limits.max_bundle_len },
                     )
                     .into());
                 }
@@ -471,28 +386,15 @@ impl StreamDecoder {
                 sink.on_header(&header).map_err(StreamError::Sink)?;
                 self.header = Some(header);
                 self.state = if head.data_len == 0 {
-                    State::Trailer {
-                        crc,
-                        crc_type: head.crc_type,
-                        buf: [0; 6],
-                        have: 0,
-                    }
+                    State::Trailer { crc, crc_type: head.crc_type, buf: [0; 6], have: 0 }
                 } else {
-                    State::Payload {
-                        remaining: head.data_len,
-                        crc,
-                        crc_type: head.crc_type,
-                    }
+                    State::Payload { remaining: head.data_len, crc, crc_type: head.crc_type }
                 };
                 return Ok(Some(k));
             }
             let end = (self.resume as u64).saturating_add(head.total_len(self.resume));
             if end > limits.max_header_len as u64 {
-                return Err(DecodeError::new(
-                    self.resume,
-                    ErrorKind::HeaderTooLarge(limits.max_header_len),
-                )
-                .into());
+                return Err(DecodeError::new(self.resume, ErrorKind::HeaderTooLarge(limits.max_header_len)).into());
             }
             let end = end as usize;
             if self.buf.len() < end {
@@ -500,7 +402,7 @@ impl StreamDecoder {
                 return Ok(None);
             }
             let mut r = Reader::new(&self.buf[..end]);
-            r.d.set_position(self.resume);
+            r.set_pos(self.resume);
             let block = Block::decode(&mut r, &limits)?.into_owned();
             self.blocks.push(block);
             self.resume = end;
@@ -529,22 +431,14 @@ impl StreamEncoder {
         let mut crc = CrcState::new(header.payload_crc_type);
         crc.update(&head);
         out.extend_from_slice(&head);
-        StreamEncoder {
-            crc,
-            crc_type: header.payload_crc_type,
-            announced: header.payload_len,
-            got: 0,
-        }
+        StreamEncoder { crc, crc_type: header.payload_crc_type, announced: header.payload_len, got: 0 }
     }
 
     /// Accounts for the next payload chunk (the caller writes the chunk itself, avoiding a copy).
     pub fn payload(&mut self, chunk: &[u8]) -> Result<(), EncodeError> {
         let got = self.got + chunk.len() as u64;
         if got > self.announced {
-            return Err(EncodeError::PayloadLengthMismatch {
-                announced: self.announced,
-                got,
-            });
+            return Err(EncodeError::PayloadLengthMismatch { announced: self.announced, got });
         }
         self.crc.update(chunk);
         self.got = got;
@@ -554,10 +448,7 @@ impl StreamEncoder {
     /// Appends the payload CRC and the end of the bundle.
     pub fn finish(self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if self.got != self.announced {
-            return Err(EncodeError::PayloadLengthMismatch {
-                announced: self.announced,
-                got: self.got,
-            });
+            return Err(EncodeError::PayloadLengthMismatch { announced: self.announced, got: self.got });
         }
         if self.crc_type != CrcType::None {
             let mut crc = self.crc;
@@ -575,11 +466,7 @@ impl StreamEncoder {
     }
 
     /// Streams a whole bundle: header, the payload read from `payload`, trailer. Returns bytes written.
-    pub fn encode<R: io::Read, W: io::Write>(
-        header: &BundleHeader,
-        mut payload: R,
-        mut out: W,
-    ) -> io::Result<u64> {
+    pub fn encode<R: io::Read, W: io::Write>(header: &BundleHeader, mut payload: R, mut out: W) -> io::Result<u64> {
         let mut head = Vec::with_capacity(256);
         let mut enc = StreamEncoder::begin(header, &mut head);
         out.write_all(&head)?;
@@ -590,14 +477,12 @@ impl StreamEncoder {
             if n == 0 {
                 break;
             }
-            enc.payload(&buf[..n])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            enc.payload(&buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             out.write_all(&buf[..n])?;
             written += n as u64;
         }
         let mut tail = Vec::with_capacity(6);
-        enc.finish(&mut tail)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        enc.finish(&mut tail).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         out.write_all(&tail)?;
         Ok(written + tail.len() as u64)
     }

@@ -31,14 +31,7 @@ impl fmt::Display for DtnTime {
         let secs = unix_ms / 1000;
         let (days, sod) = (secs / 86_400, secs % 86_400);
         let (y, m, d) = civil_from_days(days as i64);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            sod / 3600,
-            sod / 60 % 60,
-            sod % 60,
-            unix_ms % 1000
-        )
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod / 60 % 60, sod % 60, unix_ms % 1000)
     }
 }
 
@@ -68,10 +61,7 @@ pub struct CreationTimestamp {
 impl CreationTimestamp {
     /// Builds a timestamp.
     pub fn new(time_ms: u64, sequence: u64) -> Self {
-        CreationTimestamp {
-            time: DtnTime(time_ms),
-            sequence,
-        }
+        CreationTimestamp { time: DtnTime(time_ms), sequence }
     }
 }
 
@@ -83,10 +73,7 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(DtnTime(1).to_string(), "2000-01-01T00:00:00.001Z");
         // 2024-02-29T12:34:56.789Z = Unix 1709210096789 ms.
-        assert_eq!(
-            DtnTime::from_unix_ms(1_709_210_096_789).to_string(),
-            "2024-02-29T12:34:56.789Z"
-        );
+        assert_eq!(DtnTime::from_unix_ms(1_709_210_096_789).to_string(), "2024-02-29T12:34:56.789Z");
         assert_eq!(DtnTime(0).to_string(), "0 (no clock)");
     }
 }

@@ -19,82 +19,48 @@ pub(crate) fn check_block(
     at: usize,
 ) -> Result<()> {
     if prev.len() >= limits.max_blocks {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::TooManyBlocks(limits.max_blocks),
-        ));
+        return Err(DecodeError::new(at, ErrorKind::TooManyBlocks(limits.max_blocks)));
     }
     if prev.iter().any(|b| b.number() == number) {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::DuplicateBlockNumber(number),
-        ));
+        return Err(DecodeError::new(at, ErrorKind::DuplicateBlockNumber(number)));
     }
-    if matches!(
-        block_type,
-        BlockType::PREVIOUS_NODE | BlockType::BUNDLE_AGE | BlockType::HOP_COUNT
-    ) && prev.iter().any(|b| b.block_type() == block_type)
+    if matches!(block_type, BlockType::PREVIOUS_NODE | BlockType::BUNDLE_AGE | BlockType::HOP_COUNT)
+        && prev.iter().any(|b| b.block_type() == block_type)
     {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::DuplicateExtensionBlock(block_type.name()),
-        ));
+        return Err(DecodeError::new(at, ErrorKind::DuplicateExtensionBlock(block_type.name())));
     }
-    if primary.flags.contains(BundleFlags::ADMIN_RECORD)
-        && flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE)
-    {
-        return Err(DecodeError::new(
-            at,
-            ErrorKind::AdminRecordBlockReportFlag(number),
-        ));
+    if primary.flags.contains(BundleFlags::ADMIN_RECORD) && flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
+        return Err(DecodeError::new(at, ErrorKind::AdminRecordBlockReportFlag(number)));
     }
     Ok(())
 }
 
 /// Rules about the bundle as a whole, once every block before the payload data is known.
-pub(crate) fn check_bundle(
-    primary: &PrimaryBlock,
-    ext: &[Block<'_>],
-    payload_len: u64,
-    limits: &Limits,
-) -> Result<()> {
+pub(crate) fn check_bundle(primary: &PrimaryBlock, ext: &[Block<'_>], payload_len: u64, limits: &Limits) -> Result<()> {
     let flags = primary.flags;
     if flags.contains(BundleFlags::ADMIN_RECORD) && flags.intersects(BundleFlags::ALL_REPORTS) {
         return Err(DecodeError::new(0, ErrorKind::AdminRecordRequestsReports));
     }
     if primary.source.is_null()
-        && (!flags.contains(BundleFlags::MUST_NOT_FRAGMENT)
-            || flags.intersects(BundleFlags::ALL_REPORTS))
+        && (!flags.contains(BundleFlags::MUST_NOT_FRAGMENT) || flags.intersects(BundleFlags::ALL_REPORTS))
     {
         return Err(DecodeError::new(0, ErrorKind::AnonymousSourceRules));
     }
-    if primary.creation.time.0 == 0
-        && !ext
-            .iter()
-            .any(|b| matches!(b.typed(), BlockData::BundleAge(_)))
-    {
+    if primary.creation.time.0 == 0 && !ext.iter().any(|b| matches!(b.typed(), BlockData::BundleAge(_))) {
         return Err(DecodeError::new(0, ErrorKind::MissingBundleAge));
     }
     if limits.require_primary_crc
         && primary.crc_type == CrcType::None
-        && !ext
-            .iter()
-            .any(|b| b.block_type() == BlockType::BIB && bib_targets_primary(b.data()))
+        && !ext.iter().any(|b| b.block_type() == BlockType::BIB && bib_targets_primary(b.data()))
     {
         return Err(DecodeError::new(0, ErrorKind::PrimaryCrcMissing));
     }
     if let Some(f) = primary.fragment
-        && f.offset
-            .checked_add(payload_len)
-            .is_none_or(|end| end > f.total_adu_len)
+        && f.offset.checked_add(payload_len).is_none_or(|end| end > f.total_adu_len)
     {
         return Err(DecodeError::new(
             0,
-            ErrorKind::FragmentBeyondAdu {
-                offset: f.offset,
-                len: payload_len,
-                total: f.total_adu_len,
-            },
+            ErrorKind::FragmentBeyondAdu { offset: f.offset, len: payload_len, total: f.total_adu_len },
         ));
     }
     Ok(())
