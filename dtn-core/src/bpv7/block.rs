@@ -208,12 +208,17 @@ impl<'a> Block<'a> {
     pub(crate) fn decode(r: &mut Reader<'a>, limits: &Limits) -> Result<Block<'a>> {
         let start = r.pos();
         let head = BlockHead::decode(r)?;
+        Self::decode_body(r, start, head, limits)
+    }
+
+    /// Decodes the rest of a block whose head (starting at `start`) has been read.
+    pub(crate) fn decode_body(r: &mut Reader<'a>, start: usize, head: BlockHead, limits: &Limits) -> Result<Block<'a>> {
         let input: &'a [u8] = r.input();
         let data_end = usize::try_from(head.data_len)
             .ok()
             .and_then(|l| head.data_start.checked_add(l))
             .filter(|&e| e <= input.len())
-            .ok_or(DecodeError::new(input.len(), ErrorKind::Truncated))?;
+            .ok_or_else(|| DecodeError::new(input.len(), ErrorKind::Truncated))?;
         r.set_pos(data_end);
         if head.crc_type != CrcType::None {
             read_crc_field(r, head.crc_type, head.number)?;

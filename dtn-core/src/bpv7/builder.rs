@@ -9,7 +9,9 @@ use super::crc::CrcType;
 use super::eid::Eid;
 use super::error::DecodeError;
 use super::primary::{BundleFlags, FragmentInfo, PrimaryBlock};
+use super::stream::BundleHeader;
 use super::time::CreationTimestamp;
+use super::validate::{check_block, check_bundle};
 
 /// Builds a valid bundle. Block numbers are assigned in order: extension blocks from 2, payload 1.
 ///
@@ -24,6 +26,9 @@ use super::time::CreationTimestamp;
 /// assert_eq!(b.payload(), b"pressure=1013.2hPa");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// For a payload too large for memory, [`build_header`](Self::build_header) gives the header to stream it
+/// with [`StreamEncoder`](super::StreamEncoder).
 #[derive(Debug, Clone)]
 pub struct BundleBuilder {
     primary: PrimaryBlock,
@@ -143,6 +148,26 @@ impl BundleBuilder {
 
     /// As [`build`](Self::build), with explicit limits.
     pub fn build_with(self, limits: &Limits) -> Result<Bundle<'static>, DecodeError> {
+        let mut blocks = self.extension_blocks()?;
+        blocks.push(Block::new(BlockType::PAYLOAD, 1, self.payload_flags, self.block_crc, &self.payload)?);
+        let encoded = self.primary.encode();
+        Bundle::from_parts(self.primary, Cow::Owned(encoded), blocks, limits)
+    }
+
+    /// Builds only the header of a bundle whose payload of `payload_len` bytes will be streamed (from a file,
+    /// say) through [`StreamEncoder`](super::StreamEncoder); any payload set on the builder is ignored.
+    pub fn build_header(self, payload_len: u64, limits: &Limits) -> Result<BundleHeader, DecodeError> {
+        let blocks = self.extension_blocks()?;
+        for (i, b) in blocks.iter().enumerate() {
+            check_block(&self.primary, &blocks[..i], b.block_type(), b.number(), b.flags(), limits, 0)?;
+        }
+        check_block(&self.primary, &blocks, BlockType::PAYLOAD, 1, self.payload_flags, limits, 0)?;
+        check_bundle(&self.primary, &blocks, payload_len, limits)?;
+        let encoded = self.primary.encode();
+        Ok(BundleHeader::from_parts(self.primary, encoded, blocks, self.payload_flags, self.block_crc, payload_len))
+    }
+
+    fn extension_blocks(&self) -> Result<Vec<Block<'static>>, DecodeError> {
         let crc = self.block_crc;
         let mut blocks = Vec::with_capacity(4 + self.extensions.len());
         let mut number = 2;
@@ -165,8 +190,6 @@ impl BundleBuilder {
         for (ty, flags, data) in &self.extensions {
             push(&mut blocks, *ty, *flags, data)?;
         }
-        blocks.push(Block::new(BlockType::PAYLOAD, 1, self.payload_flags, crc, &self.payload)?);
-        let encoded = self.primary.encode();
-        Bundle::from_parts(self.primary, Cow::Owned(encoded), blocks, limits)
+        Ok(blocks)
     }
 }

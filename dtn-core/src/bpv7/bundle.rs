@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 use super::Limits;
-use super::block::{Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data};
+use super::block::{Block, BlockData, BlockFlags, BlockHead, BlockType, HopCount, bundle_age_data, hop_count_data};
 use super::cbor::Reader;
 use super::crc::CrcType;
 use super::eid::Eid;
@@ -100,19 +100,24 @@ impl<'a> Bundle<'a> {
             if at > limits.max_header_len {
                 return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
             }
-            let block = Block::decode(&mut r, limits)?;
-            // +1 for the closing break, so the size matches what the streaming decoder announces.
-            let size_so_far = r.pos() as u64 + 1;
-            if size_so_far > limits.max_bundle_len {
-                let kind = ErrorKind::BundleTooLarge { size: size_so_far, limit: limits.max_bundle_len };
-                return Err(DecodeError::new(at, kind));
-            }
-            check_block(&primary, &blocks, block.block_type(), block.number(), block.flags(), limits, at)?;
-            let is_payload = block.block_type() == BlockType::PAYLOAD;
-            let payload_len = block.data().len() as u64;
-            blocks.push(block);
+            // Rules about the block head come before its CRC and data are read, in the same order as the
+            // streaming decoder, which must judge a payload block before its bytes arrive.
+            let head = BlockHead::decode(&mut r)?;
+            check_block(&primary, &blocks, head.block_type, head.number, head.flags, limits, at)?;
+            let end = (at as u64).saturating_add(head.total_len(at));
+            let is_payload = head.block_type == BlockType::PAYLOAD;
             if is_payload {
-                check_bundle(&primary, &blocks[..blocks.len() - 1], payload_len, limits)?;
+                check_bundle(&primary, &blocks, head.data_len, limits)?;
+                // +1 for the closing break.
+                let size = end.saturating_add(1);
+                if size > limits.max_bundle_len {
+                    return Err(DecodeError::new(at, ErrorKind::BundleTooLarge { size, limit: limits.max_bundle_len }));
+                }
+            } else if end > limits.max_header_len as u64 {
+                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
+            }
+            blocks.push(Block::decode_body(&mut r, at, head, limits)?);
+            if is_payload {
                 if !r.try_break()? {
                     return Err(DecodeError::new(r.pos(), ErrorKind::PayloadNotLast));
                 }

@@ -62,6 +62,17 @@ pub struct BundleHeader {
 }
 
 impl BundleHeader {
+    pub(crate) fn from_parts(
+        primary: PrimaryBlock,
+        primary_encoded: Vec<u8>,
+        blocks: Vec<Block<'static>>,
+        payload_flags: BlockFlags,
+        payload_crc_type: CrcType,
+        payload_len: u64,
+    ) -> Self {
+        BundleHeader { primary, primary_encoded, blocks, payload_flags, payload_crc_type, payload_len }
+    }
+
     /// The primary block.
     pub fn primary(&self) -> &PrimaryBlock {
         &self.primary
@@ -233,6 +244,7 @@ impl StreamDecoder {
                     self.buf.extend_from_slice(&input[used..used + take]);
                     if self.buf.len() < self.need {
                         used += take;
+                        self.pos = self.buf.len() as u64;
                         continue;
                     }
                     match self.parse_header(sink)? {
