@@ -265,6 +265,10 @@ impl<'a> Block<'a> {
     pub fn data(&self) -> &[u8] {
         &self.encoded[self.data_range.clone()]
     }
+    /// Where the block-type-specific data starts within the block's encoding.
+    pub(crate) fn data_offset(&self) -> usize {
+        self.data_range.start
+    }
     /// The block's complete encoding.
     pub fn encoded(&self) -> &[u8] {
         &self.encoded

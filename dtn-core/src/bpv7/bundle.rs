@@ -107,6 +107,11 @@ impl<'a> Bundle<'a> {
             let end = (at as u64).saturating_add(head.total_len(at));
             let is_payload = head.block_type == BlockType::PAYLOAD;
             if is_payload {
+                // Everything before the payload data counts, the payload block's head included: that is what
+                // the streaming decoder buffers.
+                if head.data_start > limits.max_header_len {
+                    return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
+                }
                 check_bundle(&primary, &blocks, head.data_len, limits)?;
                 // +1 for the closing break.
                 let size = end.saturating_add(1);
@@ -329,8 +334,13 @@ impl<'a> Bundle<'a> {
         }
         let number = self.next_block_number();
         let b = Block::new(ty, number, flags, crc_type, data)?;
-        if self.is_admin_record() && flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
-            return Err(DecodeError::new(0, ErrorKind::AdminRecordBlockReportFlag(number)));
+        if flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
+            if self.is_admin_record() {
+                return Err(DecodeError::new(0, ErrorKind::AdminRecordBlockReportFlag(number)));
+            }
+            if self.primary.source.is_null() {
+                return Err(DecodeError::new(0, ErrorKind::AnonymousSourceRules));
+            }
         }
         self.blocks.insert(self.blocks.len() - 1, b);
         Ok(number)

@@ -16,7 +16,7 @@ use super::Limits;
 use super::block::{Block, BlockFlags, BlockHead, BlockType};
 use super::bundle::{Bundle, EncodeError};
 use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UINT, Reader, write_head};
-use super::crc::{CrcState, CrcType};
+use super::crc::{self, CrcState, CrcType};
 use super::error::{DecodeError, ErrorKind};
 use super::id::BundleId;
 use super::primary::PrimaryBlock;
@@ -59,6 +59,21 @@ pub struct BundleHeader {
     payload_flags: BlockFlags,
     payload_crc_type: CrcType,
     payload_len: u64,
+    /// The payload block's encoding up to its data, as received (canonical for built bundles), so that a
+    /// streamed re-encoding is byte-identical like the in-memory one.
+    payload_head: Vec<u8>,
+}
+
+/// The shortest encoding of a payload block's head.
+fn canonical_payload_head(flags: BlockFlags, crc_type: CrcType, len: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    write_head(&mut v, MAJOR_ARRAY, 5 + u64::from(crc_type != CrcType::None));
+    write_head(&mut v, MAJOR_UINT, BlockType::PAYLOAD.0);
+    write_head(&mut v, MAJOR_UINT, 1);
+    write_head(&mut v, MAJOR_UINT, flags.0);
+    write_head(&mut v, MAJOR_UINT, u64::from(crc_type.code()));
+    write_head(&mut v, MAJOR_BYTES, len);
+    v
 }
 
 impl BundleHeader {
@@ -70,7 +85,8 @@ impl BundleHeader {
         payload_crc_type: CrcType,
         payload_len: u64,
     ) -> Self {
-        BundleHeader { primary, primary_encoded, blocks, payload_flags, payload_crc_type, payload_len }
+        let payload_head = canonical_payload_head(payload_flags, payload_crc_type, payload_len);
+        BundleHeader { primary, primary_encoded, blocks, payload_flags, payload_crc_type, payload_len, payload_head }
     }
 
     /// The primary block.
@@ -102,21 +118,10 @@ impl BundleHeader {
         }
     }
 
-    fn payload_head(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16);
-        write_head(&mut v, MAJOR_ARRAY, 5 + u64::from(self.payload_crc_type != CrcType::None));
-        write_head(&mut v, MAJOR_UINT, BlockType::PAYLOAD.0);
-        write_head(&mut v, MAJOR_UINT, 1);
-        write_head(&mut v, MAJOR_UINT, self.payload_flags.0);
-        write_head(&mut v, MAJOR_UINT, u64::from(self.payload_crc_type.code()));
-        write_head(&mut v, MAJOR_BYTES, self.payload_len);
-        v
-    }
-
     /// Total encoded size of the bundle.
     pub fn encoded_len(&self) -> u64 {
         let head = 1 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
-        (head + self.payload_head().len() + self.payload_crc_type.field_len() + 1) as u64 + self.payload_len
+        (head + self.payload_head.len() + self.payload_crc_type.field_len() + 1) as u64 + self.payload_len
     }
 
     /// Joins the header with its payload into a whole bundle.
@@ -124,8 +129,17 @@ impl BundleHeader {
         if payload.len() as u64 != self.payload_len {
             return Err(DecodeError::new(0, ErrorKind::Truncated));
         }
+        let ty = self.payload_crc_type;
+        let mut encoded = self.payload_head;
+        encoded.extend_from_slice(payload);
+        if ty != CrcType::None {
+            encoded.push(ty.field_header());
+            encoded.resize(encoded.len() + ty.value_len(), 0);
+            let v = crc::block_crc(ty, &encoded);
+            crc::write_crc_value(ty, &mut encoded, v);
+        }
         let mut blocks = self.blocks;
-        blocks.push(Block::new(BlockType::PAYLOAD, 1, self.payload_flags, self.payload_crc_type, payload)?);
+        blocks.push(Block::decode(&mut Reader::new(&encoded), limits)?.into_owned());
         Bundle::from_parts(self.primary, Cow::Owned(self.primary_encoded), blocks, limits)
     }
 }
@@ -141,6 +155,7 @@ impl Bundle<'_> {
             payload_flags: p.flags(),
             payload_crc_type: p.crc_type(),
             payload_len: p.data().len() as u64,
+            payload_head: p.encoded()[..p.data_offset()].to_vec(),
         }
     }
 }
@@ -394,6 +409,7 @@ impl StreamDecoder {
                     payload_flags: head.flags,
                     payload_crc_type: head.crc_type,
                     payload_len: head.data_len,
+                    payload_head: self.buf[self.resume..k].to_vec(),
                 };
                 sink.on_header(&header).map_err(StreamError::Sink)?;
                 self.header = Some(header);
@@ -439,10 +455,10 @@ impl StreamEncoder {
         for b in &header.blocks {
             out.extend_from_slice(b.encoded());
         }
-        let head = header.payload_head();
+        let head = &header.payload_head;
         let mut crc = CrcState::new(header.payload_crc_type);
-        crc.update(&head);
-        out.extend_from_slice(&head);
+        crc.update(head);
+        out.extend_from_slice(head);
         StreamEncoder { crc, crc_type: header.payload_crc_type, announced: header.payload_len, got: 0 }
     }
 

@@ -29,8 +29,14 @@ pub(crate) fn check_block(
     {
         return Err(DecodeError::new(at, ErrorKind::DuplicateExtensionBlock(block_type.name())));
     }
-    if primary.flags.contains(BundleFlags::ADMIN_RECORD) && flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
-        return Err(DecodeError::new(at, ErrorKind::AdminRecordBlockReportFlag(number)));
+    if flags.contains(BlockFlags::REPORT_IF_UNPROCESSABLE) {
+        if primary.flags.contains(BundleFlags::ADMIN_RECORD) {
+            return Err(DecodeError::new(at, ErrorKind::AdminRecordBlockReportFlag(number)));
+        }
+        // RFC 9171 §4.2.4: nor may any block of an anonymous bundle (source dtn:none) ask for reports.
+        if primary.source.is_null() {
+            return Err(DecodeError::new(at, ErrorKind::AnonymousSourceRules));
+        }
     }
     Ok(())
 }
