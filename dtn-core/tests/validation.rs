@@ -49,7 +49,7 @@ fn seal(mut enc: Vec<u8>, crc: u8) -> Vec<u8> {
     enc.extend(head(2, n as u64));
     let mut st = CrcState::new(ty);
     st.update(&enc);
-    let v = st.finish_with_zeroed_field();
+    let v = st.finish_with_zeroed_field(ty);
     enc.extend_from_slice(&v.to_be_bytes()[4 - n..]);
     enc
 }
@@ -422,9 +422,15 @@ fn block_array_shapes() {
 
 #[test]
 fn endpoint_id_rules() {
-    let unknown_scheme = [arr(2), uint(3), uint(0)].concat();
+    // Scheme code 0 is reserved; other unknown schemes are carried as received (RFC 9171 §4.2.5.1).
+    let reserved_scheme = [arr(2), uint(0), uint(0)].concat();
+    let b = bundle(&[primary(&P { dest: reserved_scheme, ..P::default() }), payload(b"x")]);
+    assert!(matches!(rule_broken(&b), ErrorKind::Eid { field: "destination EID", source: EidError::UnknownScheme(0) }));
+    let unknown_scheme = [arr(2), uint(3), text(b"whatever")].concat();
     let b = bundle(&[primary(&P { dest: unknown_scheme, ..P::default() }), payload(b"x")]);
-    assert!(matches!(rule_broken(&b), ErrorKind::Eid { field: "destination EID", source: EidError::UnknownScheme(3) }));
+    let d = Bundle::decode(&b).expect("unknown schemes are forwarded");
+    assert!(matches!(&d.primary().destination, Eid::Unknown(u) if u.scheme == 3));
+    assert_eq!(d.to_vec(), b);
 
     let b = bundle(&[primary(&P { src: dtn("station"), ..P::default() }), payload(b"x")]);
     assert!(matches!(rule_broken(&b), ErrorKind::Eid { field: "source node ID", source: EidError::BadDtnSsp(_) }));
@@ -544,4 +550,102 @@ fn forwarding_updates_keep_the_bundle_valid() {
     let mut d2 = again.into_owned();
     d2.increment_hop_count().expect("hop");
     assert!(d2.hop_count().expect("hc").exceeded());
+}
+
+/// Wraps the items of a block (all but its CRC value) as an indefinite-length array and seals it, with the
+/// CRC computed over the whole block including the closing break (RFC 9171 §4.3.1, §4.3.2).
+fn seal_indefinite(items: Vec<u8>, crc: u8) -> Vec<u8> {
+    let mut enc = [vec![0x9f], items].concat();
+    let ty = match crc {
+        1 => CrcType::Crc16,
+        2 => CrcType::Crc32c,
+        _ => {
+            enc.push(0xff);
+            return enc;
+        }
+    };
+    let n = ty.value_len();
+    enc.extend(head(2, n as u64));
+    let value_at = enc.len();
+    enc.extend(std::iter::repeat_n(0, n));
+    enc.push(0xff);
+    let mut st = CrcState::new(ty);
+    st.update(&enc);
+    let v = st.finish();
+    enc[value_at..value_at + n].copy_from_slice(&v.to_be_bytes()[4 - n..]);
+    enc
+}
+
+#[test]
+fn indefinite_length_blocks_and_items_are_accepted() {
+    // RFC 9171 §4.1 does not prohibit indefinite-length items inside blocks; only block data and the CRC
+    // field must be definite. Primary block, EID, creation timestamp and blocks all indefinite here.
+    let dest = [vec![0x9f], uint(2), vec![0x9f], uint(9), uint(1), vec![0xff, 0xff]].concat();
+    let ts = [vec![0x9f], uint(800_000_000_000), uint(3), vec![0xff]].concat();
+    let prim = [uint(7), uint(0), uint(2), dest, dtn("//station-1/"), none(), ts, uint(3_600_000)].concat();
+    for crc in [0u8, 1, 2] {
+        let hop =
+            seal_indefinite([uint(10), uint(2), uint(0), uint(u64::from(crc)), bstr(&[0x82, 5, 0])].concat(), crc);
+        let pay = seal_indefinite([uint(1), uint(1), uint(0), uint(u64::from(crc)), bstr(b"0123456789")].concat(), crc);
+        let b = bundle(&[seal_indefinite(prim.clone(), 2), hop, pay]);
+        let d = Bundle::decode(&b).expect("indefinite-length items are valid");
+        assert_eq!(d.primary().destination.to_string(), "ipn:9.1");
+        assert_eq!(d.hop_count().map(|h| h.limit), Some(5));
+        assert_eq!(d.payload(), b"0123456789");
+        assert_eq!(d.to_vec(), b, "re-encoding keeps the received form");
+        // The streaming decoder, byte by byte, agrees, and its encoder reproduces the bundle.
+        let mut dec = StreamDecoder::new(Limits::default());
+        let mut sink = Vec::new();
+        for byte in &b {
+            dec.feed(std::slice::from_ref(byte), &mut sink).expect("stream accepts it");
+        }
+        assert_eq!(sink, b"0123456789");
+        let header = dec.take_header().expect("done");
+        let mut out = Vec::new();
+        StreamEncoder::encode(&header, &sink[..], &mut out).expect("encode");
+        assert_eq!(out, b);
+        assert_eq!(header.into_bundle(&sink, &Limits::default()).expect("joins").to_vec(), b);
+        // A corrupted CRC on the indefinite payload block is still caught by both decoders.
+        if crc != 0 {
+            let mut bad = b.clone();
+            let at = bad.len() - 4;
+            bad[at] ^= 1;
+            assert!(matches!(rule_broken(&bad), ErrorKind::CrcMismatch { block: 1, .. }));
+        }
+    }
+    // An indefinite block with an item too many.
+    let extra = seal_indefinite([uint(1), uint(1), uint(0), uint(0), bstr(b"x"), uint(0)].concat(), 0);
+    let b = bundle(&[primary(&P::default()), extra]);
+    assert!(matches!(rule_broken(&b), ErrorKind::CanonicalFieldsMismatch { block: 1, .. }));
+}
+
+#[test]
+fn local_node_eids_never_arrive_from_elsewhere() {
+    let local = [arr(2), uint(2), arr(2), uint(0xffff_ffff), uint(3)].concat();
+    let b = bundle(&[primary(&P { dest: local.clone(), ..P::default() }), payload(b"x")]);
+    assert_eq!(rule_broken(&b), ErrorKind::LocalNodeEid("destination"));
+    let b = bundle(&[primary(&P { src: local, ..P::default() }), payload(b"x")]);
+    assert_eq!(rule_broken(&b), ErrorKind::LocalNodeEid("source"));
+}
+
+#[test]
+fn ipn_null_source_is_anonymous() {
+    // RFC 9758 §5.2: ipn:0.0 is the null endpoint, so the anonymous-source rules apply to it too.
+    let p = P { src: ipn(0, 0), ..P::default() };
+    assert_eq!(rule_broken(&bundle(&[primary(&p), payload(b"x")])), ErrorKind::AnonymousSourceRules);
+    let p = P { src: ipn(0, 0), flags: 0x04, ..P::default() };
+    Bundle::decode(&bundle(&[primary(&p), payload(b"x")])).expect("anonymous, unfragmentable");
+    // ... and no block of an anonymous bundle may ask for a report (RFC 9171 §4.2.4).
+    let b = bundle(&[primary(&p), block(200, 2, 0x02, 0, b""), payload(b"x")]);
+    assert_eq!(rule_broken(&b), ErrorKind::AnonymousSourceRules);
+}
+
+#[test]
+fn a_bcb_is_never_discarded() {
+    // RFC 9172 §3.8 forbids the discard flag on a BCB; if one carries it anyway, dropping the BCB would leave
+    // its target encrypted for good, so it is kept.
+    let b =
+        bundle(&[primary(&P::default()), block(12, 2, 0x10, 0, b"opaque"), block(200, 3, 0x10, 0, b""), payload(b"x")]);
+    let d = Bundle::decode(&b).expect("valid");
+    assert_eq!(d.unprocessable_blocks(|_| false).discard, vec![3]);
 }

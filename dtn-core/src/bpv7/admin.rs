@@ -39,6 +39,40 @@ pub mod reason {
     pub const TRAFFIC_PARED: u64 = 10;
     /// Block unsupported.
     pub const BLOCK_UNSUPPORTED: u64 = 11;
+    /// Missing security operation (RFC 9172 §11.2).
+    pub const MISSING_SECURITY_OPERATION: u64 = 12;
+    /// Unknown security operation (RFC 9172).
+    pub const UNKNOWN_SECURITY_OPERATION: u64 = 13;
+    /// Unexpected security operation (RFC 9172).
+    pub const UNEXPECTED_SECURITY_OPERATION: u64 = 14;
+    /// Failed security operation (RFC 9172).
+    pub const FAILED_SECURITY_OPERATION: u64 = 15;
+    /// Conflicting security operation (RFC 9172).
+    pub const CONFLICTING_SECURITY_OPERATION: u64 = 16;
+
+    /// A short name for a reason code.
+    pub fn name(code: u64) -> &'static str {
+        match code {
+            NO_INFO => "no additional information",
+            LIFETIME_EXPIRED => "lifetime expired",
+            UNIDIRECTIONAL_LINK => "forwarded over unidirectional link",
+            TRANSMISSION_CANCELED => "transmission canceled",
+            DEPLETED_STORAGE => "depleted storage",
+            DESTINATION_UNAVAILABLE => "destination endpoint ID unavailable",
+            NO_ROUTE => "no known route to destination",
+            NO_TIMELY_CONTACT => "no timely contact with next node on route",
+            BLOCK_UNINTELLIGIBLE => "block unintelligible",
+            HOP_LIMIT_EXCEEDED => "hop limit exceeded",
+            TRAFFIC_PARED => "traffic pared",
+            BLOCK_UNSUPPORTED => "block unsupported",
+            MISSING_SECURITY_OPERATION => "missing security operation",
+            UNKNOWN_SECURITY_OPERATION => "unknown security operation",
+            UNEXPECTED_SECURITY_OPERATION => "unexpected security operation",
+            FAILED_SECURITY_OPERATION => "failed security operation",
+            CONFLICTING_SECURITY_OPERATION => "conflicting security operation",
+            _ => "unassigned",
+        }
+    }
 }
 
 /// One status assertion: whether the event happened and, if the bundle asked for it, when.
@@ -85,21 +119,26 @@ pub enum AdminRecord {
     },
 }
 
+fn malformed(at: usize, expected: &'static str) -> DecodeError {
+    DecodeError::new(at, ErrorKind::UnexpectedCbor { expected })
+}
+
 fn assertion(r: &mut Reader<'_>) -> Result<StatusAssertion, DecodeError> {
     let at = r.pos();
     let n = r.array("a status assertion array")?;
-    let asserted = match n {
-        1 | 2 => r.bool("a boolean")?,
-        _ => {
-            return Err(DecodeError::new(
-                at,
-                ErrorKind::UnexpectedCbor { expected: "a status assertion [bool, time?]" },
-            ));
-        }
+    if n.is_some_and(|n| n != 1 && n != 2) {
+        return Err(malformed(at, "a status assertion [bool, time?]"));
+    }
+    let asserted = r.bool("a boolean")?;
+    let time = if r.at_end(n, 1)? {
+        None
+    } else {
+        let t = DtnTime(r.u64("a status time")?);
+        r.close(n, "the end of a status assertion")?;
+        Some(t)
     };
-    let time = if n == 2 { Some(DtnTime(r.u64("a status time")?)) } else { None };
     if time.is_some() && !asserted {
-        return Err(DecodeError::new(at, ErrorKind::UnexpectedCbor { expected: "no time for an unasserted status" }));
+        return Err(malformed(at, "no time for an unasserted status"));
     }
     Ok(StatusAssertion { asserted, time })
 }
@@ -119,43 +158,53 @@ fn write_assertion(out: &mut Vec<u8>, a: &StatusAssertion) {
 }
 
 impl AdminRecord {
-    /// Decodes an administrative record from a bundle payload.
+    /// Decodes an administrative record from a bundle payload. Arrays may be definite or indefinite
+    /// (RFC 9171 §4.1 does not prohibit indefinite-length items).
     pub fn decode(payload: &[u8]) -> Result<AdminRecord, DecodeError> {
         let limits = Limits::default();
         let mut r = Reader::new(payload);
-        let at = r.pos();
-        if r.array("an administrative record [type, content]")? != 2 {
-            return Err(DecodeError::new(
-                at,
-                ErrorKind::UnexpectedCbor { expected: "an administrative record [type, content]" },
-            ));
+        let outer = r.array("an administrative record [type, content]")?;
+        if outer.is_some_and(|n| n != 2) {
+            return Err(malformed(0, "an administrative record [type, content]"));
         }
         let record_type = r.u64("an administrative record type")?;
         let rec = if record_type == STATUS_REPORT {
             let at = r.pos();
             let n = r.array("a status report array")?;
-            if n != 4 && n != 6 {
-                return Err(DecodeError::new(
-                    at,
-                    ErrorKind::UnexpectedCbor { expected: "a status report of 4 or 6 items" },
-                ));
+            if n.is_some_and(|n| n != 4 && n != 6) {
+                return Err(malformed(at, "a status report of 4 or 6 items"));
             }
+            // RFC 9171 §6.1.1: "at least four elements"; later ones are for future use and skipped.
             let at_info = r.pos();
-            if r.array("the status information array")? != 4 {
-                return Err(DecodeError::new(at_info, ErrorKind::UnexpectedCbor { expected: "4 status assertions" }));
+            let info = r.array("the status information array")?;
+            if info.is_some_and(|n| n < 4) {
+                return Err(malformed(at_info, "at least 4 status assertions"));
             }
             let received = assertion(&mut r)?;
             let forwarded = assertion(&mut r)?;
             let delivered = assertion(&mut r)?;
             let deleted = assertion(&mut r)?;
+            let mut read = 4;
+            while !r.at_end(info, read)? {
+                r.skip("a status assertion")?;
+                read += 1;
+            }
             let reason = r.u64("a status report reason code")?;
             let source = Eid::decode(&mut r, "status report subject source", limits.max_eid_len)?;
             let ts_at = r.pos();
-            if r.array("the subject creation timestamp")? != 2 {
+            let ts = r.array("the subject creation timestamp")?;
+            if ts.is_some_and(|n| n != 2) {
                 return Err(DecodeError::new(ts_at, ErrorKind::BadCreationTimestamp));
             }
             let creation = CreationTimestamp::new(r.u64("a creation time")?, r.u64("a sequence number")?);
-            let fragment = if n == 6 { Some((r.u64("a fragment offset")?, r.u64("a fragment length")?)) } else { None };
+            r.close(ts, "the end of the subject creation timestamp")?;
+            let fragment = if r.at_end(n, 4)? {
+                None
+            } else {
+                let f = (r.u64("a fragment offset")?, r.u64("a fragment length")?);
+                r.close(n, "the end of the status report")?;
+                Some(f)
+            };
             AdminRecord::StatusReport(StatusReport {
                 received,
                 forwarded,
@@ -171,6 +220,7 @@ impl AdminRecord {
             r.skip("the record content")?;
             AdminRecord::Other { record_type, content: payload[start..r.pos()].to_vec() }
         };
+        r.close(outer, "the end of the administrative record")?;
         if r.pos() != payload.len() {
             return Err(DecodeError::new(r.pos(), ErrorKind::TrailingBytes(payload.len() - r.pos())));
         }
@@ -234,6 +284,21 @@ mod tests {
         let rec = AdminRecord::Other { record_type: 0x1_0001, content: vec![0x82, 0x01, 0x02] };
         let bytes = rec.encode();
         assert_eq!(AdminRecord::decode(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn indefinite_arrays_and_extra_status_items_decode() {
+        // [_ 1, [_ [_ [_ true], [false], [false], [false], [false]], 0, [2, [3, 0]], [_ 7, 1]]]
+        let b = [
+            0x9f, 0x01, 0x9f, 0x9f, 0x9f, 0xf5, 0xff, 0x81, 0xf4, 0x81, 0xf4, 0x81, 0xf4, 0x81, 0xf4, 0xff, 0x00, 0x82,
+            0x02, 0x82, 0x03, 0x00, 0x9f, 0x07, 0x01, 0xff, 0xff, 0xff,
+        ];
+        let AdminRecord::StatusReport(r) = AdminRecord::decode(&b).unwrap() else { panic!("not a report") };
+        assert!(r.received.asserted && !r.deleted.asserted);
+        assert_eq!(
+            (r.source.to_string(), r.creation, r.fragment),
+            ("ipn:3.0".into(), CreationTimestamp::new(7, 1), None)
+        );
     }
 
     #[test]

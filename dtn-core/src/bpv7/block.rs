@@ -126,6 +126,8 @@ pub(crate) struct BlockHead {
     pub number: u64,
     pub flags: BlockFlags,
     pub crc_type: CrcType,
+    /// The block is an indefinite-length array: a break follows its last item.
+    pub indefinite: bool,
     /// Offset (in the reader's input) where the data starts.
     pub data_start: usize,
     pub data_len: u64,
@@ -136,8 +138,11 @@ impl BlockHead {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<BlockHead> {
         let start = r.pos();
         let items = r.array("a canonical block (a CBOR array)")?;
-        if items != 5 && items != 6 {
-            return Err(DecodeError::new(start, ErrorKind::CanonicalBlockLength(items)));
+        if let Some(n) = items
+            && n != 5
+            && n != 6
+        {
+            return Err(DecodeError::new(start, ErrorKind::CanonicalBlockLength(n)));
         }
         let ty_at = r.pos();
         let block_type = BlockType(r.u64("the block type code")?);
@@ -158,19 +163,20 @@ impl BlockHead {
         let flags = BlockFlags(r.u64("the block processing control flags")?);
         let crc_at = r.pos();
         let crc_type = CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
-        if items != 5 + u64::from(crc_type != CrcType::None) {
-            return Err(DecodeError::new(
-                start,
-                ErrorKind::CanonicalFieldsMismatch { block: number, items, crc_type: crc_type.code() },
-            ));
+        if let Some(items) = items
+            && items != 5 + u64::from(crc_type != CrcType::None)
+        {
+            let kind = ErrorKind::CanonicalFieldsMismatch { block: number, items, crc_type: crc_type.code() };
+            return Err(DecodeError::new(start, kind));
         }
         let data_len = r.bytes_header("the block-type-specific data (a definite-length byte string)")?;
-        Ok(BlockHead { block_type, number, flags, crc_type, data_start: r.pos(), data_len })
+        let indefinite = items.is_none();
+        Ok(BlockHead { block_type, number, flags, crc_type, indefinite, data_start: r.pos(), data_len })
     }
 
     /// Size of the whole block given where it started.
     pub(crate) fn total_len(&self, start: usize) -> u64 {
-        (self.data_start - start) as u64 + self.data_len + self.crc_type.field_len() as u64
+        (self.data_start - start) as u64 + self.data_len + self.crc_type.field_len() as u64 + u64::from(self.indefinite)
     }
 }
 
@@ -196,8 +202,9 @@ impl<'a> Block<'a> {
         if crc_type != CrcType::None {
             write_head(&mut out, MAJOR_BYTES, crc_type.value_len() as u64);
             out.resize(out.len() + crc_type.value_len(), 0);
-            let v = crc::block_crc(crc_type, &out);
-            crc::write_crc_value(crc_type, &mut out, v);
+            let at = out.len() - crc_type.value_len();
+            let v = crc::block_crc(crc_type, &out, at);
+            crc::write_crc_value(crc_type, &mut out, at, v);
         }
         let typed = parse_data(block_type, number, data, &Limits::default())
             .map_err(|kind| DecodeError::new(data_start, kind))?;
@@ -223,10 +230,15 @@ impl<'a> Block<'a> {
         if head.crc_type != CrcType::None {
             read_crc_field(r, head.crc_type, head.number)?;
         }
+        if head.indefinite && !r.try_break()? {
+            let kind =
+                ErrorKind::CanonicalFieldsMismatch { block: head.number, items: 7, crc_type: head.crc_type.code() };
+            return Err(DecodeError::new(r.pos(), kind));
+        }
         let end = r.pos();
         let encoded = &input[start..end];
         if head.crc_type != CrcType::None {
-            check_crc(head.crc_type, encoded, head.number, end)?;
+            check_crc(head.crc_type, encoded, data_end + 1 - start, head.number, start)?;
         }
         let data = parse_data(head.block_type, head.number, &input[head.data_start..data_end], limits)
             .map_err(|k| DecodeError::new(head.data_start, k))?;
@@ -301,10 +313,13 @@ fn parse_data(ty: BlockType, number: u64, data: &[u8], limits: &Limits) -> std::
         BlockType::HOP_COUNT => {
             let hc = exact(data, |r| {
                 let at = r.pos();
-                if r.array("hop count array")? != 2 {
+                let n = r.array("hop count array")?;
+                if n.is_some_and(|n| n != 2) {
                     return Err(DecodeError::new(at, ErrorKind::Truncated));
                 }
-                Ok(HopCount { limit: r.u64("hop limit")?, count: r.u64("hop count")? })
+                let hc = HopCount { limit: r.u64("hop limit")?, count: r.u64("hop count")? };
+                r.close(n, "the end of the hop count array")?;
+                Ok(hc)
             })
             .ok_or_else(malformed)?;
             if !(1..=255).contains(&hc.limit) {
@@ -339,7 +354,11 @@ pub(crate) fn bib_targets_primary(data: &[u8]) -> bool {
     let Ok(n) = r.array("security targets") else {
         return false;
     };
-    for _ in 0..n.min(data.len() as u64) {
+    // Bounded by the data: every target takes at least one byte.
+    for read in 0..=data.len() as u64 {
+        if r.at_end(n, read).unwrap_or(true) {
+            return false;
+        }
         match r.u64("security target") {
             Ok(0) => return true,
             Ok(_) => {}

@@ -364,7 +364,9 @@ impl<'a> Bundle<'a> {
             out.report |= f.contains(BlockFlags::REPORT_IF_UNPROCESSABLE);
             if f.contains(BlockFlags::DELETE_BUNDLE_IF_UNPROCESSABLE) {
                 out.delete_bundle = true;
-            } else if f.contains(BlockFlags::DISCARD_IF_UNPROCESSABLE) {
+            } else if f.contains(BlockFlags::DISCARD_IF_UNPROCESSABLE) && b.block_type() != BlockType::BCB {
+                // RFC 9172 §3.8 forbids the discard flag on a BCB: dropping one would leave its targets
+                // encrypted with no way to decrypt them, so it is kept whatever the flag says.
                 out.discard.push(b.number());
             }
         }

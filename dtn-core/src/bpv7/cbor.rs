@@ -5,6 +5,8 @@
 //! a peek-then-read through a general decoder, which profiling showed to be a quarter of decode time.
 //! `minicbor` handles everything generic (skipping arbitrary items in administrative records).
 
+use std::borrow::Cow;
+
 use super::error::{DecodeError, ErrorKind};
 
 pub(crate) type Result<T> = std::result::Result<T, DecodeError>;
@@ -94,10 +96,30 @@ impl<'b> Reader<'b> {
         self.definite(MAJOR_UINT, expected)
     }
 
-    /// A definite-length array header; returns the item count.
+    /// An array header: `Some(count)`, or `None` for an indefinite-length array. RFC 9171 §4.1 lets every
+    /// item inside a block be indefinite-length except block data and the CRC field.
     #[inline(always)]
-    pub(crate) fn array(&mut self, expected: &'static str) -> Result<u64> {
-        self.definite(MAJOR_ARRAY, expected)
+    pub(crate) fn array(&mut self, expected: &'static str) -> Result<Option<u64>> {
+        self.head(MAJOR_ARRAY, expected)
+    }
+
+    /// Closes an array of which all expected items were read: an indefinite one must end with a break here.
+    #[inline]
+    pub(crate) fn close(&mut self, len: Option<u64>, expected: &'static str) -> Result<()> {
+        if len.is_none() && !self.try_break()? {
+            return Err(DecodeError::new(self.pos, ErrorKind::UnexpectedCbor { expected }));
+        }
+        Ok(())
+    }
+
+    /// Whether an array opened with `len` has no more items after `read` of them (consuming the break of an
+    /// indefinite one).
+    #[inline]
+    pub(crate) fn at_end(&mut self, len: Option<u64>, read: u64) -> Result<bool> {
+        match len {
+            Some(n) => Ok(read >= n),
+            None => self.try_break(),
+        }
     }
 
     /// The header of a definite-length byte string; returns its length without consuming the content, so
@@ -115,11 +137,27 @@ impl<'b> Reader<'b> {
         self.take(len)
     }
 
-    /// A definite-length text string's raw bytes, borrowed (UTF-8 is the caller's check).
+    /// A text string's raw bytes (UTF-8 is the caller's check): borrowed when definite-length, assembled from
+    /// its chunks, at most `max_len` bytes, when indefinite.
     #[inline(always)]
-    pub(crate) fn text_bytes(&mut self, expected: &'static str) -> Result<&'b [u8]> {
-        let len = self.definite(MAJOR_TEXT, expected)?;
-        self.take(len)
+    pub(crate) fn text_bytes(&mut self, expected: &'static str, max_len: usize) -> Result<Cow<'b, [u8]>> {
+        match self.head(MAJOR_TEXT, expected)? {
+            Some(len) => self.take(len).map(Cow::Borrowed),
+            None => {
+                let mut out = Vec::new();
+                while !self.try_break()? {
+                    let len = self.definite(MAJOR_TEXT, "a definite-length text chunk")?;
+                    if out.len() as u64 + len > max_len as u64 {
+                        return Err(DecodeError::new(
+                            self.pos,
+                            ErrorKind::UnexpectedCbor { expected: "a shorter text" },
+                        ));
+                    }
+                    out.extend_from_slice(self.take(len)?);
+                }
+                Ok(Cow::Owned(out))
+            }
+        }
     }
 
     #[inline]
@@ -243,7 +281,17 @@ mod tests {
         assert_eq!(Reader::new(&[0x18, 0x05]).u64("uint").unwrap(), 5);
         // Wrong major type.
         assert!(Reader::new(&[0x40]).u64("uint").is_err());
-        assert!(Reader::new(&[0x9f]).array("array").is_err());
+        assert_eq!(Reader::new(&[0x9f]).array("array").unwrap(), None);
+        assert!(Reader::new(&[0x40]).array("array").is_err());
+    }
+
+    #[test]
+    fn chunked_text_is_assembled_within_bounds() {
+        let b = [0x7f, 0x62, b'/', b'/', 0x61, b'a', 0xff];
+        assert_eq!(&*Reader::new(&b).text_bytes("text", 16).unwrap(), b"//a");
+        assert!(Reader::new(&b).text_bytes("text", 2).is_err());
+        // A chunk that is not a definite text string is malformed.
+        assert!(Reader::new(&[0x7f, 0x41, b'a', 0xff]).text_bytes("text", 16).is_err());
     }
 
     #[test]

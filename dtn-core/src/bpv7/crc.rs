@@ -1,4 +1,4 @@
-//! CRC-16/X-25 and CRC-32C as RFC 9171 §4.2.1 uses them.
+//! CRC-16/X-25 and CRC-32C as RFC 9171 §4.2.2 uses them.
 //!
 //! A block's CRC is computed over the block's complete CBOR encoding with the CRC field's *value* bytes set
 //! to zero (the byte-string header stays). CRC-32C goes through the `crc32c` crate, which uses the SSE4.2 /
@@ -87,7 +87,7 @@ impl CrcType {
         }
     }
 
-    /// The CBOR byte-string header that must introduce the value (RFC 9171 §4.2.1 names the additional
+    /// The CBOR byte-string header that must introduce the value (RFC 9171 §4.2.2 names the additional
     /// information exactly: 2 or 4).
     pub(crate) const fn field_header(self) -> u8 {
         match self {
@@ -139,49 +139,65 @@ impl CrcState {
         }
     }
 
-    /// Feeds the zeroed CRC value bytes and returns the final CRC, widened to u32.
-    pub fn finish_with_zeroed_field(mut self) -> u32 {
-        match &mut self {
-            CrcState::None => 0,
-            CrcState::Crc16(_) => {
-                self.update(&[0, 0]);
-                match self {
-                    CrcState::Crc16(d) => u32::from(d.finalize()),
-                    _ => 0,
+    /// Feeds `n` zero bytes (the CRC value's place while computing).
+    #[inline]
+    pub fn update_zeros(&mut self, n: usize) {
+        match self {
+            CrcState::None => {}
+            CrcState::Crc16(d) => {
+                for _ in 0..n {
+                    d.update(&[0]);
                 }
             }
-            CrcState::Crc32c(v) => crc32c_extend_zeros(*v, 4),
+            CrcState::Crc32c(v) => *v = crc32c_extend_zeros(*v, n),
         }
     }
+
+    /// The CRC so far, widened to u32.
+    pub fn finish(self) -> u32 {
+        match self {
+            CrcState::None => 0,
+            CrcState::Crc16(d) => u32::from(d.finalize()),
+            CrcState::Crc32c(v) => v,
+        }
+    }
+
+    /// Feeds the zeroed CRC value bytes and returns the final CRC: for a block whose CRC value is its last
+    /// bytes.
+    pub fn finish_with_zeroed_field(mut self, ty: CrcType) -> u32 {
+        self.update_zeros(ty.value_len());
+        self.finish()
+    }
 }
 
-/// Computes the CRC of a complete encoded block whose last `ty.value_len()` bytes are the CRC value
-/// (whatever they currently hold), treating those bytes as zero.
-pub(crate) fn block_crc(ty: CrcType, encoded: &[u8]) -> u32 {
+/// Computes the CRC of a complete encoded block whose CRC value (whatever it holds now) starts at
+/// `value_at`; those bytes count as zero. Anything after them (the break of an indefinite-length block
+/// array) is covered too, as RFC 9171 §4.3.1 and §4.3.2 require.
+pub(crate) fn block_crc(ty: CrcType, encoded: &[u8], value_at: usize) -> u32 {
     let n = ty.value_len();
     let mut st = CrcState::new(ty);
-    st.update(&encoded[..encoded.len() - n]);
-    st.finish_with_zeroed_field()
+    st.update(&encoded[..value_at]);
+    st.update_zeros(n);
+    // Skipped when empty: a call into the hardware path has a fixed cost worth avoiding.
+    if value_at + n < encoded.len() {
+        st.update(&encoded[value_at + n..]);
+    }
+    st.finish()
 }
 
-/// Writes `value` into the last bytes of an encoded block, big-endian.
-pub(crate) fn write_crc_value(ty: CrcType, encoded: &mut [u8], value: u32) {
-    let len = encoded.len();
+/// Writes `value` big-endian at `value_at`.
+pub(crate) fn write_crc_value(ty: CrcType, encoded: &mut [u8], value_at: usize, value: u32) {
     match ty {
         CrcType::None => {}
-        CrcType::Crc16 => encoded[len - 2..].copy_from_slice(&(value as u16).to_be_bytes()),
-        CrcType::Crc32c => encoded[len - 4..].copy_from_slice(&value.to_be_bytes()),
+        CrcType::Crc16 => encoded[value_at..value_at + 2].copy_from_slice(&(value as u16).to_be_bytes()),
+        CrcType::Crc32c => encoded[value_at..value_at + 4].copy_from_slice(&value.to_be_bytes()),
     }
 }
 
-/// Reads the carried CRC value (big-endian) from the last bytes of an encoded block.
-pub(crate) fn read_crc_value(ty: CrcType, encoded: &[u8]) -> u32 {
-    let len = encoded.len();
-    match ty {
-        CrcType::None => 0,
-        CrcType::Crc16 => u32::from(u16::from_be_bytes([encoded[len - 2], encoded[len - 1]])),
-        CrcType::Crc32c => u32::from_be_bytes([encoded[len - 4], encoded[len - 3], encoded[len - 2], encoded[len - 1]]),
-    }
+/// Reads the carried CRC value (big-endian) at `value_at`.
+pub(crate) fn read_crc_value(ty: CrcType, encoded: &[u8], value_at: usize) -> u32 {
+    let n = ty.value_len();
+    encoded[value_at..value_at + n].iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
 }
 
 #[cfg(test)]
@@ -216,7 +232,7 @@ mod tests {
             for chunk in data.chunks(37) {
                 b.update(chunk);
             }
-            assert_eq!(a.finish_with_zeroed_field(), b.finish_with_zeroed_field());
+            assert_eq!(a.finish_with_zeroed_field(ty), b.finish_with_zeroed_field(ty));
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Endpoint identifiers: `dtn:none`, `dtn://node/demux`, `ipn:node.service` and RFC 9758's
-//! `ipn:allocator.node.service`.
+//! `ipn:allocator.node.service`, plus EIDs of schemes we do not know, kept as received.
 //!
 //! An EID remembers the form it arrived in (two- or three-element ipn) so that re-encoding it reproduces the
-//! received bytes; equality and hashing compare meaning, not form.
+//! received bytes; equality, ordering and hashing compare meaning, not form. In particular every spelling of
+//! the null endpoint (`dtn:none`, `ipn:0.0`, and ipn with allocator and node 0, RFC 9758 §3.4.1 and §5.2)
+//! is the same EID.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
@@ -17,9 +20,11 @@ use super::error::{DecodeError, EidError, ErrorKind};
 pub const SCHEME_DTN: u64 = 1;
 /// Scheme code of `ipn:` (RFC 9171 §9.6).
 pub const SCHEME_IPN: u64 = 2;
+/// The ipn node number that means "this node" (RFC 9758 §5.4), written `!` in text.
+pub const IPN_LOCAL_NODE: u64 = 0xffff_ffff;
 
 /// An endpoint identifier.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub enum Eid {
     /// `dtn:none`, the null endpoint.
     Null,
@@ -27,6 +32,9 @@ pub enum Eid {
     Dtn(DtnEid),
     /// `ipn:node.service` or `ipn:allocator.node.service`.
     Ipn(IpnEid),
+    /// A scheme this implementation does not know (RFC 9171 §4.2.5.1 leaves the set open): carried and
+    /// forwarded unchanged, never delivered locally.
+    Unknown(UnknownEid),
 }
 
 /// A `dtn:` EID other than `dtn:none`; holds the scheme-specific part `//node/demux`.
@@ -59,27 +67,13 @@ pub struct IpnEid {
     pub form: IpnForm,
 }
 
-impl PartialEq for IpnEid {
-    fn eq(&self, o: &Self) -> bool {
-        self.fqnn == o.fqnn && self.service == o.service
-    }
-}
-impl Eq for IpnEid {}
-impl Hash for IpnEid {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.fqnn.hash(h);
-        self.service.hash(h);
-    }
-}
-impl PartialOrd for IpnEid {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for IpnEid {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.fqnn, self.service).cmp(&(o.fqnn, o.service))
-    }
+/// An EID of an unknown scheme: its code and the CBOR encoding of its scheme-specific part.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct UnknownEid {
+    /// Scheme code.
+    pub scheme: u64,
+    /// The scheme-specific part, as the CBOR bytes received.
+    pub ssp: Box<[u8]>,
 }
 
 impl IpnEid {
@@ -93,20 +87,66 @@ impl IpnEid {
     }
 }
 
-/// Checks `//node/demux` and returns the index of the '/' ending the node name. RFC 9171 §4.2.5.1.1: the
-/// node name is a URI reg-name and the demux any visible characters, so visible ASCII suffices for both (we
-/// exclude '/' from node names); one pass, no UTF-8 decoding needed since every accepted byte is ASCII.
+/// What an EID means, for comparisons: all null spellings collapse, ipn forms collapse.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key<'a> {
+    Null,
+    Dtn(&'a str),
+    Ipn(u64, u64),
+    Unknown(u64, &'a [u8]),
+}
+
+impl Eid {
+    fn key(&self) -> Key<'_> {
+        match self {
+            Eid::Null => Key::Null,
+            Eid::Ipn(i) if i.fqnn == 0 => Key::Null,
+            Eid::Ipn(i) => Key::Ipn(i.fqnn, i.service),
+            Eid::Dtn(d) => Key::Dtn(&d.ssp),
+            Eid::Unknown(u) => Key::Unknown(u.scheme, &u.ssp),
+        }
+    }
+}
+
+impl PartialEq for Eid {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for Eid {}
+impl Hash for Eid {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
+    }
+}
+impl PartialOrd for Eid {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Eid {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+
+/// Checks `//node/demux` and returns the index of the '/' ending the node name. RFC 9171 §4.2.5.1.1: the node
+/// name is an RFC 3986 reg-name (unreserved, sub-delims, percent-encoded octets; we require at least one
+/// character), the demux any visible ASCII. One pass; every accepted byte is ASCII, so no UTF-8 decoding is
+/// needed beyond it.
 fn check_dtn_ssp(b: &[u8]) -> Option<usize> {
     let visible = |c: u8| c.wrapping_sub(0x21) < 0x5e;
+    let reg_name = |c: u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c);
     if b.len() > u32::MAX as usize || b.len() < 4 || b[0] != b'/' || b[1] != b'/' {
         return None;
     }
     let mut i = 2;
     while i < b.len() && b[i] != b'/' {
-        if !visible(b[i]) {
-            return None;
+        match b[i] {
+            b'%' if b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => i += 3,
+            c if reg_name(c) => i += 1,
+            _ => return None,
         }
-        i += 1;
     }
     if i == 2 || i == b.len() || !b[i + 1..].iter().all(|&c| visible(c)) {
         return None;
@@ -138,7 +178,7 @@ impl DtnEid {
 }
 
 impl Eid {
-    /// `ipn:node.service` in the two-element form.
+    /// `ipn:node.service` in the two-element form; `node` is the fully-qualified node number.
     pub fn ipn(node: u64, service: u64) -> Self {
         Eid::Ipn(IpnEid { fqnn: node, service, form: IpnForm::TwoElement })
     }
@@ -148,15 +188,22 @@ impl Eid {
         DtnEid::from_ssp(&format!("//{node}/{demux}")).map(Eid::Dtn)
     }
 
-    /// True for `dtn:none`.
+    /// True for the null endpoint in any spelling: `dtn:none`, or ipn with allocator and node 0 (RFC 9758
+    /// §3.4.1 makes a non-zero service number there mean null as well).
     pub fn is_null(&self) -> bool {
-        matches!(self, Eid::Null)
+        matches!(self.key(), Key::Null)
+    }
+
+    /// True for RFC 9758's LocalNode (`ipn:!.service`), which must never appear in a bundle received from
+    /// elsewhere.
+    pub fn is_local_node(&self) -> bool {
+        matches!(self, Eid::Ipn(i) if i.fqnn == IPN_LOCAL_NODE)
     }
 
     /// The node ID of the node this endpoint belongs to: `dtn://node/` or `ipn:node.0`.
     pub fn node_id(&self) -> Eid {
         match self {
-            Eid::Null => Eid::Null,
+            Eid::Null | Eid::Unknown(_) => self.clone(),
             Eid::Dtn(d) => Eid::Dtn(DtnEid { ssp: SmolStr::new(&d.ssp[..=d.node_end as usize]), node_end: d.node_end }),
             Eid::Ipn(i) => Eid::Ipn(IpnEid { service: 0, ..*i }),
         }
@@ -164,19 +211,22 @@ impl Eid {
 
     /// Exact encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        2 + match self {
-            Eid::Null => 1,
-            Eid::Dtn(d) => head_len(d.ssp.len() as u64) + d.ssp.len(),
-            Eid::Ipn(i) => match i.form {
-                IpnForm::TwoElement => 1 + head_len(i.fqnn) + head_len(i.service),
-                IpnForm::ThreeElement => {
-                    1 + head_len(u64::from(i.allocator())) + head_len(u64::from(i.node())) + head_len(i.service)
+        match self {
+            Eid::Null => 3,
+            Eid::Dtn(d) => 2 + head_len(d.ssp.len() as u64) + d.ssp.len(),
+            Eid::Ipn(i) => {
+                2 + match i.form {
+                    IpnForm::TwoElement => 1 + head_len(i.fqnn) + head_len(i.service),
+                    IpnForm::ThreeElement => {
+                        1 + head_len(u64::from(i.allocator())) + head_len(u64::from(i.node())) + head_len(i.service)
+                    }
                 }
-            },
+            }
+            Eid::Unknown(u) => 1 + head_len(u.scheme) + u.ssp.len(),
         }
     }
 
-    /// Appends the CBOR encoding.
+    /// Appends the CBOR encoding (definite-length, shortest form).
     pub fn encode(&self, out: &mut Vec<u8>) {
         write_head(out, MAJOR_ARRAY, 2);
         match self {
@@ -204,6 +254,10 @@ impl Eid {
                 }
                 write_head(out, MAJOR_UINT, i.service);
             }
+            Eid::Unknown(u) => {
+                write_head(out, MAJOR_UINT, u.scheme);
+                out.extend_from_slice(&u.ssp);
+            }
         }
     }
 
@@ -218,59 +272,78 @@ impl Eid {
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str, max_len: usize) -> Result<Eid> {
         let start = r.pos();
         let eid_err = |at: usize, source: EidError| DecodeError::new(at, ErrorKind::Eid { field, source });
+        // Structural errors below keep truncation as truncation (more input may fix it), anything else
+        // becomes an error about this EID.
+        let shape = |e: DecodeError, source: EidError| {
+            if e.is_truncated() { e } else { DecodeError::new(e.offset, ErrorKind::Eid { field, source }) }
+        };
         let n = r.array("an EID array [scheme, SSP]")?;
-        if n != 2 {
+        if n.is_some_and(|n| n != 2) {
             return Err(eid_err(start, EidError::BadShape));
         }
         let scheme_at = r.pos();
         let scheme = r.u64("an EID scheme code")?;
-        match scheme {
+        let eid = match scheme {
             SCHEME_DTN => {
                 let at = r.pos();
                 if r.peek_major()? == MAJOR_TEXT {
-                    let b = r.text_bytes("a dtn SSP text string")?;
+                    let b = r.text_bytes("a dtn SSP text string", max_len)?;
                     if b.len() > max_len {
                         return Err(eid_err(at, EidError::TooLong(max_len)));
                     }
-                    let text = std::str::from_utf8(b).map_err(|_| DecodeError::new(at, ErrorKind::InvalidUtf8))?;
-                    match check_dtn_ssp(b) {
-                        Some(i) => Ok(Eid::Dtn(DtnEid { ssp: SmolStr::new(text), node_end: i as u32 })),
-                        None => Err(eid_err(at, EidError::BadDtnSsp(text.chars().take(80).collect()))),
+                    let text = std::str::from_utf8(&b).map_err(|_| DecodeError::new(at, ErrorKind::InvalidUtf8))?;
+                    match check_dtn_ssp(&b) {
+                        Some(i) => Eid::Dtn(DtnEid { ssp: SmolStr::new(text), node_end: i as u32 }),
+                        None => return Err(eid_err(at, EidError::BadDtnSsp(text.chars().take(80).collect()))),
                     }
                 } else {
                     let v = r.u64("a dtn SSP (text, or 0 for dtn:none)")?;
-                    if v == 0 { Ok(Eid::Null) } else { Err(eid_err(at, EidError::BadDtnNone(v))) }
+                    if v != 0 {
+                        return Err(eid_err(at, EidError::BadDtnNone(v)));
+                    }
+                    Eid::Null
                 }
             }
             SCHEME_IPN => {
                 let at = r.pos();
-                let n = r
-                    .array("an ipn SSP array")
-                    .map_err(|e| if e.is_truncated() { e } else { eid_err(at, EidError::BadIpnShape) })?;
-                let mut num = || {
-                    r.u64("an ipn number")
-                        .map_err(|e| if e.is_truncated() { e } else { eid_err(at, EidError::BadIpnShape) })
+                let bad = |e| shape(e, EidError::BadIpnShape);
+                let len = r.array("an ipn SSP array").map_err(bad)?;
+                let a = r.u64("an ipn number").map_err(bad)?;
+                let b = r.u64("an ipn number").map_err(bad)?;
+                let three = match len {
+                    Some(2) => false,
+                    Some(3) => true,
+                    Some(_) => return Err(eid_err(at, EidError::BadIpnShape)),
+                    None => !r.try_break()?,
                 };
-                match n {
-                    2 => {
-                        let fqnn = num()?;
-                        let service = num()?;
-                        Ok(Eid::Ipn(IpnEid { fqnn, service, form: IpnForm::TwoElement }))
+                if three {
+                    let service = r.u64("an ipn service number").map_err(bad)?;
+                    if len.is_none() {
+                        r.close(len, "the end of an ipn SSP").map_err(bad)?;
                     }
-                    3 => {
-                        let a = num()?;
-                        let nn = num()?;
-                        let service = num()?;
-                        if a > u64::from(u32::MAX) || nn > u64::from(u32::MAX) {
-                            return Err(eid_err(at, EidError::IpnComponentTooLarge));
-                        }
-                        Ok(Eid::Ipn(IpnEid { fqnn: (a << 32) | nn, service, form: IpnForm::ThreeElement }))
+                    if a > u64::from(u32::MAX) || b > u64::from(u32::MAX) {
+                        return Err(eid_err(at, EidError::IpnComponentTooLarge));
                     }
-                    _ => Err(eid_err(at, EidError::BadIpnShape)),
+                    Eid::Ipn(IpnEid { fqnn: (a << 32) | b, service, form: IpnForm::ThreeElement })
+                } else {
+                    Eid::Ipn(IpnEid { fqnn: a, service: b, form: IpnForm::TwoElement })
                 }
             }
-            other => Err(eid_err(scheme_at, EidError::UnknownScheme(other))),
-        }
+            other => {
+                let at = r.pos();
+                r.skip("the scheme-specific part")?;
+                if r.pos() - at > max_len {
+                    return Err(eid_err(at, EidError::TooLong(max_len)));
+                }
+                if other == 0 {
+                    // Scheme code 0 is reserved (RFC 9171 §9.6): not a scheme anyone can use.
+                    return Err(eid_err(scheme_at, EidError::UnknownScheme(0)));
+                }
+                Eid::Unknown(UnknownEid { scheme: other, ssp: r.input()[at..r.pos()].into() })
+            }
+        };
+        r.close(n, "the end of an EID array").map_err(|e| shape(e, EidError::BadShape))?;
+        Ok(eid)
     }
 }
 
@@ -294,35 +367,47 @@ impl FromStr for Eid {
         }
         if let Some(ssp) = s.strip_prefix("ipn:") {
             let bad = || EidError::BadIpnText(s.chars().take(80).collect());
+            let node = |n: &str| if n == "!" { Some(IPN_LOCAL_NODE) } else { parse_num(n) };
             let parts: Vec<&str> = ssp.split('.').collect();
-            return match parts.as_slice() {
-                [n, svc] => Ok(Eid::ipn(parse_num(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?)),
+            let (alloc, node, service) = match parts.as_slice() {
+                [n, svc] => (0, node(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?),
                 [a, n, svc] => {
-                    let (a, n, svc) =
-                        (parse_num(a).ok_or_else(bad)?, parse_num(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?);
-                    if a > u64::from(u32::MAX) || n > u64::from(u32::MAX) {
-                        return Err(EidError::IpnComponentTooLarge);
-                    }
-                    Ok(Eid::Ipn(IpnEid { fqnn: (a << 32) | n, service: svc, form: IpnForm::ThreeElement }))
+                    (parse_num(a).ok_or_else(bad)?, node(n).ok_or_else(bad)?, parse_num(svc).ok_or_else(bad)?)
                 }
-                _ => Err(bad()),
+                _ => return Err(bad()),
             };
+            if alloc > u64::from(u32::MAX) || node > u64::from(u32::MAX) {
+                return Err(EidError::IpnComponentTooLarge);
+            }
+            if alloc != 0 && node == IPN_LOCAL_NODE {
+                return Err(bad());
+            }
+            // RFC 9758 §3.4.1: allocator 0, node 0 and a non-zero service "MUST NOT be composed".
+            if alloc == 0 && node == 0 && service != 0 {
+                return Err(bad());
+            }
+            // RFC 9758 §6.1.2 recommends the two-element encoding for the default allocator.
+            let form = if alloc == 0 { IpnForm::TwoElement } else { IpnForm::ThreeElement };
+            return Ok(Eid::Ipn(IpnEid { fqnn: (alloc << 32) | node, service, form }));
         }
         Err(EidError::UnknownTextScheme(s.chars().take(80).collect()))
     }
 }
 
 impl fmt::Display for Eid {
+    /// The text form. The ipn wire form does not show: a non-zero allocator is always written out
+    /// (RFC 9758 §4), LocalNode is written `!`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Eid::Null => f.write_str("dtn:none"),
             Eid::Dtn(d) => write!(f, "dtn:{}", d.ssp),
-            Eid::Ipn(i) => match i.form {
-                IpnForm::TwoElement => write!(f, "ipn:{}.{}", i.fqnn, i.service),
-                IpnForm::ThreeElement => {
-                    write!(f, "ipn:{}.{}.{}", i.allocator(), i.node(), i.service)
-                }
-            },
+            Eid::Ipn(i) if i.fqnn == IPN_LOCAL_NODE => write!(f, "ipn:!.{}", i.service),
+            Eid::Ipn(i) if i.allocator() != 0 => write!(f, "ipn:{}.{}.{}", i.allocator(), i.node(), i.service),
+            Eid::Ipn(i) => write!(f, "ipn:{}.{}", i.node(), i.service),
+            Eid::Unknown(u) => {
+                write!(f, "scheme-{}:", u.scheme)?;
+                u.ssp.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
         }
     }
 }
@@ -343,13 +428,16 @@ impl fmt::Debug for DtnEid {
 mod tests {
     use super::*;
 
+    fn decode(bytes: &[u8]) -> std::result::Result<Eid, DecodeError> {
+        Eid::decode(&mut Reader::new(bytes), "test", 1024)
+    }
+
     fn roundtrip(text: &str) -> Eid {
         let e: Eid = text.parse().unwrap();
         assert_eq!(e.to_string(), text);
         let bytes = e.to_cbor();
         assert_eq!(bytes.len(), e.encoded_len());
-        let mut r = Reader::new(&bytes);
-        let back = Eid::decode(&mut r, "test", 1024).unwrap();
+        let back = decode(&bytes).unwrap();
         assert_eq!(back.to_cbor(), bytes);
         assert_eq!(back, e);
         e
@@ -363,18 +451,39 @@ mod tests {
         assert_eq!(d.node_name(), "station-3");
         assert_eq!(d.demux(), "~telemetry/baro");
         roundtrip("dtn://node/");
+        roundtrip("dtn://a%2Fb.c_d~e!$&'()*+,;=/x");
         roundtrip("ipn:977.1");
         let e = roundtrip("ipn:4294967295.7.12");
         let Eid::Ipn(i) = e else { panic!() };
-        assert_eq!((i.allocator(), i.node(), i.service), (u32::MAX, 7, 12));
+        assert_eq!((i.allocator(), i.node(), i.service, i.form), (u32::MAX, 7, 12, IpnForm::ThreeElement));
+        assert!(roundtrip("ipn:!.7").is_local_node());
+        assert!(roundtrip("ipn:0.0").is_null());
     }
 
     #[test]
     fn forms_compare_by_meaning() {
-        let two: Eid = "ipn:5.1".parse().unwrap();
-        let three: Eid = "ipn:0.5.1".parse().unwrap();
+        let two = Eid::ipn(5, 1);
+        let three = Eid::Ipn(IpnEid { fqnn: 5, service: 1, form: IpnForm::ThreeElement });
         assert_eq!(two, three);
         assert_ne!(two.to_cbor(), three.to_cbor());
+        // Allocator 0 written out still picks the recommended two-element encoding.
+        assert_eq!("ipn:0.5.1".parse::<Eid>().unwrap().to_cbor(), two.to_cbor());
+        // A non-zero allocator received in the two-element form prints its components (RFC 9758 §4).
+        assert_eq!(Eid::ipn((977_000 << 32) | 100, 1).to_string(), "ipn:977000.100.1");
+    }
+
+    #[test]
+    fn every_null_spelling_is_null() {
+        let spellings = [Eid::Null, Eid::ipn(0, 0), Eid::ipn(0, 9), "ipn:0.0".parse().unwrap()];
+        for a in &spellings {
+            assert!(a.is_null());
+            for b in &spellings {
+                assert_eq!(a, b);
+            }
+        }
+        // ... but a composed ipn:0.N is refused (RFC 9758 §3.4.1).
+        assert!("ipn:0.5".parse::<Eid>().is_err());
+        assert!("ipn:0.0.5".parse::<Eid>().is_err());
     }
 
     #[test]
@@ -386,17 +495,44 @@ mod tests {
             "dtn://node",
             "dtn:node/x",
             "dtn://no de/x",
+            "dtn://a:b@c/x",
+            "dtn://a?b/",
+            "dtn://[x]/",
+            "dtn://a%zz/",
             "ipn:1",
             "ipn:01.2",
             "ipn:1.2.3.4",
             "ipn:a.b",
             "ipn:-1.2",
+            "ipn:4294967296.1",
+            "ipn:1.!.2",
             "http://x",
             "ipn:4294967296.1.1",
             "",
         ] {
             assert!(bad.parse::<Eid>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn indefinite_arrays_and_chunked_text_decode() {
+        // [_ 1, (_ "//a", "/x")]
+        let b = [0x9f, 0x01, 0x7f, 0x63, b'/', b'/', b'a', 0x62, b'/', b'x', 0xff, 0xff];
+        assert_eq!(decode(&b).unwrap().to_string(), "dtn://a/x");
+        // [_ 2, [_ 3, 4]] and [2, [_ 1, 2, 3]]
+        assert_eq!(decode(&[0x9f, 0x02, 0x9f, 0x03, 0x04, 0xff, 0xff]).unwrap().to_string(), "ipn:3.4");
+        assert_eq!(decode(&[0x82, 0x02, 0x9f, 0x01, 0x02, 0x03, 0xff]).unwrap().to_string(), "ipn:1.2.3");
+        // Too many items in an indefinite EID array.
+        assert!(decode(&[0x9f, 0x02, 0x82, 0x03, 0x04, 0x00, 0xff]).is_err());
+    }
+
+    #[test]
+    fn unknown_schemes_are_kept_as_received() {
+        let b = [0x82, 0x19, 0x01, 0x00, 0x43, 1, 2, 3];
+        let e = decode(&b).unwrap();
+        assert_eq!(e.to_cbor(), b);
+        assert_eq!(e.to_string(), "scheme-256:43010203");
+        assert!(decode(&[0x82, 0x00, 0x00]).is_err());
     }
 
     #[test]

@@ -31,8 +31,8 @@ impl DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum EidError {
-    /// Scheme code other than 1 (dtn) or 2 (ipn).
-    #[error("unsupported EID scheme code {0} (RFC 9171 §4.2.5.1: 1 = dtn, 2 = ipn)")]
+    /// Scheme code 0, which is reserved.
+    #[error("EID scheme code {0} is reserved (RFC 9171 §9.6)")]
     UnknownScheme(u64),
     /// Text EID with a scheme other than `dtn:` or `ipn:`.
     #[error("unsupported EID scheme in {0:?} (expected dtn: or ipn:)")]
@@ -192,6 +192,9 @@ pub enum ErrorKind {
          (RFC 9171 §4.2.3)"
     )]
     AnonymousSourceRules,
+    /// RFC 9758 §5.4: a received bundle's source or destination must not be LocalNode (`ipn:!.n`).
+    #[error("{0} is a LocalNode EID (ipn:!.n), which no received bundle may carry (RFC 9758 §5.4)")]
+    LocalNodeEid(&'static str),
     /// Fragment offset plus payload length beyond the total ADU length.
     #[error("fragment offset {offset} + payload length {len} exceeds total ADU length {total}")]
     FragmentBeyondAdu {

@@ -143,8 +143,9 @@ impl PrimaryBlock {
         if self.crc_type != CrcType::None {
             write_head(&mut out, MAJOR_BYTES, self.crc_type.value_len() as u64);
             out.resize(out.len() + self.crc_type.value_len(), 0);
-            let v = crc::block_crc(self.crc_type, &out);
-            crc::write_crc_value(self.crc_type, &mut out, v);
+            let at = out.len() - self.crc_type.value_len();
+            let v = crc::block_crc(self.crc_type, &out, at);
+            crc::write_crc_value(self.crc_type, &mut out, at, v);
         }
         out
     }
@@ -153,8 +154,10 @@ impl PrimaryBlock {
     pub(crate) fn decode(r: &mut Reader<'_>, limits: &Limits) -> Result<(PrimaryBlock, std::ops::Range<usize>)> {
         let start = r.pos();
         let items = r.array("the primary block (a CBOR array)")?;
-        if !(8..=11).contains(&items) {
-            return Err(DecodeError::new(start, ErrorKind::PrimaryBlockLength(items)));
+        if let Some(n) = items
+            && !(8..=11).contains(&n)
+        {
+            return Err(DecodeError::new(start, ErrorKind::PrimaryBlockLength(n)));
         }
         let ver_at = r.pos();
         let version = r.u64("the version number")?;
@@ -166,25 +169,24 @@ impl PrimaryBlock {
         let crc_type = CrcType::from_code(r.u64("the CRC type")?).map_err(|k| DecodeError::new(crc_at, k))?;
         let fragment = flags.contains(BundleFlags::IS_FRAGMENT);
         let expected = 8 + if fragment { 2 } else { 0 } + u64::from(crc_type != CrcType::None);
-        if items != expected {
-            return Err(DecodeError::new(
-                start,
-                ErrorKind::PrimaryFieldsMismatch { items, fragment, crc_type: crc_type.code() },
-            ));
+        let mismatch = |items| ErrorKind::PrimaryFieldsMismatch { items, fragment, crc_type: crc_type.code() };
+        if let Some(n) = items
+            && n != expected
+        {
+            return Err(DecodeError::new(start, mismatch(n)));
         }
         let destination = Eid::decode(r, "destination EID", limits.max_eid_len)?;
         let source = Eid::decode(r, "source node ID", limits.max_eid_len)?;
         let report_to = Eid::decode(r, "report-to EID", limits.max_eid_len)?;
         let ts_at = r.pos();
-        let n = r
-            .array("the creation timestamp array")
-            .map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
-        if n != 2 {
+        let bad_ts = |e: DecodeError| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp);
+        let n = r.array("the creation timestamp array").map_err(bad_ts)?;
+        if n.is_some_and(|n| n != 2) {
             return Err(DecodeError::new(ts_at, ErrorKind::BadCreationTimestamp));
         }
-        let time = r.u64("the creation time").map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
-        let sequence =
-            r.u64("the sequence number").map_err(|e| not_truncated(e, ts_at, ErrorKind::BadCreationTimestamp))?;
+        let time = r.u64("the creation time").map_err(bad_ts)?;
+        let sequence = r.u64("the sequence number").map_err(bad_ts)?;
+        r.close(n, "the end of the creation timestamp").map_err(bad_ts)?;
         let lifetime_ms = r.u64("the lifetime")?;
         let fragment = if fragment {
             let offset = r.u64("the fragment offset")?;
@@ -193,12 +195,16 @@ impl PrimaryBlock {
         } else {
             None
         };
+        let value_at = r.pos() + 1;
         if crc_type != CrcType::None {
             read_crc_field(r, crc_type, 0)?;
         }
+        if items.is_none() && !r.try_break()? {
+            return Err(DecodeError::new(r.pos(), mismatch(expected + 1)));
+        }
         let end = r.pos();
         if crc_type != CrcType::None {
-            check_crc(crc_type, &r.input()[start..end], 0, end)?;
+            check_crc(crc_type, &r.input()[start..end], value_at - start, 0, start)?;
         }
         Ok((
             PrimaryBlock {
@@ -238,12 +244,13 @@ pub(crate) fn read_crc_field(r: &mut Reader<'_>, ty: CrcType, block: u64) -> Res
     Ok(())
 }
 
-/// Checks the CRC of an encoded block that ends with its CRC field. `end` is used as the error offset.
-pub(crate) fn check_crc(ty: CrcType, encoded: &[u8], block: u64, end: usize) -> Result<()> {
-    let computed = crc::block_crc(ty, encoded);
-    let carried = crc::read_crc_value(ty, encoded);
+/// Checks the CRC of an encoded block (starting at input offset `start`) whose CRC value sits at `value_at`
+/// within it.
+pub(crate) fn check_crc(ty: CrcType, encoded: &[u8], value_at: usize, block: u64, start: usize) -> Result<()> {
+    let computed = crc::block_crc(ty, encoded, value_at);
+    let carried = crc::read_crc_value(ty, encoded, value_at);
     if computed != carried {
-        return Err(DecodeError::new(end - ty.value_len(), ErrorKind::CrcMismatch { block, carried, computed }));
+        return Err(DecodeError::new(start + value_at, ErrorKind::CrcMismatch { block, carried, computed }));
     }
     Ok(())
 }

@@ -62,6 +62,8 @@ pub struct BundleHeader {
     /// The payload block's encoding up to its data, as received (canonical for built bundles), so that a
     /// streamed re-encoding is byte-identical like the in-memory one.
     payload_head: Vec<u8>,
+    /// The payload block was received as an indefinite-length array (a break follows its CRC).
+    payload_indefinite: bool,
 }
 
 /// The shortest encoding of a payload block's head.
@@ -86,7 +88,17 @@ impl BundleHeader {
         payload_len: u64,
     ) -> Self {
         let payload_head = canonical_payload_head(payload_flags, payload_crc_type, payload_len);
-        BundleHeader { primary, primary_encoded, blocks, payload_flags, payload_crc_type, payload_len, payload_head }
+        let payload_indefinite = false;
+        BundleHeader {
+            primary,
+            primary_encoded,
+            blocks,
+            payload_flags,
+            payload_crc_type,
+            payload_len,
+            payload_head,
+            payload_indefinite,
+        }
     }
 
     /// The primary block.
@@ -121,7 +133,9 @@ impl BundleHeader {
     /// Total encoded size of the bundle.
     pub fn encoded_len(&self) -> u64 {
         let head = 1 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
-        (head + self.payload_head.len() + self.payload_crc_type.field_len() + 1) as u64 + self.payload_len
+        (head + self.payload_head.len() + self.payload_crc_type.field_len() + usize::from(self.payload_indefinite) + 1)
+            as u64
+            + self.payload_len
     }
 
     /// Joins the header with its payload into a whole bundle.
@@ -132,11 +146,17 @@ impl BundleHeader {
         let ty = self.payload_crc_type;
         let mut encoded = self.payload_head;
         encoded.extend_from_slice(payload);
+        let value_at = encoded.len() + 1;
         if ty != CrcType::None {
             encoded.push(ty.field_header());
             encoded.resize(encoded.len() + ty.value_len(), 0);
-            let v = crc::block_crc(ty, &encoded);
-            crc::write_crc_value(ty, &mut encoded, v);
+        }
+        if self.payload_indefinite {
+            encoded.push(0xff);
+        }
+        if ty != CrcType::None {
+            let v = crc::block_crc(ty, &encoded, value_at);
+            crc::write_crc_value(ty, &mut encoded, value_at, v);
         }
         let mut blocks = self.blocks;
         blocks.push(Block::decode(&mut Reader::new(&encoded), limits)?.into_owned());
@@ -156,14 +176,15 @@ impl Bundle<'_> {
             payload_crc_type: p.crc_type(),
             payload_len: p.data().len() as u64,
             payload_head: p.encoded()[..p.data_offset()].to_vec(),
+            payload_indefinite: p.encoded().first() == Some(&0x9f),
         }
     }
 }
 
 enum State {
     Header,
-    Payload { remaining: u64, crc: CrcState, crc_type: CrcType },
-    Trailer { crc: CrcState, crc_type: CrcType, buf: [u8; 6], have: usize },
+    Payload { remaining: u64, crc: CrcState, crc_type: CrcType, indefinite: bool },
+    Trailer { crc: CrcState, crc_type: CrcType, indefinite: bool, buf: [u8; 7], have: usize },
     Done,
 }
 
@@ -274,7 +295,7 @@ impl StreamDecoder {
                     // Everything buffered so far (after truncation above) belongs to this bundle.
                     self.pos = self.buf.len() as u64;
                 }
-                State::Payload { remaining, crc, crc_type } => {
+                State::Payload { remaining, crc, crc_type, indefinite } => {
                     let n = (*remaining).min((input.len() - used) as u64) as usize;
                     let chunk = &input[used..used + n];
                     crc.update(chunk);
@@ -283,12 +304,13 @@ impl StreamDecoder {
                     used += n;
                     self.pos += n as u64;
                     if *remaining == 0 {
-                        let (crc, crc_type) = (std::mem::replace(crc, CrcState::None), *crc_type);
-                        self.state = State::Trailer { crc, crc_type, buf: [0; 6], have: 0 };
+                        let (crc, crc_type, indefinite) =
+                            (std::mem::replace(crc, CrcState::None), *crc_type, *indefinite);
+                        self.state = State::Trailer { crc, crc_type, indefinite, buf: [0; 7], have: 0 };
                     }
                 }
-                State::Trailer { crc, crc_type, buf, have } => {
-                    let need = crc_type.field_len() + 1;
+                State::Trailer { crc, crc_type, indefinite, buf, have } => {
+                    let need = crc_type.field_len() + usize::from(*indefinite) + 1;
                     let n = (need - *have).min(input.len() - used);
                     buf[*have..*have + n].copy_from_slice(&input[used..used + n]);
                     *have += n;
@@ -302,9 +324,9 @@ impl StreamDecoder {
                         return Err(DecodeError::new(at, ErrorKind::CrcFieldMalformed { block: 1, len }).into());
                     }
                     if *have == need {
-                        let (crc_type, buf) = (*crc_type, *buf);
+                        let (crc_type, indefinite, buf) = (*crc_type, *indefinite, *buf);
                         let crc = std::mem::replace(crc, CrcState::None);
-                        self.check_trailer(crc_type, crc, &buf[..need])?;
+                        self.check_trailer(crc_type, indefinite, crc, &buf[..need])?;
                         self.state = State::Done;
                     }
                 }
@@ -313,21 +335,28 @@ impl StreamDecoder {
         Ok(Feed { consumed: used, done: matches!(self.state, State::Done) })
     }
 
-    fn check_trailer(&self, crc_type: CrcType, crc: CrcState, t: &[u8]) -> Result<(), DecodeError> {
+    /// Checks what follows the payload: the CRC field, the payload block's own break if it was an
+    /// indefinite-length array (covered by the CRC), and the bundle's closing break.
+    fn check_trailer(&self, crc_type: CrcType, indefinite: bool, crc: CrcState, t: &[u8]) -> Result<(), DecodeError> {
         let trailer_at = (self.pos as usize).saturating_sub(t.len());
+        let n = crc_type.value_len();
+        let block_break_at = crc_type.field_len();
+        if indefinite && t[block_break_at] != 0xff {
+            let kind = ErrorKind::CanonicalFieldsMismatch { block: 1, items: 7, crc_type: crc_type.code() };
+            return Err(DecodeError::new(trailer_at + block_break_at, kind));
+        }
         if crc_type != CrcType::None {
             if t[0] != crc_type.field_header() {
-                return Err(DecodeError::new(
-                    trailer_at,
-                    ErrorKind::CrcFieldMalformed { block: 1, len: crc_type.value_len() },
-                ));
+                return Err(DecodeError::new(trailer_at, ErrorKind::CrcFieldMalformed { block: 1, len: n }));
             }
-            let mut full = [0u8; 4];
-            full[4 - crc_type.value_len()..].copy_from_slice(&t[1..1 + crc_type.value_len()]);
-            let carried = u32::from_be_bytes(full);
+            let carried = t[1..1 + n].iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
             let mut crc = crc;
             crc.update(&[t[0]]);
-            let computed = crc.finish_with_zeroed_field();
+            crc.update_zeros(n);
+            if indefinite {
+                crc.update(&[0xff]);
+            }
+            let computed = crc.finish();
             if carried != computed {
                 return Err(DecodeError::new(trailer_at + 1, ErrorKind::CrcMismatch { block: 1, carried, computed }));
             }
@@ -391,8 +420,9 @@ impl StreamDecoder {
             if head.block_type == BlockType::PAYLOAD {
                 check_bundle(primary, &self.blocks, head.data_len, &limits)?;
                 let k = r.pos();
-                let total =
-                    (k as u64).saturating_add(head.data_len).saturating_add(head.crc_type.field_len() as u64 + 1);
+                let total = (k as u64)
+                    .saturating_add(head.data_len)
+                    .saturating_add(head.crc_type.field_len() as u64 + u64::from(head.indefinite) + 1);
                 if total > limits.max_bundle_len {
                     return Err(DecodeError::new(
                         self.resume,
@@ -410,13 +440,15 @@ impl StreamDecoder {
                     payload_crc_type: head.crc_type,
                     payload_len: head.data_len,
                     payload_head: self.buf[self.resume..k].to_vec(),
+                    payload_indefinite: head.indefinite,
                 };
                 sink.on_header(&header).map_err(StreamError::Sink)?;
                 self.header = Some(header);
                 self.state = if head.data_len == 0 {
-                    State::Trailer { crc, crc_type: head.crc_type, buf: [0; 6], have: 0 }
+                    State::Trailer { crc, crc_type: head.crc_type, indefinite: head.indefinite, buf: [0; 7], have: 0 }
                 } else {
-                    State::Payload { remaining: head.data_len, crc, crc_type: head.crc_type }
+                    let indefinite = head.indefinite;
+                    State::Payload { remaining: head.data_len, crc, crc_type: head.crc_type, indefinite }
                 };
                 return Ok(Some(k));
             }
@@ -443,6 +475,7 @@ impl StreamDecoder {
 pub struct StreamEncoder {
     crc: CrcState,
     crc_type: CrcType,
+    indefinite: bool,
     announced: u64,
     got: u64,
 }
@@ -459,7 +492,8 @@ impl StreamEncoder {
         let mut crc = CrcState::new(header.payload_crc_type);
         crc.update(head);
         out.extend_from_slice(head);
-        StreamEncoder { crc, crc_type: header.payload_crc_type, announced: header.payload_len, got: 0 }
+        let indefinite = header.payload_indefinite;
+        StreamEncoder { crc, crc_type: header.payload_crc_type, indefinite, announced: header.payload_len, got: 0 }
     }
 
     /// Accounts for the next payload chunk (the caller writes the chunk itself, avoiding a copy).
@@ -482,12 +516,19 @@ impl StreamEncoder {
             let mut crc = self.crc;
             let hdr = self.crc_type.field_header();
             crc.update(&[hdr]);
-            let v = crc.finish_with_zeroed_field();
+            crc.update_zeros(self.crc_type.value_len());
+            if self.indefinite {
+                crc.update(&[0xff]);
+            }
+            let v = crc.finish();
             out.push(hdr);
             match self.crc_type {
                 CrcType::Crc16 => out.extend_from_slice(&(v as u16).to_be_bytes()),
                 _ => out.extend_from_slice(&v.to_be_bytes()),
             }
+        }
+        if self.indefinite {
+            out.push(0xff);
         }
         out.push(0xff);
         Ok(())

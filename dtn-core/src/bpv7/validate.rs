@@ -52,6 +52,12 @@ pub(crate) fn check_bundle(primary: &PrimaryBlock, ext: &[Block<'_>], payload_le
     {
         return Err(DecodeError::new(0, ErrorKind::AnonymousSourceRules));
     }
+    if primary.source.is_local_node() {
+        return Err(DecodeError::new(0, ErrorKind::LocalNodeEid("source")));
+    }
+    if primary.destination.is_local_node() {
+        return Err(DecodeError::new(0, ErrorKind::LocalNodeEid("destination")));
+    }
     if primary.creation.time.0 == 0 && !ext.iter().any(|b| matches!(b.typed(), BlockData::BundleAge(_))) {
         return Err(DecodeError::new(0, ErrorKind::MissingBundleAge));
     }

@@ -134,6 +134,10 @@ impl<'w> Cbor<'w> {
                 }
                 self.uint(i.service);
             }
+            Eid::Unknown(u) => {
+                self.uint(u.scheme);
+                self.out.extend_from_slice(&u.ssp);
+            }
         }
     }
 
@@ -528,23 +532,36 @@ fn num32() -> impl Strategy<Value = u32> + Clone {
     prop_oneof![0..24u32, 24..=0xffu32, 0x100..=0xffffu32, any::<u32>()]
 }
 
-/// `dtn://node/demux` with visible-ASCII names: the node name without '/', the demux anything visible
+/// `dtn://node/demux`: the node name a reg-name, the demux anything visible
 /// (RFC 9171 §4.2.5.1.1); now and then long enough for 1- and 2-byte text-string heads.
 pub fn dtn_eid() -> impl Strategy<Value = Eid> + Clone {
-    let node = prop_oneof![4 => "[!-.0-~]{1,12}", 1 => "[!-.0-~]{13,64}"];
+    // RFC 3986 reg-name characters (unreserved and sub-delims), as RFC 9171 §4.2.5.1.1 requires.
+    let node = prop_oneof![4 => "[A-Za-z0-9._~!$&'()*+,;=-]{1,12}", 1 => "[A-Za-z0-9._~!$&'()*+,;=-]{13,64}"];
     let demux = prop_oneof![4 => "[!-~]{0,16}", 1 => "[!-~]{17,300}"];
     (node, demux).prop_map(|(n, d)| Eid::dtn(&n, &d).expect("the patterns only produce valid dtn names"))
 }
 
+/// Node numbers with a meaning of their own are generated elsewhere or not at all: allocator and node 0 is
+/// the null endpoint (RFC 9758 §3.4.1), node 2^32-1 under allocator 0 is LocalNode (§5.4), which no bundle
+/// on the wire may name.
+fn ordinary_fqnn(f: u64) -> u64 {
+    match f {
+        0 => 1,
+        0xffff_ffff => 0xffff_fffe,
+        f => f,
+    }
+}
+
 /// `ipn:node.service` in the two-element form, with numbers of every size.
 pub fn ipn2_eid() -> impl Strategy<Value = Eid> + Clone {
-    (num(), num()).prop_map(|(n, s)| Eid::ipn(n, s))
+    (num(), num()).prop_map(|(n, s)| Eid::ipn(ordinary_fqnn(n), s))
 }
 
 /// RFC 9758 `ipn:allocator.node.service`, three-element form.
 pub fn ipn3_eid() -> impl Strategy<Value = Eid> + Clone {
     (num32(), num32(), num()).prop_map(|(a, n, s)| {
-        Eid::Ipn(IpnEid { fqnn: (u64::from(a) << 32) | u64::from(n), service: s, form: IpnForm::ThreeElement })
+        let fqnn = ordinary_fqnn((u64::from(a) << 32) | u64::from(n));
+        Eid::Ipn(IpnEid { fqnn, service: s, form: IpnForm::ThreeElement })
     })
 }
 
@@ -668,7 +685,7 @@ pub fn builder_spec() -> impl Strategy<Value = Spec> {
 /// The general strategy.
 pub fn spec(style: Style, subset: Subset) -> impl Strategy<Value = Spec> {
     let an_eid = if subset.ipn2_only {
-        prop_oneof![dtn_eid(), (num(), num()).prop_map(|(n, s)| Eid::ipn(n.max(1), s))].boxed()
+        prop_oneof![dtn_eid(), (num(), num()).prop_map(|(n, s)| Eid::ipn(ordinary_fqnn(n), s))].boxed()
     } else {
         eid().boxed()
     };
