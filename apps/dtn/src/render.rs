@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use dtn_core::bpv7::admin::{AdminRecord, StatusAssertion, StatusReport};
+use dtn_core::bpv7::admin::{AdminRecord, StatusAssertion, StatusReport, reason};
 use dtn_core::bpv7::{BlockData, BlockFlags, BlockType, BundleFlags, CrcType};
 use serde_json::{Value, json};
 
@@ -45,20 +45,6 @@ fn blocks(b: &Inspected) -> Vec<BlockView<'_>> {
         content: None,
         data: &[],
     });
-    v
-}
-
-fn block_flag_names(f: BlockFlags) -> Vec<&'static str> {
-    const NAMES: [(u64, &str); 4] = [
-        (0x01, "replicate_in_fragments"),
-        (0x02, "report_if_unprocessable"),
-        (0x04, "delete_bundle_if_unprocessable"),
-        (0x10, "discard_if_unprocessable"),
-    ];
-    let mut v: Vec<&str> = NAMES.iter().filter(|(bit, _)| f.0 & bit != 0).map(|(_, n)| *n).collect();
-    if f.0 & !NAMES.iter().fold(0, |a, (bit, _)| a | bit) != 0 {
-        v.push("unassigned_bits");
-    }
     v
 }
 
@@ -162,7 +148,7 @@ pub fn text(out: &mut impl Write, b: &Inspected) -> io::Result<()> {
     writeln!(out, "  blocks        {}", views.len())?;
     for v in &views {
         let kind = format!("type {} ({})", v.block_type.0, v.block_type.name());
-        let flags = flags_text(v.flags.0, &block_flag_names(v.flags));
+        let flags = flags_text(v.flags.0, &v.flags.names());
         writeln!(
             out,
             "    block {:<3} {kind:<24} flags {flags}  crc {}  len {}",
@@ -187,24 +173,6 @@ pub fn text(out: &mut impl Write, b: &Inspected) -> io::Result<()> {
         admin_text(out, b)?;
     }
     Ok(())
-}
-
-fn reason_name(code: u64) -> &'static str {
-    match code {
-        0 => "no additional information",
-        1 => "lifetime expired",
-        2 => "forwarded over unidirectional link",
-        3 => "transmission canceled",
-        4 => "depleted storage",
-        5 => "destination endpoint ID unavailable",
-        6 => "no known route to destination from here",
-        7 => "no timely contact with next node on route",
-        8 => "block unintelligible",
-        9 => "hop limit exceeded",
-        10 => "traffic pared",
-        11 => "block unsupported",
-        _ => "unassigned",
-    }
 }
 
 fn assertion_text(a: &StatusAssertion) -> String {
@@ -247,7 +215,7 @@ fn admin_text(out: &mut impl Write, b: &Inspected) -> io::Result<()> {
             writeln!(out, "    forwarded   {}", assertion_text(&r.forwarded))?;
             writeln!(out, "    delivered   {}", assertion_text(&r.delivered))?;
             writeln!(out, "    deleted     {}", assertion_text(&r.deleted))?;
-            writeln!(out, "    reason      {} ({})", r.reason, reason_name(r.reason))?;
+            writeln!(out, "    reason      {} ({})", r.reason, reason::name(r.reason))?;
             writeln!(out, "    subject     {}", subject_text(&r))
         }
     }

@@ -65,6 +65,19 @@ impl BlockFlags {
     pub const fn contains(self, o: Self) -> bool {
         self.0 & o.0 == o.0
     }
+
+    /// Names of the set flags, for display.
+    pub fn names(self) -> Vec<&'static str> {
+        super::primary::flag_names(
+            self.0,
+            &[
+                (0x01, "replicate_in_fragments"),
+                (0x02, "report_if_unprocessable"),
+                (0x04, "delete_bundle_if_unprocessable"),
+                (0x10, "discard_if_unprocessable"),
+            ],
+        )
+    }
 }
 
 impl std::ops::BitOr for BlockFlags {

@@ -130,25 +130,44 @@ impl Ord for Eid {
     }
 }
 
+/// Byte classes for dtn SSPs: `REG_NAME` for RFC 3986 reg-name characters (unreserved and sub-delims),
+/// `VISIBLE` for VCHAR. A table, because this check runs for every dtn EID of every bundle decoded.
+const REG_NAME: u8 = 1;
+const VISIBLE: u8 = 2;
+static SSP_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x21;
+    while c < 0x7f {
+        t[c] = VISIBLE;
+        c += 1;
+    }
+    let reg: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < reg.len() {
+        t[reg[i] as usize] |= REG_NAME;
+        i += 1;
+    }
+    t
+};
+
 /// Checks `//node/demux` and returns the index of the '/' ending the node name. RFC 9171 §4.2.5.1.1: the node
 /// name is an RFC 3986 reg-name (unreserved, sub-delims, percent-encoded octets; we require at least one
-/// character), the demux any visible ASCII. One pass; every accepted byte is ASCII, so no UTF-8 decoding is
-/// needed beyond it.
+/// character), the demux any visible ASCII. One pass; every accepted byte is ASCII.
 fn check_dtn_ssp(b: &[u8]) -> Option<usize> {
-    let visible = |c: u8| c.wrapping_sub(0x21) < 0x5e;
-    let reg_name = |c: u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c);
     if b.len() > u32::MAX as usize || b.len() < 4 || b[0] != b'/' || b[1] != b'/' {
         return None;
     }
     let mut i = 2;
     while i < b.len() && b[i] != b'/' {
-        match b[i] {
-            b'%' if b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => i += 3,
-            c if reg_name(c) => i += 1,
-            _ => return None,
+        if SSP_CLASS[b[i] as usize] & REG_NAME != 0 {
+            i += 1;
+        } else if b[i] == b'%' && b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+            i += 3;
+        } else {
+            return None;
         }
     }
-    if i == 2 || i == b.len() || !b[i + 1..].iter().all(|&c| visible(c)) {
+    if i == 2 || i == b.len() || !b[i + 1..].iter().all(|&c| SSP_CLASS[c as usize] & VISIBLE != 0) {
         return None;
     }
     Some(i)

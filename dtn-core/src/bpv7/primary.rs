@@ -45,23 +45,30 @@ impl BundleFlags {
     }
     /// Names of the set flags, for display.
     pub fn names(self) -> Vec<&'static str> {
-        const NAMES: [(u64, &str); 9] = [
-            (0x0001, "is_fragment"),
-            (0x0002, "admin_record"),
-            (0x0004, "must_not_fragment"),
-            (0x0020, "app_ack_requested"),
-            (0x0040, "status_time_requested"),
-            (0x4000, "report_reception"),
-            (0x1_0000, "report_forwarding"),
-            (0x2_0000, "report_delivery"),
-            (0x4_0000, "report_deletion"),
-        ];
-        let mut v: Vec<&str> = NAMES.iter().filter(|(b, _)| self.0 & b != 0).map(|(_, n)| *n).collect();
-        if self.0 & !NAMES.iter().fold(0, |a, (b, _)| a | b) != 0 {
-            v.push("unassigned_bits");
-        }
-        v
+        flag_names(
+            self.0,
+            &[
+                (0x0001, "is_fragment"),
+                (0x0002, "admin_record"),
+                (0x0004, "must_not_fragment"),
+                (0x0020, "app_ack_requested"),
+                (0x0040, "status_time_requested"),
+                (0x4000, "report_reception"),
+                (0x1_0000, "report_forwarding"),
+                (0x2_0000, "report_delivery"),
+                (0x4_0000, "report_deletion"),
+            ],
+        )
     }
+}
+
+/// Names of the bits of `bits` found in `table`, plus "unassigned_bits" if any other bit is set.
+pub(crate) fn flag_names(bits: u64, table: &[(u64, &'static str)]) -> Vec<&'static str> {
+    let mut v: Vec<&str> = table.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
+    if bits & !table.iter().fold(0, |a, (b, _)| a | b) != 0 {
+        v.push("unassigned_bits");
+    }
+    v
 }
 
 impl BitOr for BundleFlags {
