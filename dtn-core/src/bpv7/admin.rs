@@ -59,7 +59,7 @@ pub mod reason {
             TRANSMISSION_CANCELED => "transmission canceled",
             DEPLETED_STORAGE => "depleted storage",
             DESTINATION_UNAVAILABLE => "destination endpoint ID unavailable",
-            NO_ROUTE => "no known route to destination",
+            NO_ROUTE => "no known route to destination from here",
             NO_TIMELY_CONTACT => "no timely contact with next node on route",
             BLOCK_UNINTELLIGIBLE => "block unintelligible",
             HOP_LIMIT_EXCEEDED => "hop limit exceeded",
