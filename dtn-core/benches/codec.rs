@@ -76,15 +76,13 @@ fn bench(c: &mut Criterion) {
         let payload: Vec<u8> = decoded.payload().to_vec();
         g.bench_function(BenchmarkId::new("ours_build_encode", len), |b| {
             b.iter(|| {
-                let bundle = BundleBuilder::new(
-                    "dtn://station-12/".parse().unwrap(),
-                    "dtn://collector/~data".parse().unwrap(),
-                )
-                .creation(CreationTimestamp::new(817_171_717_171, 42))
-                .hop_limit(32)
-                .payload(payload.clone())
-                .build()
-                .unwrap();
+                let bundle =
+                    BundleBuilder::new("dtn://station-12/".parse().unwrap(), "dtn://collector/~data".parse().unwrap())
+                        .creation(CreationTimestamp::new(817_171_717_171, 42))
+                        .hop_limit(32)
+                        .payload(payload.clone())
+                        .build()
+                        .unwrap();
                 black_box(bundle.to_vec().len())
             })
         });

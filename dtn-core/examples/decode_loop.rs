@@ -25,5 +25,9 @@ fn main() {
         }
     }
     let el = start.elapsed();
-    println!("{n} decodes, {:.0} ns each, {:.2} M/s ({total})", el.as_nanos() as f64 / n as f64, n as f64 / el.as_secs_f64() / 1e6);
+    println!(
+        "{n} decodes, {:.0} ns each, {:.2} M/s ({total})",
+        el.as_nanos() as f64 / n as f64,
+        n as f64 / el.as_secs_f64() / 1e6
+    );
 }
