@@ -187,9 +187,11 @@ impl BlockHead {
         Ok(BlockHead { block_type, number, flags, crc_type, indefinite, data_start: r.pos(), data_len })
     }
 
-    /// Size of the whole block given where it started.
+    /// Size of the whole block given where it started. Saturates: `data_len` is untrusted (up to `u64::MAX`),
+    /// and callers compare the result with a limit.
     pub(crate) fn total_len(&self, start: usize) -> u64 {
-        (self.data_start - start) as u64 + self.data_len + self.crc_type.field_len() as u64 + u64::from(self.indefinite)
+        let framing = (self.data_start - start) as u64 + self.crc_type.field_len() as u64 + u64::from(self.indefinite);
+        framing.saturating_add(self.data_len)
     }
 }
 

@@ -281,7 +281,10 @@ impl<'a> Bundle<'a> {
     }
 
     fn next_block_number(&self) -> u64 {
-        self.blocks.iter().map(Block::number).max().unwrap_or(1).max(1) + 1
+        let highest = self.blocks.iter().map(Block::number).max().unwrap_or(1).max(1);
+        // A received bundle may already use u64::MAX; then take the lowest free number (a bundle has at most
+        // `max_blocks` blocks, so the search is short).
+        highest.checked_add(1).unwrap_or_else(|| (2..).find(|&n| self.block(n).is_none()).unwrap_or(2))
     }
 
     /// Replaces the block of `ty` with new data, or inserts one before the payload.

@@ -147,7 +147,8 @@ impl<'b> Reader<'b> {
                 let mut out = Vec::new();
                 while !self.try_break()? {
                     let len = self.definite(MAJOR_TEXT, "a definite-length text chunk")?;
-                    if out.len() as u64 + len > max_len as u64 {
+                    // `len` is untrusted (up to u64::MAX): saturate rather than overflow.
+                    if (out.len() as u64).saturating_add(len) > max_len as u64 {
                         return Err(DecodeError::new(
                             self.pos,
                             ErrorKind::UnexpectedCbor { expected: "a shorter text" },

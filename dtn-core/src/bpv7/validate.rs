@@ -5,7 +5,8 @@ use super::Limits;
 use super::block::{Block, BlockData, BlockFlags, BlockType, bib_targets_primary};
 use super::cbor::Result;
 use super::crc::CrcType;
-use super::error::{DecodeError, ErrorKind};
+use super::eid::Eid;
+use super::error::{DecodeError, EidError, ErrorKind};
 use super::primary::{BundleFlags, PrimaryBlock};
 
 /// Rules about one canonical block (extension or payload) given the blocks before it.
@@ -43,6 +44,18 @@ pub(crate) fn check_block(
 
 /// Rules about the bundle as a whole, once every block before the payload data is known.
 pub(crate) fn check_bundle(primary: &PrimaryBlock, ext: &[Block<'_>], payload_len: u64, limits: &Limits) -> Result<()> {
+    // The decoders check EID lengths as they read; this catches built and modified bundles, which would
+    // otherwise be sent only to be rejected by the next node.
+    let eids = [
+        ("destination EID", &primary.destination),
+        ("source node ID", &primary.source),
+        ("report-to EID", &primary.report_to),
+    ];
+    for (field, eid) in eids {
+        if eid_len(eid) > limits.max_eid_len {
+            return Err(DecodeError::new(0, ErrorKind::Eid { field, source: EidError::TooLong(limits.max_eid_len) }));
+        }
+    }
     let flags = primary.flags;
     if flags.contains(BundleFlags::ADMIN_RECORD) && flags.intersects(BundleFlags::ALL_REPORTS) {
         return Err(DecodeError::new(0, ErrorKind::AdminRecordRequestsReports));
@@ -76,4 +89,13 @@ pub(crate) fn check_bundle(primary: &PrimaryBlock, ext: &[Block<'_>], payload_le
         ));
     }
     Ok(())
+}
+
+/// The length the decoders compare with [`Limits::max_eid_len`]: the SSP of a dtn or unknown-scheme EID.
+fn eid_len(eid: &Eid) -> usize {
+    match eid {
+        Eid::Dtn(d) => d.ssp().len(),
+        Eid::Unknown(u) => u.ssp.len(),
+        Eid::Null | Eid::Ipn(_) => 0,
+    }
 }
