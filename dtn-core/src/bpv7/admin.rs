@@ -303,7 +303,15 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[][..], &[0x82, 0x01], &[0x82, 0x01, 0x84, 0x84, 0x81, 0xf5], &[0xff; 8]] {
+        // [5, <lone break>] and [5, [<lone break>]]: malformed CBOR, not a record to carry on.
+        for bad in [
+            &[][..],
+            &[0x82, 0x01],
+            &[0x82, 0x01, 0x84, 0x84, 0x81, 0xf5],
+            &[0xff; 8],
+            &[0x82, 0x05, 0xff],
+            &[0x82, 0x05, 0x81, 0xff],
+        ] {
             assert!(AdminRecord::decode(bad).is_err());
         }
     }

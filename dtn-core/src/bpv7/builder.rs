@@ -7,7 +7,7 @@ use super::block::{Block, BlockFlags, BlockType, HopCount, bundle_age_data, hop_
 use super::bundle::Bundle;
 use super::crc::CrcType;
 use super::eid::Eid;
-use super::error::DecodeError;
+use super::error::{DecodeError, ErrorKind};
 use super::primary::{BundleFlags, FragmentInfo, PrimaryBlock};
 use super::stream::BundleHeader;
 use super::time::CreationTimestamp;
@@ -164,7 +164,14 @@ impl BundleBuilder {
         check_block(&self.primary, &blocks, BlockType::PAYLOAD, 1, self.payload_flags, limits, 0)?;
         check_bundle(&self.primary, &blocks, payload_len, limits)?;
         let encoded = self.primary.encode();
-        Ok(BundleHeader::from_parts(self.primary, encoded, blocks, self.payload_flags, self.block_crc, payload_len))
+        let header =
+            BundleHeader::from_parts(self.primary, encoded, blocks, self.payload_flags, self.block_crc, payload_len);
+        // The decoders refuse a bundle over the limit before its payload arrives; refuse to start sending one.
+        let size = header.encoded_len();
+        if size > limits.max_bundle_len {
+            return Err(DecodeError::new(0, ErrorKind::BundleTooLarge { size, limit: limits.max_bundle_len }));
+        }
+        Ok(header)
     }
 
     fn extension_blocks(&self) -> Result<Vec<Block<'static>>, DecodeError> {

@@ -3,7 +3,9 @@
 //! BPv7 uses five kinds of CBOR item (unsigned integers, definite arrays, byte strings, text strings, and
 //! the indefinite bundle array), so the hot path reads their heads directly: one branch per item instead of
 //! a peek-then-read through a general decoder, which profiling showed to be a quarter of decode time.
-//! `minicbor` handles everything generic (skipping arbitrary items in administrative records).
+//! Skipping arbitrary items (unknown EID schemes, administrative records we do not interpret) is done here too,
+//! strictly: a general-purpose decoder's skip accepted a lone break byte as an item, which would have let
+//! malformed CBOR be forwarded.
 
 use std::borrow::Cow;
 
@@ -15,6 +17,10 @@ pub(crate) const MAJOR_UINT: u8 = 0;
 pub(crate) const MAJOR_BYTES: u8 = 2;
 pub(crate) const MAJOR_TEXT: u8 = 3;
 pub(crate) const MAJOR_ARRAY: u8 = 4;
+
+/// Deepest nesting `Reader::skip` follows: ample for any real record, and a bound on recursion for
+/// adversarial input.
+pub(crate) const MAX_SKIP_DEPTH: usize = 64;
 
 /// A cursor over one bundle's bytes; error offsets are positions in `input`.
 pub(crate) struct Reader<'b> {
@@ -205,17 +211,75 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Skips one arbitrary, well-formed CBOR item (any type, any nesting).
+    /// Skips one arbitrary, well-formed CBOR item (RFC 8949 §3): any major type, definite or indefinite,
+    /// nested up to [`MAX_SKIP_DEPTH`]. Strict where general decoders are lenient: a break outside an
+    /// indefinite-length item, a reserved additional-information value, a chunk of the wrong type inside an
+    /// indefinite string, or invalid UTF-8 in a text string are all errors.
     pub(crate) fn skip(&mut self, expected: &'static str) -> Result<()> {
-        let mut d = minicbor::Decoder::new(self.input);
-        d.set_position(self.pos);
-        match d.skip() {
-            Ok(()) => {
-                self.pos = d.position();
+        self.skip_item(expected, 0)
+    }
+
+    fn skip_item(&mut self, expected: &'static str, depth: usize) -> Result<()> {
+        let at = self.pos;
+        let bad = || DecodeError::new(at, ErrorKind::UnexpectedCbor { expected });
+        if depth > MAX_SKIP_DEPTH {
+            return Err(bad());
+        }
+        let Some(&ib) = self.input.get(at) else { return Err(self.truncated()) };
+        let major = ib >> 5;
+        if major == 7 {
+            // Simple values and floats: a fixed number of bytes follows; 31 is a break, not an item.
+            let extra = match ib & 0x1f {
+                0..=23 => 0,
+                24 => 1,
+                25 => 2,
+                26 => 4,
+                27 => 8,
+                _ => return Err(bad()),
+            };
+            return self.take(1 + extra).map(|_| ());
+        }
+        let arg = self.head(major, expected)?;
+        match (major, arg) {
+            (0 | 1, Some(_)) => Ok(()),
+            (2 | 3, Some(len)) => {
+                let b = self.take(len)?;
+                if major == 3 && std::str::from_utf8(b).is_err() {
+                    return Err(DecodeError::new(at, ErrorKind::InvalidUtf8));
+                }
                 Ok(())
             }
-            Err(e) if e.is_end_of_input() => Err(self.truncated()),
-            Err(_) => Err(DecodeError::new(self.pos, ErrorKind::UnexpectedCbor { expected })),
+            (2 | 3, None) => {
+                // Chunks must be definite strings of the same major type.
+                while !self.try_break()? {
+                    let chunk_at = self.pos;
+                    match self.input.get(chunk_at) {
+                        Some(&c) if c >> 5 == major && c & 0x1f != 31 => self.skip_item(expected, depth + 1)?,
+                        Some(_) => return Err(DecodeError::new(chunk_at, ErrorKind::UnexpectedCbor { expected })),
+                        None => return Err(self.truncated()),
+                    }
+                }
+                Ok(())
+            }
+            (4 | 5, Some(n)) => {
+                let items = if major == 5 { n.saturating_mul(2) } else { n };
+                // Every item takes at least one byte, so the loop is bounded by the input.
+                for _ in 0..items {
+                    self.skip_item(expected, depth + 1)?;
+                }
+                Ok(())
+            }
+            (4 | 5, None) => {
+                while !self.try_break()? {
+                    self.skip_item(expected, depth + 1)?;
+                    if major == 5 {
+                        self.skip_item(expected, depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            (6, Some(_)) => self.skip_item(expected, depth + 1),
+            _ => Err(bad()),
         }
     }
 }
@@ -293,6 +357,41 @@ mod tests {
         assert!(Reader::new(&b).text_bytes("text", 2).is_err());
         // A chunk that is not a definite text string is malformed.
         assert!(Reader::new(&[0x7f, 0x41, b'a', 0xff]).text_bytes("text", 16).is_err());
+    }
+
+    #[test]
+    fn skip_is_strict() {
+        let ok: [&[u8]; 8] = [
+            &[0x00],
+            &[0x3b, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0x83, 0x01, 0x61, b'a', 0x40],
+            &[0x9f, 0xa1, 0x01, 0x9f, 0xff, 0xff],
+            &[0x5f, 0x41, 0x00, 0x40, 0xff],
+            &[0xc1, 0x1a, 0, 0, 0, 1],
+            &[0xfb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xf5],
+        ];
+        for b in ok {
+            let mut r = Reader::new(b);
+            r.skip("item").unwrap_or_else(|e| panic!("{b:02x?}: {e}"));
+            assert_eq!(r.pos(), b.len(), "{b:02x?}");
+        }
+        let bad: [&[u8]; 8] = [
+            &[0xff],
+            &[0x81, 0xff],
+            &[0x1c],
+            &[0x5f, 0x61, b'a', 0xff],
+            &[0x62, 0xff, 0xfe],
+            &[0xa1, 0x01],
+            &[0xf8],
+            &[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for b in bad {
+            assert!(Reader::new(b).skip("item").is_err(), "{b:02x?} accepted");
+        }
+        // Deep nesting is refused, not followed to a stack overflow.
+        let deep = vec![0x81u8; 100_000];
+        assert!(Reader::new(&deep).skip("item").is_err());
     }
 
     #[test]

@@ -552,6 +552,9 @@ mod tests {
         assert_eq!(e.to_cbor(), b);
         assert_eq!(e.to_string(), "scheme-256:43010203");
         assert!(decode(&[0x82, 0x00, 0x00]).is_err());
+        // An unknown scheme's SSP must still be one well-formed CBOR item: a lone break is not.
+        assert!(decode(&[0x82, 0x03, 0xff]).is_err());
+        assert!(decode(&[0x82, 0x03, 0x81, 0xff]).is_err());
     }
 
     #[test]

@@ -133,9 +133,13 @@ impl BundleHeader {
     /// Total encoded size of the bundle.
     pub fn encoded_len(&self) -> u64 {
         let head = 1 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
-        (head + self.payload_head.len() + self.payload_crc_type.field_len() + usize::from(self.payload_indefinite) + 1)
-            as u64
-            + self.payload_len
+        let framing = head
+            + self.payload_head.len()
+            + self.payload_crc_type.field_len()
+            + usize::from(self.payload_indefinite)
+            + 1;
+        // Saturates: a header built for a stream may announce any payload length.
+        (framing as u64).saturating_add(self.payload_len)
     }
 
     /// Joins the header with its payload into a whole bundle.
