@@ -62,11 +62,13 @@ const BREAK: u8 = 0xff;
 
 impl<'a> Bundle<'a> {
     /// Decodes and validates exactly one bundle occupying all of `input`, with default limits.
+    #[inline]
     pub fn decode(input: &'a [u8]) -> Result<Bundle<'a>, DecodeError> {
         Self::decode_with(input, &Limits::default())
     }
 
     /// Decodes and validates exactly one bundle occupying all of `input`.
+    #[inline]
     pub fn decode_with(input: &'a [u8], limits: &Limits) -> Result<Bundle<'a>, DecodeError> {
         let (b, used) = Self::decode_prefix(input, limits)?;
         if used != input.len() {
@@ -77,6 +79,7 @@ impl<'a> Bundle<'a> {
 
     /// Decodes and validates the bundle at the start of `input` and returns it with the number of bytes it
     /// occupied, so that a stream of concatenated bundles can be walked.
+    #[inline]
     pub fn decode_prefix(input: &'a [u8], limits: &Limits) -> Result<(Bundle<'a>, usize), DecodeError> {
         match input.first() {
             None => return Err(DecodeError::new(0, ErrorKind::Truncated)),

@@ -175,6 +175,10 @@ impl CrcState {
 /// array) is covered too, as RFC 9171 §4.3.1 and §4.3.2 require.
 pub(crate) fn block_crc(ty: CrcType, encoded: &[u8], value_at: usize) -> u32 {
     let n = ty.value_len();
+    // Direct path for the common case (CRC-32C, value last): one call into the hardware CRC, four table steps.
+    if ty == CrcType::Crc32c && value_at + n == encoded.len() {
+        return crc32c_extend_zeros(crc32c::crc32c(&encoded[..value_at]), n);
+    }
     let mut st = CrcState::new(ty);
     st.update(&encoded[..value_at]);
     st.update_zeros(n);
