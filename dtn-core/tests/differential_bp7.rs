@@ -476,18 +476,23 @@ fn bp7_accepts_dtn_eids_with_spaces() {
     assert!("dtn://node/with space".parse::<Eid>().is_err());
 }
 
+/// An encoded one-byte bundle from `ipn:1.1` to `destination`.
+fn small_bundle_to(destination: Eid) -> Vec<u8> {
+    BundleBuilder::new("ipn:1.1".parse().expect("EID"), destination)
+        .creation(CreationTimestamp::new(800_000_000_000, 7))
+        .payload(b"x".to_vec())
+        .build()
+        .expect("valid")
+        .to_vec()
+}
+
 /// RFC 9758's three-element ipn form (`ipn:allocator.node.service`, an array of three numbers) is newer than
 /// bp7 0.12, which only knows the two-element form and fails to decode the bundle. We decode it and keep the
 /// form, so that re-encoding reproduces the bytes. (Not an RFC 9171 deviation; it limits the generated cases.)
 #[test]
 fn bp7_does_not_know_the_three_element_ipn_form() {
     let three = Eid::Ipn(IpnEid { fqnn: (977 << 32) | 5, service: 1, form: IpnForm::ThreeElement });
-    let b = BundleBuilder::new("ipn:1.1".parse().expect("EID"), three.clone())
-        .creation(CreationTimestamp::new(800_000_000_000, 7))
-        .payload(b"x".to_vec())
-        .build()
-        .expect("valid");
-    let bytes = b.to_vec();
+    let bytes = small_bundle_to(three.clone());
     let back = Bundle::decode(&bytes).expect("valid");
     assert_eq!(back.primary().destination.to_string(), "ipn:977.5.1");
     assert_eq!(back.to_vec(), bytes);
@@ -499,12 +504,7 @@ fn bp7_does_not_know_the_three_element_ipn_form() {
 /// fails, and a bundle without CRC would be forwarded with another destination. We keep the EID as received.
 #[test]
 fn bp7_rewrites_ipn_node_zero() {
-    let b = BundleBuilder::new("ipn:1.1".parse().expect("EID"), Eid::ipn(0, 5))
-        .creation(CreationTimestamp::new(800_000_000_000, 7))
-        .payload(b"x".to_vec())
-        .build()
-        .expect("valid");
-    let bytes = b.to_vec();
+    let bytes = small_bundle_to(Eid::ipn(0, 5));
     let back = Bundle::decode(&bytes).expect("valid");
     assert_eq!(back.primary().destination.to_string(), "ipn:0.5");
     assert_eq!(back.to_vec(), bytes);

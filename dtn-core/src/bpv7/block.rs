@@ -133,7 +133,7 @@ pub struct Block<'a> {
 }
 
 /// The fields of a canonical block up to (and including) the header of its data byte string.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BlockHead {
     pub block_type: BlockType,
     pub number: u64,
@@ -214,13 +214,7 @@ impl<'a> Block<'a> {
         let data_start = out.len();
         out.extend_from_slice(data);
         let data_range = data_start..out.len();
-        if crc_type != CrcType::None {
-            write_head(&mut out, MAJOR_BYTES, crc_type.value_len() as u64);
-            out.resize(out.len() + crc_type.value_len(), 0);
-            let at = out.len() - crc_type.value_len();
-            let v = crc::block_crc(crc_type, &out, at);
-            crc::write_crc_value(crc_type, &mut out, at, v);
-        }
+        crc::seal_block(crc_type, &mut out, false);
         let typed = parse_data(block_type, number, data, &Limits::default())
             .map_err(|kind| DecodeError::new(data_start, kind))?;
         Ok(Block { block_type, number, flags, crc_type, data: typed, encoded: Cow::Owned(out), data_range })

@@ -11,7 +11,7 @@ use super::error::{DecodeError, ErrorKind};
 use super::primary::{BundleFlags, FragmentInfo, PrimaryBlock};
 use super::stream::BundleHeader;
 use super::time::CreationTimestamp;
-use super::validate::{check_block, check_bundle};
+use super::validate::check_all;
 
 /// Builds a valid bundle. Block numbers are assigned in order: extension blocks from 2, payload 1.
 ///
@@ -158,11 +158,7 @@ impl BundleBuilder {
     /// say) through [`StreamEncoder`](super::StreamEncoder); any payload set on the builder is ignored.
     pub fn build_header(self, payload_len: u64, limits: &Limits) -> Result<BundleHeader, DecodeError> {
         let blocks = self.extension_blocks()?;
-        for (i, b) in blocks.iter().enumerate() {
-            check_block(&self.primary, &blocks[..i], b.block_type(), b.number(), b.flags(), limits, 0)?;
-        }
-        check_block(&self.primary, &blocks, BlockType::PAYLOAD, 1, self.payload_flags, limits, 0)?;
-        check_bundle(&self.primary, &blocks, payload_len, limits)?;
+        check_all(&self.primary, &blocks, self.payload_flags, payload_len, limits)?;
         let encoded = self.primary.encode();
         let header =
             BundleHeader::from_parts(self.primary, encoded, blocks, self.payload_flags, self.block_crc, payload_len);

@@ -162,6 +162,17 @@ impl CrcState {
         }
     }
 
+    /// Finishes the CRC of a block whose payload was fed incrementally: feeds the CRC field's head byte, the
+    /// zeroed value and, for an indefinite-length block, its closing break (RFC 9171 §4.3.2).
+    pub(crate) fn finish_trailer(mut self, ty: CrcType, indefinite: bool) -> u32 {
+        self.update(&[ty.field_header()]);
+        self.update_zeros(ty.value_len());
+        if indefinite {
+            self.update(&[0xff]);
+        }
+        self.finish()
+    }
+
     /// Feeds the zeroed CRC value bytes and returns the final CRC: for a block whose CRC value is its last
     /// bytes.
     pub fn finish_with_zeroed_field(mut self, ty: CrcType) -> u32 {
@@ -189,8 +200,25 @@ pub(crate) fn block_crc(ty: CrcType, encoded: &[u8], value_at: usize) -> u32 {
     st.finish()
 }
 
+/// Completes a block's encoding in `block`: appends its CRC field (if any) and, for an indefinite-length
+/// block, its closing break, then fills in the CRC value computed over the whole block.
+pub(crate) fn seal_block(ty: CrcType, block: &mut Vec<u8>, indefinite: bool) {
+    let value_at = block.len() + 1;
+    if ty != CrcType::None {
+        block.push(ty.field_header());
+        block.resize(block.len() + ty.value_len(), 0);
+    }
+    if indefinite {
+        block.push(0xff);
+    }
+    if ty != CrcType::None {
+        let v = block_crc(ty, block, value_at);
+        write_crc_value(ty, block, value_at, v);
+    }
+}
+
 /// Writes `value` big-endian at `value_at`.
-pub(crate) fn write_crc_value(ty: CrcType, encoded: &mut [u8], value_at: usize, value: u32) {
+fn write_crc_value(ty: CrcType, encoded: &mut [u8], value_at: usize, value: u32) {
     match ty {
         CrcType::None => {}
         CrcType::Crc16 => encoded[value_at..value_at + 2].copy_from_slice(&(value as u16).to_be_bytes()),

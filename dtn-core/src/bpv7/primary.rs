@@ -3,7 +3,7 @@
 use std::ops::{BitOr, BitOrAssign};
 
 use super::Limits;
-use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UINT, Reader, Result, head_len, write_head};
+use super::cbor::{MAJOR_ARRAY, MAJOR_UINT, Reader, Result, head_len, write_head};
 use super::crc::{self, CrcType};
 use super::eid::Eid;
 use super::error::{DecodeError, ErrorKind};
@@ -147,13 +147,7 @@ impl PrimaryBlock {
             write_head(&mut out, MAJOR_UINT, f.offset);
             write_head(&mut out, MAJOR_UINT, f.total_adu_len);
         }
-        if self.crc_type != CrcType::None {
-            write_head(&mut out, MAJOR_BYTES, self.crc_type.value_len() as u64);
-            out.resize(out.len() + self.crc_type.value_len(), 0);
-            let at = out.len() - self.crc_type.value_len();
-            let v = crc::block_crc(self.crc_type, &out, at);
-            crc::write_crc_value(self.crc_type, &mut out, at, v);
-        }
+        crc::seal_block(self.crc_type, &mut out, false);
         out
     }
 

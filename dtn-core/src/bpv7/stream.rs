@@ -56,14 +56,11 @@ pub struct BundleHeader {
     primary: PrimaryBlock,
     primary_encoded: Vec<u8>,
     blocks: Vec<Block<'static>>,
-    payload_flags: BlockFlags,
-    payload_crc_type: CrcType,
-    payload_len: u64,
+    /// The payload block's fields; `data_start` is the length of `payload_head`.
+    payload: BlockHead,
     /// The payload block's encoding up to its data, as received (canonical for built bundles), so that a
     /// streamed re-encoding is byte-identical like the in-memory one.
     payload_head: Vec<u8>,
-    /// The payload block was received as an indefinite-length array (a break follows its CRC).
-    payload_indefinite: bool,
 }
 
 /// The shortest encoding of a payload block's head.
@@ -79,6 +76,18 @@ fn canonical_payload_head(flags: BlockFlags, crc_type: CrcType, len: u64) -> Vec
 }
 
 impl BundleHeader {
+    fn new(
+        primary: PrimaryBlock,
+        primary_encoded: Vec<u8>,
+        blocks: Vec<Block<'static>>,
+        payload: BlockHead,
+        payload_head: Vec<u8>,
+    ) -> Self {
+        let payload = BlockHead { data_start: payload_head.len(), ..payload };
+        BundleHeader { primary, primary_encoded, blocks, payload, payload_head }
+    }
+
+    /// A header for a bundle being built: canonical payload block head.
     pub(crate) fn from_parts(
         primary: PrimaryBlock,
         primary_encoded: Vec<u8>,
@@ -87,18 +96,17 @@ impl BundleHeader {
         payload_crc_type: CrcType,
         payload_len: u64,
     ) -> Self {
-        let payload_head = canonical_payload_head(payload_flags, payload_crc_type, payload_len);
-        let payload_indefinite = false;
-        BundleHeader {
-            primary,
-            primary_encoded,
-            blocks,
-            payload_flags,
-            payload_crc_type,
-            payload_len,
-            payload_head,
-            payload_indefinite,
-        }
+        let head = canonical_payload_head(payload_flags, payload_crc_type, payload_len);
+        let payload = BlockHead {
+            block_type: BlockType::PAYLOAD,
+            number: 1,
+            flags: payload_flags,
+            crc_type: payload_crc_type,
+            indefinite: false,
+            data_start: 0,
+            data_len: payload_len,
+        };
+        BundleHeader::new(primary, primary_encoded, blocks, payload, head)
     }
 
     /// The primary block.
@@ -111,57 +119,43 @@ impl BundleHeader {
     }
     /// Payload block flags.
     pub fn payload_flags(&self) -> BlockFlags {
-        self.payload_flags
+        self.payload.flags
     }
     /// Payload block CRC type.
     pub fn payload_crc_type(&self) -> CrcType {
-        self.payload_crc_type
+        self.payload.crc_type
     }
     /// Payload length in bytes.
     pub fn payload_len(&self) -> u64 {
-        self.payload_len
+        self.payload.data_len
     }
     /// The bundle's identity.
     pub fn id(&self) -> BundleId {
         BundleId {
             source: self.primary.source.clone(),
             creation: self.primary.creation,
-            fragment: self.primary.fragment.map(|f| (f.offset, self.payload_len)),
+            fragment: self.primary.fragment.map(|f| (f.offset, self.payload.data_len)),
         }
     }
 
     /// Total encoded size of the bundle.
     pub fn encoded_len(&self) -> u64 {
         let head = 1 + self.primary_encoded.len() + self.blocks.iter().map(|b| b.encoded().len()).sum::<usize>();
-        let framing = head
-            + self.payload_head.len()
-            + self.payload_crc_type.field_len()
-            + usize::from(self.payload_indefinite)
-            + 1;
+        let p = &self.payload;
+        // Everything but the payload data: blocks, payload head, CRC field, break(s).
+        let framing = (head + self.payload_head.len() + p.crc_type.field_len() + usize::from(p.indefinite) + 1) as u64;
         // Saturates: a header built for a stream may announce any payload length.
-        (framing as u64).saturating_add(self.payload_len)
+        framing.saturating_add(self.payload.data_len)
     }
 
     /// Joins the header with its payload into a whole bundle.
     pub fn into_bundle(self, payload: &[u8], limits: &Limits) -> Result<Bundle<'static>, DecodeError> {
-        if payload.len() as u64 != self.payload_len {
+        if payload.len() as u64 != self.payload.data_len {
             return Err(DecodeError::new(0, ErrorKind::Truncated));
         }
-        let ty = self.payload_crc_type;
         let mut encoded = self.payload_head;
         encoded.extend_from_slice(payload);
-        let value_at = encoded.len() + 1;
-        if ty != CrcType::None {
-            encoded.push(ty.field_header());
-            encoded.resize(encoded.len() + ty.value_len(), 0);
-        }
-        if self.payload_indefinite {
-            encoded.push(0xff);
-        }
-        if ty != CrcType::None {
-            let v = crc::block_crc(ty, &encoded, value_at);
-            crc::write_crc_value(ty, &mut encoded, value_at, v);
-        }
+        crc::seal_block(self.payload.crc_type, &mut encoded, self.payload.indefinite);
         let mut blocks = self.blocks;
         blocks.push(Block::decode(&mut Reader::new(&encoded), limits)?.into_owned());
         Bundle::from_parts(self.primary, Cow::Owned(self.primary_encoded), blocks, limits)
@@ -172,16 +166,22 @@ impl Bundle<'_> {
     /// The bundle's header (everything but the payload bytes), for streaming it out.
     pub fn header(&self) -> BundleHeader {
         let p = self.payload_block();
-        BundleHeader {
-            primary: self.primary().clone(),
-            primary_encoded: self.primary_encoded().to_vec(),
-            blocks: self.extension_blocks().iter().cloned().map(Block::into_owned).collect(),
-            payload_flags: p.flags(),
-            payload_crc_type: p.crc_type(),
-            payload_len: p.data().len() as u64,
-            payload_head: p.encoded()[..p.data_offset()].to_vec(),
-            payload_indefinite: p.encoded().first() == Some(&0x9f),
-        }
+        let head = BlockHead {
+            block_type: BlockType::PAYLOAD,
+            number: 1,
+            flags: p.flags(),
+            crc_type: p.crc_type(),
+            indefinite: p.encoded().first() == Some(&0x9f),
+            data_start: 0,
+            data_len: p.data().len() as u64,
+        };
+        BundleHeader::new(
+            self.primary().clone(),
+            self.primary_encoded().to_vec(),
+            self.extension_blocks().iter().cloned().map(Block::into_owned).collect(),
+            head,
+            p.encoded()[..p.data_offset()].to_vec(),
+        )
     }
 }
 
@@ -354,13 +354,7 @@ impl StreamDecoder {
                 return Err(DecodeError::new(trailer_at, ErrorKind::CrcFieldMalformed { block: 1, len: n }));
             }
             let carried = t[1..1 + n].iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
-            let mut crc = crc;
-            crc.update(&[t[0]]);
-            crc.update_zeros(n);
-            if indefinite {
-                crc.update(&[0xff]);
-            }
-            let computed = crc.finish();
+            let computed = crc.finish_trailer(crc_type, indefinite);
             if carried != computed {
                 return Err(DecodeError::new(trailer_at + 1, ErrorKind::CrcMismatch { block: 1, carried, computed }));
             }
@@ -436,16 +430,13 @@ impl StreamDecoder {
                 }
                 let mut crc = CrcState::new(head.crc_type);
                 crc.update(&self.buf[self.resume..k]);
-                let header = BundleHeader {
-                    primary: primary.clone(),
-                    primary_encoded: self.buf[prange.clone()].to_vec(),
-                    blocks: std::mem::take(&mut self.blocks),
-                    payload_flags: head.flags,
-                    payload_crc_type: head.crc_type,
-                    payload_len: head.data_len,
-                    payload_head: self.buf[self.resume..k].to_vec(),
-                    payload_indefinite: head.indefinite,
-                };
+                let header = BundleHeader::new(
+                    primary.clone(),
+                    self.buf[prange.clone()].to_vec(),
+                    std::mem::take(&mut self.blocks),
+                    head,
+                    self.buf[self.resume..k].to_vec(),
+                );
                 sink.on_header(&header).map_err(StreamError::Sink)?;
                 self.header = Some(header);
                 self.state = if head.data_len == 0 {
@@ -493,11 +484,11 @@ impl StreamEncoder {
             out.extend_from_slice(b.encoded());
         }
         let head = &header.payload_head;
-        let mut crc = CrcState::new(header.payload_crc_type);
+        let mut crc = CrcState::new(header.payload.crc_type);
         crc.update(head);
         out.extend_from_slice(head);
-        let indefinite = header.payload_indefinite;
-        StreamEncoder { crc, crc_type: header.payload_crc_type, indefinite, announced: header.payload_len, got: 0 }
+        let p = header.payload;
+        StreamEncoder { crc, crc_type: p.crc_type, indefinite: p.indefinite, announced: p.data_len, got: 0 }
     }
 
     /// Accounts for the next payload chunk (the caller writes the chunk itself, avoiding a copy).
@@ -517,19 +508,9 @@ impl StreamEncoder {
             return Err(EncodeError::PayloadLengthMismatch { announced: self.announced, got: self.got });
         }
         if self.crc_type != CrcType::None {
-            let mut crc = self.crc;
-            let hdr = self.crc_type.field_header();
-            crc.update(&[hdr]);
-            crc.update_zeros(self.crc_type.value_len());
-            if self.indefinite {
-                crc.update(&[0xff]);
-            }
-            let v = crc.finish();
-            out.push(hdr);
-            match self.crc_type {
-                CrcType::Crc16 => out.extend_from_slice(&(v as u16).to_be_bytes()),
-                _ => out.extend_from_slice(&v.to_be_bytes()),
-            }
+            let v = self.crc.finish_trailer(self.crc_type, self.indefinite);
+            out.push(self.crc_type.field_header());
+            out.extend_from_slice(&v.to_be_bytes()[4 - self.crc_type.value_len()..]);
         }
         if self.indefinite {
             out.push(0xff);

@@ -42,6 +42,25 @@ pub(crate) fn check_block(
     Ok(())
 }
 
+/// Every rule, for a bundle assembled in memory (built, changed, or joined from a streamed header): the
+/// extension blocks in order, then a payload block with these flags and this length.
+pub(crate) fn check_all(
+    primary: &PrimaryBlock,
+    ext: &[Block<'_>],
+    payload_flags: BlockFlags,
+    payload_len: u64,
+    limits: &Limits,
+) -> Result<()> {
+    for (i, b) in ext.iter().enumerate() {
+        if b.block_type() == BlockType::PAYLOAD {
+            return Err(DecodeError::new(0, ErrorKind::PayloadNotLast));
+        }
+        check_block(primary, &ext[..i], b.block_type(), b.number(), b.flags(), limits, 0)?;
+    }
+    check_block(primary, ext, BlockType::PAYLOAD, 1, payload_flags, limits, 0)?;
+    check_bundle(primary, ext, payload_len, limits)
+}
+
 /// Rules about the bundle as a whole, once every block before the payload data is known.
 pub(crate) fn check_bundle(primary: &PrimaryBlock, ext: &[Block<'_>], payload_len: u64, limits: &Limits) -> Result<()> {
     // The decoders check EID lengths as they read; this catches built and modified bundles, which would
