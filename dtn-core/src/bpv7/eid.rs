@@ -294,6 +294,22 @@ impl Eid {
         v
     }
 
+    /// Decodes an EID from exactly `bytes` (its CBOR encoding, as [`Eid::to_cbor`] writes it).
+    pub fn from_cbor(bytes: &[u8]) -> Result<Eid> {
+        let (eid, used) = Eid::decode_prefix(bytes)?;
+        if used != bytes.len() {
+            return Err(DecodeError::new(used, ErrorKind::TrailingBytes(bytes.len() - used)));
+        }
+        Ok(eid)
+    }
+
+    /// Decodes the CBOR EID at the start of `bytes`; returns it and the number of bytes it took.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Eid, usize)> {
+        let mut r = Reader::new(bytes);
+        let eid = Eid::decode(&mut r, "EID", usize::MAX)?;
+        Ok((eid, r.pos()))
+    }
+
     /// Decodes one EID from the reader. `field` names the EID in errors.
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str, max_len: usize) -> Result<Eid> {
         let start = r.pos();

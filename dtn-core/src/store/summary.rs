@@ -1,0 +1,531 @@
+//! Compact, exact summaries of a set of bundle IDs, for "what do I hold that you lack".
+//!
+//! A summary groups IDs by source and stores runs of consecutive sequence numbers:
+//! * bundles whose source declares that its sequence numbers never repeat (our nodes do, in the bundle-class
+//!   block) are keyed by sequence number alone, so a station's whole output is one run however its clock ran;
+//! * other bundles are keyed by (creation time, sequence number), runs counted within one creation time, which
+//!   is one run per source for clockless nodes (creation time 0) and per burst for the rest;
+//! * fragments are listed exactly (they are rare and short-lived).
+//!
+//! A summary never claims an ID that was not inserted, so a peer that trusts it never withholds a bundle the
+//! other side lacks. Insert and remove are O(log n) in the number of runs, so a store keeps its summary up to
+//! date as it commits instead of scanning.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+
+use crate::bpv7::{BundleId, Eid};
+
+/// A set of `u64`s stored as disjoint, non-adjacent inclusive runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeSet {
+    /// start → end (inclusive).
+    runs: BTreeMap<u64, u64>,
+}
+
+impl RangeSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        RangeSet::default()
+    }
+
+    /// Whether `x` is in the set.
+    pub fn contains(&self, x: u64) -> bool {
+        self.runs.range(..=x).next_back().is_some_and(|(_, &end)| end >= x)
+    }
+
+    /// Adds `x`; returns false if it was already present.
+    pub fn insert(&mut self, x: u64) -> bool {
+        self.insert_range(x, x)
+    }
+
+    /// Adds every value in `lo..=hi`; returns false if all were already present.
+    pub fn insert_range(&mut self, lo: u64, hi: u64) -> bool {
+        if lo > hi {
+            return false;
+        }
+        let (mut start, mut end) = (lo, hi);
+        // A run that starts at or before `lo` and reaches `lo - 1` or beyond merges with us.
+        if let Some((&s, &e)) = self.runs.range(..=lo).next_back() {
+            if e >= hi {
+                return false;
+            }
+            if e.saturating_add(1) >= lo {
+                start = s;
+                end = end.max(e);
+            }
+        }
+        // Runs starting inside `start..=end + 1` are swallowed.
+        let reach = end.saturating_add(1);
+        let swallowed: Vec<(u64, u64)> = self.runs.range(start..=reach).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in swallowed {
+            self.runs.remove(&s);
+            end = end.max(e);
+        }
+        self.runs.insert(start, end);
+        true
+    }
+
+    /// Removes `x`; returns false if it was absent.
+    pub fn remove(&mut self, x: u64) -> bool {
+        let Some((&s, &e)) = self.runs.range(..=x).next_back() else { return false };
+        if e < x {
+            return false;
+        }
+        self.runs.remove(&s);
+        if s < x {
+            self.runs.insert(s, x - 1);
+        }
+        if x < e {
+            self.runs.insert(x + 1, e);
+        }
+        true
+    }
+
+    /// The runs, in order.
+    pub fn runs(&self) -> impl Iterator<Item = RangeInclusive<u64>> + '_ {
+        self.runs.iter().map(|(&s, &e)| s..=e)
+    }
+
+    /// Number of runs.
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Number of values (saturating).
+    pub fn len(&self) -> u64 {
+        self.runs.iter().fold(0u64, |n, (&s, &e)| n.saturating_add(e - s).saturating_add(1))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The values in `self` and not in `other`.
+    pub fn difference(&self, other: &RangeSet) -> RangeSet {
+        let mut out = RangeSet::new();
+        for (&s, &e) in &self.runs {
+            let mut cur = s;
+            let mut done = false;
+            // Runs of `other` that may overlap s..=e: the one starting at or before s, then those inside.
+            let first = other.runs.range(..=s).next_back().map(|(&a, &b)| (a, b));
+            let inside = other.runs.range(s.saturating_add(1)..=e).map(|(&a, &b)| (a, b));
+            for (a, b) in first.into_iter().chain(inside) {
+                if b < cur {
+                    continue;
+                }
+                if a > cur {
+                    out.runs.insert(cur, a - 1);
+                }
+                if b >= e {
+                    done = true;
+                    break;
+                }
+                cur = b + 1;
+            }
+            if !done {
+                out.runs.insert(cur, e);
+            }
+        }
+        out
+    }
+}
+
+/// What a summary holds for one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// Whole bundles from a source that declares unique sequence numbers, by sequence number.
+    pub unique_seq: RangeSet,
+    /// Other whole bundles: creation time → sequence numbers.
+    pub by_time: BTreeMap<u64, RangeSet>,
+    /// Fragments: (creation time, sequence number, offset, length).
+    pub fragments: BTreeSet<(u64, u64, u64, u64)>,
+}
+
+impl SourceSummary {
+    fn is_empty(&self) -> bool {
+        self.unique_seq.is_empty() && self.by_time.is_empty() && self.fragments.is_empty()
+    }
+
+    fn run_count(&self) -> usize {
+        self.unique_seq.run_count()
+            + self.by_time.values().map(RangeSet::run_count).sum::<usize>()
+            + self.fragments.len()
+    }
+}
+
+/// How a bundle is keyed in a summary: see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqMode {
+    /// The source numbers its bundles uniquely across creation times.
+    Unique,
+    /// Sequence numbers are unique only within a creation time (RFC 9171's baseline).
+    PerTime,
+}
+
+/// A compact, exact set of bundle IDs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    sources: BTreeMap<Eid, SourceSummary>,
+}
+
+impl Summary {
+    /// An empty summary.
+    pub fn new() -> Self {
+        Summary::default()
+    }
+
+    /// Adds an ID; returns false if it was present.
+    pub fn insert(&mut self, id: &BundleId, mode: SeqMode) -> bool {
+        let src = match self.sources.get_mut(&id.source) {
+            Some(s) => s,
+            None => self.sources.entry(id.source.clone()).or_default(),
+        };
+        let (t, q) = (id.creation.time.0, id.creation.sequence);
+        match (id.fragment, mode) {
+            (Some((off, len)), _) => src.fragments.insert((t, q, off, len)),
+            (None, SeqMode::Unique) => src.unique_seq.insert(q),
+            (None, SeqMode::PerTime) => src.by_time.entry(t).or_default().insert(q),
+        }
+    }
+
+    /// Removes an ID; returns false if it was absent.
+    pub fn remove(&mut self, id: &BundleId, mode: SeqMode) -> bool {
+        let Some(src) = self.sources.get_mut(&id.source) else { return false };
+        let (t, q) = (id.creation.time.0, id.creation.sequence);
+        let removed = match (id.fragment, mode) {
+            (Some((off, len)), _) => src.fragments.remove(&(t, q, off, len)),
+            (None, SeqMode::Unique) => src.unique_seq.remove(q),
+            (None, SeqMode::PerTime) => match src.by_time.get_mut(&t) {
+                Some(set) => {
+                    let r = set.remove(q);
+                    if set.is_empty() {
+                        src.by_time.remove(&t);
+                    }
+                    r
+                }
+                None => false,
+            },
+        };
+        if src.is_empty() {
+            self.sources.remove(&id.source);
+        }
+        removed
+    }
+
+    /// Whether the ID is in the summary.
+    pub fn contains(&self, id: &BundleId, mode: SeqMode) -> bool {
+        let Some(src) = self.sources.get(&id.source) else { return false };
+        let (t, q) = (id.creation.time.0, id.creation.sequence);
+        match (id.fragment, mode) {
+            (Some((off, len)), _) => src.fragments.contains(&(t, q, off, len)),
+            (None, SeqMode::Unique) => src.unique_seq.contains(q),
+            (None, SeqMode::PerTime) => src.by_time.get(&t).is_some_and(|s| s.contains(q)),
+        }
+    }
+
+    /// The IDs in `self` and not in `other`: "what I hold that you lack" when `self` is mine.
+    pub fn difference(&self, other: &Summary) -> Summary {
+        let mut out = Summary::new();
+        for (eid, mine) in &self.sources {
+            let d = match other.sources.get(eid) {
+                None => mine.clone(),
+                Some(theirs) => SourceSummary {
+                    unique_seq: mine.unique_seq.difference(&theirs.unique_seq),
+                    by_time: mine
+                        .by_time
+                        .iter()
+                        .filter_map(|(t, set)| {
+                            let d = match theirs.by_time.get(t) {
+                                Some(o) => set.difference(o),
+                                None => set.clone(),
+                            };
+                            (!d.is_empty()).then_some((*t, d))
+                        })
+                        .collect(),
+                    fragments: mine.fragments.difference(&theirs.fragments).copied().collect(),
+                },
+            };
+            if !d.is_empty() {
+                out.sources.insert(eid.clone(), d);
+            }
+        }
+        out
+    }
+
+    /// Adds everything in `other`.
+    pub fn union_with(&mut self, other: &Summary) {
+        for (eid, theirs) in &other.sources {
+            let mine = self.sources.entry(eid.clone()).or_default();
+            for r in theirs.unique_seq.runs() {
+                mine.unique_seq.insert_range(*r.start(), *r.end());
+            }
+            for (t, set) in &theirs.by_time {
+                let m = mine.by_time.entry(*t).or_default();
+                for r in set.runs() {
+                    m.insert_range(*r.start(), *r.end());
+                }
+            }
+            mine.fragments.extend(theirs.fragments.iter().copied());
+        }
+    }
+
+    /// Per-source contents, in source order.
+    pub fn sources(&self) -> impl Iterator<Item = (&Eid, &SourceSummary)> {
+        self.sources.iter()
+    }
+
+    /// Number of sources.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Number of runs and fragment entries: the summary's size, whatever the number of bundles.
+    pub fn run_count(&self) -> usize {
+        self.sources.values().map(SourceSummary::run_count).sum()
+    }
+
+    /// Whether the summary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Appends the binary form: a version byte, then per source its CBOR EID and varint-coded runs.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(SUMMARY_FORMAT);
+        varint(out, self.sources.len() as u64);
+        for (eid, s) in &self.sources {
+            eid.encode(out);
+            encode_runs(out, &s.unique_seq);
+            varint(out, s.by_time.len() as u64);
+            let mut prev_t = 0;
+            for (t, set) in &s.by_time {
+                varint(out, t - prev_t);
+                prev_t = *t;
+                encode_runs(out, set);
+            }
+            varint(out, s.fragments.len() as u64);
+            for &(t, q, off, len) in &s.fragments {
+                for v in [t, q, off, len] {
+                    varint(out, v);
+                }
+            }
+        }
+    }
+
+    /// The binary form in a fresh vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16 + self.run_count() * 4);
+        self.encode(&mut v);
+        v
+    }
+
+    /// Decodes the binary form. Every length is checked against the input, so hostile input costs at most
+    /// its own size.
+    pub fn decode(input: &[u8]) -> Result<Summary, SummaryError> {
+        let mut r = VarReader { input, pos: 0 };
+        let version = r.byte()?;
+        if version != SUMMARY_FORMAT {
+            return Err(SummaryError::Version(version));
+        }
+        let mut out = Summary::new();
+        let n = r.count()?;
+        for _ in 0..n {
+            let (eid, used) = Eid::decode_prefix(&input[r.pos..]).map_err(|_| SummaryError::Malformed(r.pos))?;
+            r.pos += used;
+            let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
+            let times = r.count()?;
+            let mut t = 0u64;
+            for i in 0..times {
+                let dt = r.varint()?;
+                if i > 0 && dt == 0 {
+                    return Err(SummaryError::Malformed(r.pos));
+                }
+                t = t.checked_add(dt).ok_or(SummaryError::Malformed(r.pos))?;
+                s.by_time.insert(t, decode_runs(&mut r)?);
+            }
+            let frags = r.count()?;
+            for _ in 0..frags {
+                s.fragments.insert((r.varint()?, r.varint()?, r.varint()?, r.varint()?));
+            }
+            if out.sources.insert(eid, s).is_some() {
+                return Err(SummaryError::Malformed(r.pos));
+            }
+        }
+        if r.pos != input.len() {
+            return Err(SummaryError::Malformed(r.pos));
+        }
+        Ok(out)
+    }
+}
+
+/// Version of [`Summary::encode`]'s format.
+const SUMMARY_FORMAT: u8 = 1;
+
+/// A summary that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SummaryError {
+    /// Unknown format version.
+    #[error("summary format version {0} is not supported")]
+    Version(u8),
+    /// Malformed or truncated at the given byte.
+    #[error("malformed summary at byte {0}")]
+    Malformed(usize),
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Runs as (gap from the previous run's end, length - 1) pairs, so dense sets cost a few bytes per run.
+fn encode_runs(out: &mut Vec<u8>, set: &RangeSet) {
+    varint(out, set.run_count() as u64);
+    let mut prev_end: Option<u64> = None;
+    for r in set.runs() {
+        let gap = match prev_end {
+            None => *r.start(),
+            Some(p) => r.start() - p - 2,
+        };
+        varint(out, gap);
+        varint(out, r.end() - r.start());
+        prev_end = Some(*r.end());
+    }
+}
+
+fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
+    let n = r.count()?;
+    let mut set = RangeSet::new();
+    let mut prev_end: Option<u64> = None;
+    let bad = |at| SummaryError::Malformed(at);
+    for _ in 0..n {
+        let gap = r.varint()?;
+        let span = r.varint()?;
+        let start = match prev_end {
+            None => gap,
+            Some(p) => p.checked_add(2).and_then(|v| v.checked_add(gap)).ok_or(bad(r.pos))?,
+        };
+        let end = start.checked_add(span).ok_or(bad(r.pos))?;
+        set.runs.insert(start, end);
+        prev_end = Some(end);
+    }
+    Ok(set)
+}
+
+struct VarReader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl VarReader<'_> {
+    fn byte(&mut self) -> Result<u8, SummaryError> {
+        let b = *self.input.get(self.pos).ok_or(SummaryError::Malformed(self.pos))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, SummaryError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let at = self.pos;
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(SummaryError::Malformed(at));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(SummaryError::Malformed(self.pos))
+    }
+
+    /// A count of following items, each at least one byte, so it cannot exceed the bytes left.
+    fn count(&mut self) -> Result<usize, SummaryError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        if n > (self.input.len() - self.pos) as u64 {
+            return Err(SummaryError::Malformed(at));
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpv7::CreationTimestamp;
+
+    fn id(src: &Eid, t: u64, q: u64) -> BundleId {
+        BundleId { source: src.clone(), creation: CreationTimestamp::new(t, q), fragment: None }
+    }
+
+    #[test]
+    fn rangeset_merges_and_splits() {
+        let mut s = RangeSet::new();
+        for x in [1, 3, 2, 10, 5, 4] {
+            assert!(s.insert(x));
+        }
+        assert!(!s.insert(3));
+        assert_eq!(s.runs().collect::<Vec<_>>(), vec![1..=5, 10..=10]);
+        assert!(s.remove(3));
+        assert_eq!(s.runs().collect::<Vec<_>>(), vec![1..=2, 4..=5, 10..=10]);
+        assert!(!s.remove(3));
+        s.insert_range(0, 20);
+        assert_eq!(s.runs().collect::<Vec<_>>(), vec![0..=20]);
+        s.insert(u64::MAX);
+        s.insert(u64::MAX - 1);
+        assert_eq!(s.run_count(), 2);
+        assert!(s.contains(u64::MAX));
+    }
+
+    #[test]
+    fn station_output_is_one_run() {
+        let st = Eid::dtn("station1", "").unwrap();
+        let mut sum = Summary::new();
+        for q in 0..10_000 {
+            // Clocked station: every bundle a different creation time, unique sequence numbers.
+            sum.insert(&id(&st, 800_000_000_000 + q * 1000, q), SeqMode::Unique);
+        }
+        assert_eq!(sum.run_count(), 1);
+        assert!(sum.to_bytes().len() < 40);
+    }
+
+    #[test]
+    fn difference_is_what_the_peer_lacks() {
+        let a = Eid::ipn(1, 0);
+        let mut mine = Summary::new();
+        let mut theirs = Summary::new();
+        for q in 0..100 {
+            mine.insert(&id(&a, 0, q), SeqMode::PerTime);
+        }
+        for q in (10..50).chain(60..70) {
+            theirs.insert(&id(&a, 0, q), SeqMode::PerTime);
+        }
+        let d = mine.difference(&theirs);
+        let runs: Vec<_> = d.sources().next().unwrap().1.by_time[&0].runs().collect();
+        assert_eq!(runs, vec![0..=9, 50..=59, 70..=99]);
+        assert!(theirs.difference(&mine).is_empty());
+    }
+
+    #[test]
+    fn encode_roundtrip_and_garbage() {
+        let mut s = Summary::new();
+        let a = Eid::dtn("a", "x").unwrap();
+        s.insert(&id(&a, 5, 1), SeqMode::PerTime);
+        s.insert(&id(&a, 9, 1), SeqMode::Unique);
+        s.insert(&BundleId { fragment: Some((10, 20)), ..id(&Eid::ipn(7, 1), 3, 4) }, SeqMode::PerTime);
+        let b = s.to_bytes();
+        assert_eq!(Summary::decode(&b).unwrap(), s);
+        for cut in 0..b.len() {
+            assert!(Summary::decode(&b[..cut]).is_err(), "prefix {cut} accepted");
+        }
+        assert_eq!(Summary::decode(&[9]), Err(SummaryError::Version(9)));
+        assert!(Summary::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
+}
