@@ -29,7 +29,7 @@ pub use block::{Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_da
 pub use builder::BundleBuilder;
 pub use bundle::{Bundle, EncodeError, UnprocessableBlocks};
 pub use crc::{CrcState, CrcType};
-pub use eid::{DtnEid, Eid, IpnEid, IpnForm, SCHEME_DTN, SCHEME_IPN};
+pub use eid::{DtnEid, Eid, IpnEid, IpnForm, SCHEME_DTN, SCHEME_IPN, UnknownEid};
 pub use error::{DecodeError, EidError, ErrorKind};
 pub use id::BundleId;
 pub use primary::{BundleFlags, FragmentInfo, PrimaryBlock};

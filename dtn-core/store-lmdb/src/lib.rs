@@ -1,0 +1,608 @@
+//! Durable bundle store on LMDB, implementing [`dtn_core::store::BundleStore`].
+//!
+//! * Metadata and small bundles live in one LMDB environment (tables below); bundles larger than
+//!   [`Options::inline_max`] live in payload files beside it, written and read as streams.
+//! * All writes go through one committer thread that groups the batches waiting for it into a single write
+//!   transaction with one durable sync ([`LmdbStore::submit`] returns a [`Ticket`]; the callback form of
+//!   [`LmdbStore::submit_with`] is the "now durable" signal custody and acknowledgements wait for). Each
+//!   batch runs in a nested transaction, so one failing batch does not fail the others in its group.
+//! * A store killed at any moment reopens without a repair step: LMDB commits are atomic, payload files are
+//!   synced (and their directory) before the commit that refers to them, and files no record refers to are
+//!   removed at open.
+//! * Nothing per bundle is kept in memory: summaries (runs of sequence numbers) and counters only.
+//!
+//! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number):
+//! `meta` A → record · `data` A → bytes · `ids` id → A, mode · `dest` eid ‖ A · `expiry` t ‖ A → size ·
+//! `prio` (255 − p) ‖ A · `evict` p ‖ t ‖ A → size (replicas only) · `custody` t ‖ A · `useq` source ‖ seq → A ·
+//! `tombs` id → tombstone · `tomb_exp` t ‖ id · `state` · `peers` eid → summary · `partials` id → record ·
+//! `files` n → () (payload files referenced) · `info` counters and the format version.
+
+mod check;
+mod keys;
+mod payload;
+mod record;
+mod writer;
+
+use std::fs;
+use std::io::{Cursor, Read};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use dtn_core::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid};
+use dtn_core::store::{
+    BundleMeta, BundleReader, BundleStore, CommitReport, PartialBundle, Priority, Result, SeqMode, StagedId,
+    StoreError, Summary, Tombstone, TombstoneReason, Usage, WriteBatch,
+};
+use heed::types::Bytes;
+use heed::{Database, Env, EnvOpenOptions, RoTxn};
+
+pub use check::CheckReport;
+pub use payload::PayloadWriter;
+pub use writer::Ticket;
+
+use keys::{be64, cat, eid_key, id_key, tail64};
+use record::Location;
+
+type Db = Database<Bytes, Bytes>;
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Byte quota for bundles (and partial bundles).
+    pub quota: u64,
+    /// Bundles up to this size are kept inside LMDB; larger ones in payload files.
+    pub inline_max: u64,
+    /// Initial LMDB map size. The map grows (doubling) before it fills, up to `max_map_size`.
+    pub map_size: u64,
+    /// Largest the map may grow; a commit that needs more fails with a clear error.
+    pub max_map_size: u64,
+    /// Most batches committed in one transaction.
+    pub max_group: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { quota: 64 << 30, inline_max: 64 << 10, map_size: 1 << 30, max_map_size: 1 << 40, max_group: 4096 }
+    }
+}
+
+impl Options {
+    /// Defaults with the given quota.
+    pub fn with_quota(quota: u64) -> Self {
+        Options { quota, ..Default::default() }
+    }
+}
+
+pub(crate) struct Dbs {
+    meta: Db,
+    data: Db,
+    ids: Db,
+    dest: Db,
+    expiry: Db,
+    prio: Db,
+    evict: Db,
+    custody: Db,
+    useq: Db,
+    tombs: Db,
+    tomb_exp: Db,
+    state: Db,
+    peers: Db,
+    partials: Db,
+    files: Db,
+    info: Db,
+}
+
+/// Counters kept in the `info` table and mirrored in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    next_arrival: u64,
+    used: u64,
+    bundles: u64,
+    tombstones: u64,
+}
+
+pub(crate) struct Shared {
+    env: Env,
+    dbs: Dbs,
+    payload_dir: PathBuf,
+    opts: Options,
+    /// Held shared by every transaction; taken exclusively only to grow the map, which LMDB allows only
+    /// with no transaction open in the process.
+    txn_gate: RwLock<()>,
+    held: RwLock<Summary>,
+    delivered: RwLock<Summary>,
+    counters: Mutex<Counters>,
+    next_file: AtomicU64,
+}
+
+/// A durable bundle store in a directory.
+pub struct LmdbStore {
+    shared: Arc<Shared>,
+    writer: Option<writer::Handle>,
+}
+
+const FORMAT_KEY: &[u8] = b"format";
+const COUNTERS_KEY: &[u8] = b"counters";
+
+fn db_err(context: &'static str) -> impl Fn(heed::Error) -> StoreError {
+    move |e| match e {
+        heed::Error::Io(io) => StoreError::io(context, io),
+        other => StoreError::Backend { context: context.into(), detail: other.to_string() },
+    }
+}
+
+impl LmdbStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<LmdbStore> {
+        let dir = dir.as_ref();
+        let payload_dir = dir.join("payloads");
+        fs::create_dir_all(&payload_dir)
+            .map_err(|e| StoreError::io(format!("creating store directory {}", payload_dir.display()), e))?;
+        let existing = fs::metadata(dir.join("data.mdb")).map(|m| m.len()).unwrap_or(0);
+        // Never open with a map smaller than the file: LMDB would refuse or truncate the view.
+        let map_size = round_map(opts.map_size.max(existing.saturating_add(existing / 4)).min(opts.max_map_size));
+        // SAFETY: heed requires that the same environment is not opened twice in one process with
+        // different options and that the file is not modified by other means; the store owns its
+        // directory and opens it once (a second open in the same process returns heed's error).
+        let env = unsafe { EnvOpenOptions::new().map_size(map_size as usize).max_dbs(20).open(dir) }
+            .map_err(db_err("opening LMDB environment"))?;
+        let mut wtxn = env.write_txn().map_err(db_err("opening tables"))?;
+        let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(&mut wtxn, Some(name));
+        let dbs = (|| -> heed::Result<Dbs> {
+            Ok(Dbs {
+                meta: mk("meta")?,
+                data: mk("data")?,
+                ids: mk("ids")?,
+                dest: mk("dest")?,
+                expiry: mk("expiry")?,
+                prio: mk("prio")?,
+                evict: mk("evict")?,
+                custody: mk("custody")?,
+                useq: mk("useq")?,
+                tombs: mk("tombs")?,
+                tomb_exp: mk("tomb_exp")?,
+                state: mk("state")?,
+                peers: mk("peers")?,
+                partials: mk("partials")?,
+                files: mk("files")?,
+                info: mk("info")?,
+            })
+        })()
+        .map_err(db_err("opening tables"))?;
+        match dbs.info.get(&wtxn, FORMAT_KEY).map_err(db_err("reading format"))? {
+            None => dbs.info.put(&mut wtxn, FORMAT_KEY, &[record::CURRENT]).map_err(db_err("writing format"))?,
+            Some(&[v]) if v <= record::CURRENT => {}
+            Some(&[v]) => return Err(StoreError::UnsupportedFormat { found: v, supported: record::CURRENT }),
+            Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad length".into() }),
+        }
+        wtxn.commit().map_err(db_err("creating tables"))?;
+
+        let rtxn = env.read_txn().map_err(db_err("reading"))?;
+        let counters = match dbs.info.get(&rtxn, COUNTERS_KEY).map_err(db_err("reading counters"))? {
+            Some(b) if b.len() == 32 => Counters {
+                next_arrival: be64(&b[0..8]),
+                used: be64(&b[8..16]),
+                bundles: be64(&b[16..24]),
+                tombstones: be64(&b[24..32]),
+            },
+            Some(_) => return Err(StoreError::Corrupt { what: "counters".into(), detail: "bad length".into() }),
+            None => Counters::default(),
+        };
+        let (held, delivered) = rebuild_summaries(&dbs, &rtxn)?;
+        let next_file = remove_orphan_files(&dbs, &rtxn, &payload_dir)?;
+        drop(rtxn);
+
+        let shared = Arc::new(Shared {
+            env,
+            dbs,
+            payload_dir,
+            opts,
+            txn_gate: RwLock::new(()),
+            held: RwLock::new(held),
+            delivered: RwLock::new(delivered),
+            counters: Mutex::new(counters),
+            next_file: AtomicU64::new(next_file),
+        });
+        let writer = writer::Handle::start(shared.clone())?;
+        Ok(LmdbStore { shared, writer: Some(writer) })
+    }
+
+    /// Queues a batch for the next group commit; the ticket resolves when it is durable (or failed).
+    pub fn submit(&self, batch: WriteBatch) -> Ticket {
+        match &self.writer {
+            Some(w) => w.submit(batch),
+            None => Ticket::failed(),
+        }
+    }
+
+    /// Queues a batch; `done` runs on the committer thread the moment the batch is durable (or failed).
+    /// Keep it short: send on a channel.
+    pub fn submit_with(&self, batch: WriteBatch, done: impl FnOnce(Result<CommitReport>) + Send + 'static) {
+        match &self.writer {
+            Some(w) => w.submit_with(batch, Box::new(done)),
+            None => done(Err(StoreError::Closed)),
+        }
+    }
+
+    /// Starts writing a payload to a new file (large bundles, incoming transfers).
+    pub fn stage(&self) -> Result<PayloadWriter> {
+        let n = self.shared.next_file.fetch_add(1, Ordering::Relaxed);
+        PayloadWriter::create(&self.shared.payload_dir, n)
+    }
+
+    /// Continues a staged payload (a partial bundle being resumed) from its first `keep` bytes.
+    pub fn resume(&self, id: StagedId, keep: u64) -> Result<PayloadWriter> {
+        PayloadWriter::resume(&self.shared.payload_dir, id.0, keep)
+    }
+
+    /// Verifies every record and index against each other, the counters and the payload files, and
+    /// (with `verify_bundles`) decodes every stored bundle, checking its CRCs.
+    pub fn check(&self, verify_bundles: bool) -> Result<CheckReport> {
+        let _g = self.shared.gate();
+        let rtxn = self.shared.read()?;
+        check::run(&self.shared, &rtxn, verify_bundles)
+    }
+
+    /// Current LMDB map size in bytes.
+    pub fn map_size(&self) -> u64 {
+        self.shared.env.info().map_size as u64
+    }
+
+    /// Closes the store, waiting for queued commits.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.stop();
+        }
+    }
+}
+
+impl Drop for LmdbStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Rounds a map size up to a multiple of 1 MiB (a multiple of any page size).
+fn round_map(n: u64) -> u64 {
+    n.div_ceil(1 << 20).max(1) << 20
+}
+
+fn rebuild_summaries(dbs: &Dbs, rtxn: &RoTxn) -> Result<(Summary, Summary)> {
+    let mut held = Summary::new();
+    for item in dbs.ids.iter(rtxn).map_err(db_err("reading ids"))? {
+        let (k, v) = item.map_err(db_err("reading ids"))?;
+        let id = keys::parse_id_key(k).ok_or_else(|| StoreError::Corrupt { what: "id key".into(), detail: hex(k) })?;
+        held.insert(&id, mode_byte(v));
+    }
+    let mut delivered = Summary::new();
+    for item in dbs.tombs.iter(rtxn).map_err(db_err("reading tombstones"))? {
+        let (k, v) = item.map_err(db_err("reading tombstones"))?;
+        let t = record::decode_tomb(v)?;
+        if t.reason == TombstoneReason::Delivered {
+            let id =
+                keys::parse_id_key(k).ok_or_else(|| StoreError::Corrupt { what: "id key".into(), detail: hex(k) })?;
+            delivered.insert(&id, t.seq_mode);
+        }
+    }
+    Ok((held, delivered))
+}
+
+/// Removes payload files that no committed record refers to (written by a transfer or ingest that was cut
+/// off before its commit) and returns the next free file number.
+fn remove_orphan_files(dbs: &Dbs, rtxn: &RoTxn, dir: &Path) -> Result<u64> {
+    let mut next = match dbs.files.last(rtxn).map_err(db_err("reading files"))? {
+        Some((k, _)) => be64(k) + 1,
+        None => 0,
+    };
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(payload::parse_name) else { continue };
+        next = next.max(n + 1);
+        if dbs.files.get(rtxn, &n.to_be_bytes()).map_err(db_err("reading files"))?.is_none() {
+            fs::remove_file(entry.path())
+                .map_err(|e| StoreError::io(format!("removing orphan {}", entry.path().display()), e))?;
+        }
+    }
+    Ok(next)
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().take(64).map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn mode_byte(v: &[u8]) -> SeqMode {
+    if v.get(8) == Some(&1) { SeqMode::Unique } else { SeqMode::PerTime }
+}
+
+impl Shared {
+    pub(crate) fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.txn_gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn read(&self) -> Result<RoTxn<'_, heed::WithTls>> {
+        self.env.read_txn().map_err(db_err("starting a read"))
+    }
+
+    fn meta_at(&self, rtxn: &RoTxn, arrival: u64) -> Result<Option<(BundleMeta, Location)>> {
+        match self.dbs.meta.get(rtxn, &arrival.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
+            Some(b) => record::decode_meta(b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn arrival_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<u64>> {
+        Ok(self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))?.map(|v| be64(&v[..8])))
+    }
+
+    /// Metadata for the arrivals at the end of each key yielded, up to `limit`.
+    fn metas<'t>(
+        &self,
+        rtxn: &'t RoTxn,
+        keys: impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>,
+        limit: usize,
+    ) -> Result<Vec<BundleMeta>> {
+        let mut out = Vec::new();
+        for item in keys {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(db_err("reading an index"))?;
+            if let Some((m, _)) = self.meta_at(rtxn, tail64(k))? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn usage(&self) -> Usage {
+        let c = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Usage { bundles: c.bundles, bytes: c.used, quota: self.opts.quota, tombstones: c.tombstones }
+    }
+}
+
+impl BundleStore for LmdbStore {
+    fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        match s.arrival_of(&rtxn, id)? {
+            Some(a) => Ok(s.meta_at(&rtxn, a)?.map(|(m, _)| m)),
+            None => Ok(None),
+        }
+    }
+
+    fn contains(&self, id: &BundleId) -> Result<bool> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        Ok(s.arrival_of(&rtxn, id)?.is_some())
+    }
+
+    fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let a = s.arrival_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let (m, loc) = s.meta_at(&rtxn, a)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        match loc {
+            Location::Inline => {
+                let b = s.dbs.data.get(&rtxn, &a.to_be_bytes()).map_err(db_err("reading bundle bytes"))?;
+                let b =
+                    b.ok_or_else(|| StoreError::Corrupt { what: format!("bytes of {id}"), detail: "missing".into() })?;
+                Ok(Box::new(Cursor::new(b.to_vec())))
+            }
+            Location::File(n) => Ok(Box::new(payload::open_read(&s.payload_dir, n, m.size)?)),
+        }
+    }
+
+    fn tombstone(&self, id: &BundleId) -> Result<Option<Tombstone>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        match s.dbs.tombs.get(&rtxn, &id_key(id)).map_err(db_err("reading tombstones"))? {
+            Some(b) => record::decode_tomb(b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn by_destination(&self, destination: &Eid, after: Option<u64>, limit: usize) -> Result<Vec<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let prefix = eid_key(destination);
+        let lo = cat(&prefix, &[after.map_or(0, |a| a.saturating_add(1))]);
+        let hi = cat(&prefix, &[u64::MAX]);
+        let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+        let it = s.dbs.dest.range(&rtxn, &range).map_err(db_err("reading destinations"))?;
+        s.metas(&rtxn, it, limit)
+    }
+
+    fn expiring(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let hi = cat(&[], &[until.0, u64::MAX]);
+        let it = s
+            .dbs
+            .expiry
+            .range(&rtxn, &(Bound::Unbounded, Bound::Included(&hi[..])))
+            .map_err(db_err("reading expiry"))?;
+        s.metas(&rtxn, it, limit)
+    }
+
+    fn by_priority(&self, after: Option<(Priority, u64)>, limit: usize) -> Result<Vec<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let lo = after.map(|(p, a)| cat(&[255 - p.0], &[a]));
+        let range = match &lo {
+            Some(lo) => (Bound::Excluded(&lo[..]), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let it = s.dbs.prio.range(&rtxn, &range).map_err(db_err("reading priorities"))?;
+        s.metas(&rtxn, it, limit)
+    }
+
+    fn custody_due(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let hi = cat(&[], &[until.0, u64::MAX]);
+        let it = s
+            .dbs
+            .custody
+            .range(&rtxn, &(Bound::Unbounded, Bound::Included(&hi[..])))
+            .map_err(db_err("reading custody"))?;
+        s.metas(&rtxn, it, limit)
+    }
+
+    fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        for (src, sum) in want.sources() {
+            let prefix = eid_key(src);
+            for r in sum.unique_seq.runs() {
+                let (lo, hi) = (cat(&prefix, &[*r.start()]), cat(&prefix, &[*r.end()]));
+                let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                for item in s.dbs.useq.range(&rtxn, &range).map_err(db_err("reading sequence index"))? {
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                    let (_, v) = item.map_err(db_err("reading sequence index"))?;
+                    if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
+                        out.push(m);
+                    }
+                }
+            }
+            for (t, set) in &sum.by_time {
+                for r in set.runs() {
+                    let id =
+                        |q| BundleId { source: src.clone(), creation: CreationTimestamp::new(*t, q), fragment: None };
+                    let (lo, hi) = (id_key(&id(*r.start())), id_key(&id(*r.end())));
+                    let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                    for item in s.dbs.ids.range(&rtxn, &range).map_err(db_err("reading ids"))? {
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                        let (k, v) = item.map_err(db_err("reading ids"))?;
+                        // Skip fragments and uniquely-numbered bundles that fall inside the key range.
+                        if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
+                            continue;
+                        }
+                        if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
+                            out.push(m);
+                        }
+                    }
+                }
+            }
+            for &(t, q, off, len) in &sum.fragments {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let id = BundleId {
+                    source: src.clone(),
+                    creation: CreationTimestamp::new(t, q),
+                    fragment: Some((off, len)),
+                };
+                if let Some(a) = s.arrival_of(&rtxn, &id)?
+                    && let Some((m, _)) = s.meta_at(&rtxn, a)?
+                {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> Summary {
+        self.shared.held.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn delivered_summary(&self) -> Summary {
+        self.shared.delivered.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        Ok(s.dbs.state.get(&rtxn, key).map_err(db_err("reading state"))?.map(<[u8]>::to_vec))
+    }
+
+    fn peer(&self, peer: &Eid) -> Result<Option<Summary>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        match s.dbs.peers.get(&rtxn, &eid_key(peer)).map_err(db_err("reading peers"))? {
+            Some(b) => Summary::decode(b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { what: format!("summary of peer {peer}"), detail: e.to_string() }),
+            None => Ok(None),
+        }
+    }
+
+    fn partials(&self) -> Result<Vec<PartialBundle>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        for item in s.dbs.partials.iter(&rtxn).map_err(db_err("reading partials"))? {
+            let (_, v) = item.map_err(db_err("reading partials"))?;
+            out.push(record::decode_partial(v)?);
+        }
+        Ok(out)
+    }
+
+    fn read_partial(&self, id: &BundleId) -> Result<BundleReader> {
+        let s = &self.shared;
+        let p = {
+            let _g = s.gate();
+            let rtxn = s.read()?;
+            let b = s.dbs.partials.get(&rtxn, &id_key(id)).map_err(db_err("reading partials"))?;
+            record::decode_partial(b.ok_or_else(|| StoreError::NotFound(id.clone()))?)?
+        };
+        Ok(Box::new(payload::open_read(&s.payload_dir, p.staged.0, p.durable_len)?))
+    }
+
+    fn usage(&self) -> Usage {
+        self.shared.usage()
+    }
+
+    fn check_room(&self, size: u64, priority: Priority, now: DtnTime) -> Result<()> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let c = *s.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let need = (c.used + size).saturating_sub(s.opts.quota);
+        if need == 0 {
+            return Ok(());
+        }
+        writer::eviction_plan(&s.dbs, &rtxn, need, priority, now).map(|_| ()).map_err(|evictable| StoreError::Full {
+            needed: size,
+            used: c.used,
+            evictable,
+            quota: s.opts.quota,
+        })
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<CommitReport> {
+        self.submit(batch).wait()
+    }
+}
+
+/// Reads a whole stream (tests and tools).
+pub fn read_to_vec(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v)?;
+    Ok(v)
+}

@@ -1,0 +1,681 @@
+//! The committer thread: group commit of write batches, and the application of each operation to the
+//! tables.
+
+use std::fs;
+use std::io::Write;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use dtn_core::bpv7::{BundleId, DtnTime};
+use dtn_core::store::{
+    BundleMeta, CommitReport, Custody, PartialBundle, Payload, Priority, Result, SeqMode, StoreError, Tombstone,
+    TombstoneReason, WriteBatch, WriteOp,
+};
+use heed::{RoTxn, RwTxn};
+
+use crate::keys::{MAX_EID_KEY, be64, cat, eid_key, id_key, tail64};
+use crate::record::{self, Location};
+use crate::{COUNTERS_KEY, Counters, Dbs, Shared, db_err, payload, round_map};
+
+type Done = Box<dyn FnOnce(Result<CommitReport>) + Send>;
+
+struct Job {
+    batch: WriteBatch,
+    done: Done,
+}
+
+/// Resolves when a submitted batch is durable, or failed.
+pub struct Ticket {
+    rx: Option<Receiver<Result<CommitReport>>>,
+}
+
+impl Ticket {
+    pub(crate) fn failed() -> Ticket {
+        Ticket { rx: None }
+    }
+
+    /// Blocks until the batch is durable (or failed).
+    pub fn wait(self) -> Result<CommitReport> {
+        match self.rx {
+            Some(rx) => rx.recv().unwrap_or(Err(StoreError::Closed)),
+            None => Err(StoreError::Closed),
+        }
+    }
+}
+
+pub(crate) struct Handle {
+    tx: Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Handle {
+    pub(crate) fn start(shared: Arc<Shared>) -> Result<Handle> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || run(&shared, &rx))
+            .map_err(|e| StoreError::io("starting the committer thread", e))?;
+        Ok(Handle { tx, thread })
+    }
+
+    pub(crate) fn submit(&self, batch: WriteBatch) -> Ticket {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_with(
+            batch,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        Ticket { rx: Some(rx) }
+    }
+
+    pub(crate) fn submit_with(&self, batch: WriteBatch, done: Done) {
+        if let Err(mpsc::SendError(job)) = self.tx.send(Job { batch, done }) {
+            (job.done)(Err(StoreError::Closed));
+        }
+    }
+
+    /// Lets queued batches commit, then ends the thread.
+    pub(crate) fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+fn run(shared: &Shared, rx: &Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < shared.opts.max_group {
+            match rx.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(shared, &group);
+        for (job, r) in group.into_iter().zip(results) {
+            (job.done)(r);
+        }
+    }
+}
+
+/// A change to the in-memory summaries, applied once the commit is durable.
+enum Delta {
+    Held(BundleId, SeqMode, bool),
+    Delivered(BundleId, SeqMode, bool),
+}
+
+struct GroupOutcome {
+    results: Vec<Result<CommitReport>>,
+    counters: Counters,
+    deltas: Vec<Delta>,
+    unlink: Vec<u64>,
+}
+
+fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
+    let estimate: u64 = group
+        .iter()
+        .flat_map(|j| &j.batch.ops)
+        .map(|op| match op {
+            WriteOp::Insert { payload: Payload::Bytes(b), .. } => b.len() as u64 + 1024,
+            _ => 1024,
+        })
+        .sum();
+    let mut outcome = None;
+    for attempt in 0..3 {
+        if let Err(e) = ensure_map_room(shared, estimate.saturating_mul(2 + attempt)) {
+            return group.iter().map(|_| Err(copy_err(&e))).collect();
+        }
+        match try_group(shared, group) {
+            Err(StoreError::Backend { detail, .. })
+                if detail.contains("MDB_MAP_FULL") || detail.contains("map size") =>
+            {
+                // The estimate was short; grow and retry the whole group (nothing of it was committed).
+                let cur = shared.env.info().map_size as u64;
+                if let Err(e) = grow_map(shared, cur.saturating_mul(2)) {
+                    return group.iter().map(|_| Err(copy_err(&e))).collect();
+                }
+            }
+            other => {
+                outcome = Some(other);
+                break;
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => return group.iter().map(|_| Err(copy_err(&e))).collect(),
+        None => {
+            let e = StoreError::Backend { context: "committing".into(), detail: "map full after growing".into() };
+            return group.iter().map(|_| Err(copy_err(&e))).collect();
+        }
+    };
+    // Durable from here on.
+    *shared.counters.lock().unwrap_or_else(|e| e.into_inner()) = outcome.counters;
+    {
+        let mut held = shared.held.write().unwrap_or_else(|e| e.into_inner());
+        let mut delivered = shared.delivered.write().unwrap_or_else(|e| e.into_inner());
+        for d in outcome.deltas {
+            match d {
+                Delta::Held(id, m, true) => held.insert(&id, m),
+                Delta::Held(id, m, false) => held.remove(&id, m),
+                Delta::Delivered(id, m, true) => delivered.insert(&id, m),
+                Delta::Delivered(id, m, false) => delivered.remove(&id, m),
+            };
+        }
+    }
+    for n in outcome.unlink {
+        // A file left behind by a crash here is removed at the next open.
+        let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
+    }
+    outcome.results
+}
+
+fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
+    let _g = shared.gate();
+    let mut wtxn = shared.env.write_txn().map_err(db_err("starting a write"))?;
+    let mut counters = *shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+    let mut results = Vec::with_capacity(group.len());
+    let (mut deltas, mut unlink, mut sync_dir) = (Vec::new(), Vec::new(), false);
+    for job in group {
+        let mut nested = shared.env.nested_write_txn(&mut wtxn).map_err(db_err("starting a batch"))?;
+        let mut a = Apply::new(shared, &mut nested, counters, job.batch.now);
+        let r = job.batch.ops.iter().try_for_each(|op| a.op(op));
+        let Apply { c, deltas: d, unlink: u, created, report, new_files, .. } = a;
+        match r {
+            Ok(()) => {
+                nested.commit().map_err(db_err("committing a batch"))?;
+                counters = c;
+                deltas.extend(d);
+                unlink.extend(u);
+                sync_dir |= new_files;
+                results.push(Ok(report));
+            }
+            Err(e) => {
+                nested.abort();
+                for n in created {
+                    let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
+                }
+                results.push(Err(e));
+            }
+        }
+    }
+    let mut cb = Vec::with_capacity(32);
+    for v in [counters.next_arrival, counters.used, counters.bundles, counters.tombstones] {
+        cb.extend_from_slice(&v.to_be_bytes());
+    }
+    shared.dbs.info.put(&mut wtxn, COUNTERS_KEY, &cb).map_err(db_err("writing counters"))?;
+    if sync_dir {
+        // New payload files must be findable after a crash before a record points at them.
+        payload::sync_dir(&shared.payload_dir)?;
+    }
+    wtxn.commit().map_err(db_err("committing"))?;
+    Ok(GroupOutcome { results, counters, deltas, unlink })
+}
+
+/// Grows the map when the data file is within reach of its end.
+fn ensure_map_room(shared: &Shared, upcoming: u64) -> Result<()> {
+    let info = shared.env.info();
+    let page = 4096u64;
+    let used = (info.last_page_number as u64 + 1) * page;
+    let size = info.map_size as u64;
+    let want = used.saturating_add(upcoming).saturating_add(64 << 20);
+    if want * 10 > size * 9 {
+        grow_map(shared, want.saturating_mul(2).max(size.saturating_mul(2)))?;
+    }
+    Ok(())
+}
+
+fn grow_map(shared: &Shared, to: u64) -> Result<()> {
+    let cur = shared.env.info().map_size as u64;
+    let max = shared.opts.max_map_size;
+    if cur >= max {
+        return Err(StoreError::Backend {
+            context: "growing the LMDB map".into(),
+            detail: format!("map is at its configured maximum of {max} bytes; raise max_map_size"),
+        });
+    }
+    let to = round_map(to.min(max));
+    let _excl = shared.txn_gate.write().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: LMDB allows resizing only while this process has no transaction open; every transaction in
+    // this crate is opened under a shared hold of `txn_gate`, which we hold exclusively here.
+    unsafe { shared.env.resize(to as usize) }.map_err(db_err("growing the LMDB map"))
+}
+
+/// The same error for another waiter of a failed group.
+fn copy_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull { context } => StoreError::DiskFull { context: context.clone() },
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Io { context, source } => {
+            StoreError::Io { context: context.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+        }
+        other => StoreError::Backend { context: "committing".into(), detail: other.to_string() },
+    }
+}
+
+/// Arrivals to evict so that `need` bytes come free: expired bundles first, then replicas of priority at most
+/// `priority`; or, if not enough, the bytes that could be freed.
+pub(crate) fn eviction_plan(
+    dbs: &Dbs,
+    txn: &RoTxn,
+    need: u64,
+    priority: Priority,
+    now: DtnTime,
+) -> std::result::Result<Vec<(u64, u64)>, u64> {
+    let mut plan = Vec::new();
+    let mut freed = 0u64;
+    let mut take = |k: &[u8], v: &[u8], plan: &mut Vec<(u64, u64)>| {
+        let a = tail64(k);
+        if !plan.iter().any(|&(x, _)| x == a) {
+            freed += be64(v);
+            plan.push((a, be64(v)));
+        }
+        freed >= need
+    };
+    let hi = cat(&[], &[now.0, u64::MAX]);
+    if let Ok(it) = dbs.expiry.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))) {
+        for (k, v) in it.flatten() {
+            if take(k, v, &mut plan) {
+                return Ok(plan);
+            }
+        }
+    }
+    let hi = cat(&[priority.0], &[u64::MAX, u64::MAX]);
+    if let Ok(it) = dbs.evict.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))) {
+        for (k, v) in it.flatten() {
+            if take(k, v, &mut plan) {
+                return Ok(plan);
+            }
+        }
+    }
+    Err(freed)
+}
+
+/// Applies one batch's operations inside its nested transaction.
+struct Apply<'a, 't> {
+    s: &'a Shared,
+    txn: &'a mut RwTxn<'t>,
+    c: Counters,
+    now: DtnTime,
+    deltas: Vec<Delta>,
+    unlink: Vec<u64>,
+    created: Vec<u64>,
+    report: CommitReport,
+    new_files: bool,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt { what: what.into(), detail: "index entry without record".into() }
+}
+
+impl<'a, 't> Apply<'a, 't> {
+    fn new(s: &'a Shared, txn: &'a mut RwTxn<'t>, c: Counters, now: DtnTime) -> Self {
+        Apply {
+            s,
+            txn,
+            c,
+            now,
+            deltas: Vec::new(),
+            unlink: Vec::new(),
+            created: Vec::new(),
+            report: CommitReport::default(),
+            new_files: false,
+        }
+    }
+
+    fn dbs(&self) -> &'a Dbs {
+        &self.s.dbs
+    }
+
+    fn op(&mut self, op: &WriteOp) -> Result<()> {
+        match op {
+            WriteOp::Insert { meta, payload } => self.insert(meta.clone(), payload),
+            WriteOp::Update(meta) => self.update(meta.clone()),
+            WriteOp::Remove { id, tombstone } => {
+                let a = self.arrival_of(id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                let m = self.remove(a)?;
+                if let Some(reason) = tombstone {
+                    let t = Tombstone { reason: *reason, expires_at: m.expires_at, seq_mode: m.seq_mode };
+                    self.set_tomb(id, Some(t))?;
+                }
+                Ok(())
+            }
+            WriteOp::Tombstone { id, tombstone } => {
+                if let Some(a) = self.arrival_of(id)? {
+                    self.remove(a)?;
+                }
+                self.set_tomb(id, Some(*tombstone))
+            }
+            WriteOp::PutState { key, value } => {
+                let db = self.dbs().state;
+                match value {
+                    Some(v) => db.put(self.txn, key, v).map_err(db_err("writing state")),
+                    None => db.delete(self.txn, key).map(|_| ()).map_err(db_err("deleting state")),
+                }
+            }
+            WriteOp::PutPeer { peer, summary } => {
+                let db = self.dbs().peers;
+                let k = eid_key(peer);
+                check_key(&k)?;
+                match summary {
+                    Some(s) => db.put(self.txn, &k, &s.to_bytes()).map_err(db_err("writing peer")),
+                    None => db.delete(self.txn, &k).map(|_| ()).map_err(db_err("deleting peer")),
+                }
+            }
+            WriteOp::PutPartial(p) => self.put_partial(p),
+            WriteOp::RemovePartial(id) => {
+                let p = self.partial(id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                self.drop_partial(&p, true)
+            }
+            WriteOp::Sweep => self.sweep(),
+        }
+    }
+
+    fn arrival_of(&self, id: &BundleId) -> Result<Option<u64>> {
+        Ok(self.dbs().ids.get(self.txn, &id_key(id)).map_err(db_err("reading ids"))?.map(|v| be64(&v[..8])))
+    }
+
+    fn meta_at(&self, a: u64) -> Result<Option<(BundleMeta, Location)>> {
+        match self.dbs().meta.get(self.txn, &a.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
+            Some(b) => record::decode_meta(b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_indexes(&mut self, m: &BundleMeta, loc: Location) -> Result<()> {
+        let d = self.dbs();
+        let a = m.arrival;
+        let ab = a.to_be_bytes();
+        let e = db_err("writing indexes");
+        let t = &mut *self.txn;
+        d.meta.put(t, &ab, &record::encode_meta(m, loc)).map_err(&e)?;
+        let mut idv = ab.to_vec();
+        idv.push(u8::from(m.seq_mode == SeqMode::Unique));
+        d.ids.put(t, &id_key(&m.id), &idv).map_err(&e)?;
+        d.dest.put(t, &cat(&eid_key(&m.destination), &[a]), &[]).map_err(&e)?;
+        d.expiry.put(t, &cat(&[], &[m.expires_at.0, a]), &m.size.to_be_bytes()).map_err(&e)?;
+        d.prio.put(t, &cat(&[255 - m.priority.0], &[a]), &[]).map_err(&e)?;
+        match m.custody {
+            Custody::None => {
+                d.evict.put(t, &cat(&[m.priority.0], &[m.expires_at.0, a]), &m.size.to_be_bytes()).map_err(&e)?
+            }
+            Custody::Transferring { deadline, .. } => d.custody.put(t, &cat(&[], &[deadline.0, a]), &[]).map_err(&e)?,
+            Custody::Held => {}
+        }
+        if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
+            d.useq.put(t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).map_err(&e)?;
+        }
+        Ok(())
+    }
+
+    fn del_indexes(&mut self, m: &BundleMeta) -> Result<()> {
+        let d = self.dbs();
+        let a = m.arrival;
+        let e = db_err("deleting indexes");
+        let t = &mut *self.txn;
+        d.meta.delete(t, &a.to_be_bytes()).map_err(&e)?;
+        d.ids.delete(t, &id_key(&m.id)).map_err(&e)?;
+        d.dest.delete(t, &cat(&eid_key(&m.destination), &[a])).map_err(&e)?;
+        d.expiry.delete(t, &cat(&[], &[m.expires_at.0, a])).map_err(&e)?;
+        d.prio.delete(t, &cat(&[255 - m.priority.0], &[a])).map_err(&e)?;
+        d.evict.delete(t, &cat(&[m.priority.0], &[m.expires_at.0, a])).map_err(&e)?;
+        if let Custody::Transferring { deadline, .. } = m.custody {
+            d.custody.delete(t, &cat(&[], &[deadline.0, a])).map_err(&e)?;
+        }
+        if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
+            d.useq.delete(t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence])).map_err(&e)?;
+        }
+        Ok(())
+    }
+
+    fn make_room(&mut self, size: u64, priority: Priority) -> Result<()> {
+        let quota = self.s.opts.quota;
+        let need = (self.c.used + size).saturating_sub(quota);
+        if need == 0 {
+            return Ok(());
+        }
+        let plan = eviction_plan(self.dbs(), self.txn, need, priority, self.now)
+            .map_err(|evictable| StoreError::Full { needed: size, used: self.c.used, evictable, quota })?;
+        for (a, _) in plan {
+            let m = self.remove(a)?;
+            self.report.evicted.push(m);
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, mut meta: BundleMeta, payload: &Payload) -> Result<()> {
+        let key = id_key(&meta.id);
+        check_key(&eid_key(&meta.id.source))?;
+        check_key(&eid_key(&meta.destination))?;
+        if self.dbs().ids.get(self.txn, &key).map_err(db_err("reading ids"))?.is_some() {
+            return Err(StoreError::Duplicate(meta.id));
+        }
+        let size_err = |actual: u64, id: &BundleId| {
+            StoreError::Invalid(format!("bundle {id} is {actual} bytes but its record says {}", meta.size))
+        };
+        // Check everything that can fail before evicting.
+        match payload {
+            Payload::Bytes(b) if b.len() as u64 != meta.size => return Err(size_err(b.len() as u64, &meta.id)),
+            Payload::Staged(sid) => {
+                let p = payload::path(&self.s.payload_dir, sid.0);
+                let len =
+                    fs::metadata(&p).map_err(|e| StoreError::io(format!("staged payload {}", p.display()), e))?.len();
+                if len != meta.size {
+                    return Err(size_err(len, &meta.id));
+                }
+            }
+            Payload::SizeOnly => {
+                return Err(StoreError::Invalid(
+                    "a persistent store needs the bundle's bytes, not only its size".into(),
+                ));
+            }
+            Payload::Bytes(_) => {}
+        }
+        self.make_room(meta.size, meta.priority)?;
+        meta.arrival = self.c.next_arrival;
+        self.c.next_arrival += 1;
+        let ab = meta.arrival.to_be_bytes();
+        let loc = match payload {
+            Payload::Bytes(b) if b.len() as u64 <= self.s.opts.inline_max => {
+                self.dbs().data.put(self.txn, &ab, b).map_err(db_err("writing bundle bytes"))?;
+                Location::Inline
+            }
+            Payload::Bytes(b) => {
+                let n = self.s.next_file.fetch_add(1, Ordering::Relaxed);
+                let mut w = payload::PayloadWriter::create(&self.s.payload_dir, n)?;
+                self.created.push(n);
+                w.write_all(b).map_err(|e| StoreError::io("writing payload file", e))?;
+                w.finish()?;
+                self.add_file(n)?;
+                Location::File(n)
+            }
+            Payload::Staged(sid) => {
+                // A resumed transfer that completed: its partial record gives way to the bundle.
+                if let Some(p) = self.partial_by_file(sid.0)? {
+                    self.drop_partial(&p, false)?;
+                }
+                self.add_file(sid.0)?;
+                Location::File(sid.0)
+            }
+            Payload::SizeOnly => unreachable!("refused above"),
+        };
+        self.put_indexes(&meta, loc)?;
+        self.c.used += meta.size;
+        self.c.bundles += 1;
+        self.deltas.push(Delta::Held(meta.id, meta.seq_mode, true));
+        Ok(())
+    }
+
+    fn add_file(&mut self, n: u64) -> Result<()> {
+        self.new_files = true;
+        self.dbs().files.put(self.txn, &n.to_be_bytes(), &[]).map_err(db_err("recording a payload file"))
+    }
+
+    fn remove(&mut self, a: u64) -> Result<BundleMeta> {
+        let (m, loc) = self.meta_at(a)?.ok_or_else(|| corrupt("bundle record"))?;
+        self.del_indexes(&m)?;
+        match loc {
+            Location::Inline => {
+                self.dbs().data.delete(self.txn, &a.to_be_bytes()).map_err(db_err("deleting bundle bytes"))?;
+            }
+            Location::File(n) => {
+                self.dbs().files.delete(self.txn, &n.to_be_bytes()).map_err(db_err("deleting a payload file"))?;
+                self.unlink.push(n);
+            }
+        }
+        self.c.used -= m.size.min(self.c.used);
+        self.c.bundles = self.c.bundles.saturating_sub(1);
+        self.deltas.push(Delta::Held(m.id.clone(), m.seq_mode, false));
+        Ok(m)
+    }
+
+    fn update(&mut self, mut meta: BundleMeta) -> Result<()> {
+        let a = self.arrival_of(&meta.id)?.ok_or_else(|| StoreError::NotFound(meta.id.clone()))?;
+        let (old, loc) = self.meta_at(a)?.ok_or_else(|| corrupt("bundle record"))?;
+        if old.size != meta.size {
+            return Err(StoreError::Invalid(format!("update of {} changes its size", meta.id)));
+        }
+        check_key(&eid_key(&meta.destination))?;
+        meta.arrival = a;
+        self.del_indexes(&old)?;
+        self.put_indexes(&meta, loc)?;
+        if old.seq_mode != meta.seq_mode {
+            self.deltas.push(Delta::Held(old.id.clone(), old.seq_mode, false));
+            self.deltas.push(Delta::Held(meta.id, meta.seq_mode, true));
+        }
+        Ok(())
+    }
+
+    fn set_tomb(&mut self, id: &BundleId, t: Option<Tombstone>) -> Result<()> {
+        let d = self.dbs();
+        let k = id_key(id);
+        let e = db_err("writing tombstones");
+        if let Some(old) = d.tombs.get(self.txn, &k).map_err(&e)? {
+            let old = record::decode_tomb(old)?;
+            d.tomb_exp.delete(self.txn, &tomb_exp_key(old.expires_at, &k)).map_err(&e)?;
+            d.tombs.delete(self.txn, &k).map_err(&e)?;
+            self.c.tombstones = self.c.tombstones.saturating_sub(1);
+            if old.reason == TombstoneReason::Delivered {
+                self.deltas.push(Delta::Delivered(id.clone(), old.seq_mode, false));
+            }
+        }
+        if let Some(t) = t {
+            check_key(&k)?;
+            d.tombs.put(self.txn, &k, &record::encode_tomb(&t)).map_err(&e)?;
+            d.tomb_exp.put(self.txn, &tomb_exp_key(t.expires_at, &k), &[]).map_err(&e)?;
+            self.c.tombstones += 1;
+            if t.reason == TombstoneReason::Delivered {
+                self.deltas.push(Delta::Delivered(id.clone(), t.seq_mode, true));
+            }
+        }
+        Ok(())
+    }
+
+    fn partial(&self, id: &BundleId) -> Result<Option<PartialBundle>> {
+        match self.dbs().partials.get(self.txn, &id_key(id)).map_err(db_err("reading partials"))? {
+            Some(b) => record::decode_partial(b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn partial_by_file(&self, n: u64) -> Result<Option<PartialBundle>> {
+        for item in self.dbs().partials.iter(self.txn).map_err(db_err("reading partials"))? {
+            let (_, v) = item.map_err(db_err("reading partials"))?;
+            let p = record::decode_partial(v)?;
+            if p.staged.0 == n {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    fn put_partial(&mut self, p: &PartialBundle) -> Result<()> {
+        let path = payload::path(&self.s.payload_dir, p.staged.0);
+        let have = fs::metadata(&path).map(|m| m.len()).ok();
+        if have.is_none_or(|n| n < p.durable_len) || p.durable_len > p.total_len {
+            return Err(StoreError::Invalid(format!(
+                "partial {} claims {} durable bytes of {}, staged file has {:?}",
+                p.id, p.durable_len, p.total_len, have
+            )));
+        }
+        let k = id_key(&p.id);
+        check_key(&k)?;
+        let prev = self.partial(&p.id)?.map_or(0, |o| o.total_len);
+        if p.total_len > prev {
+            self.make_room(p.total_len - prev, Priority(u8::MAX))?;
+        }
+        self.dbs().partials.put(self.txn, &k, &record::encode_partial(p)).map_err(db_err("writing a partial"))?;
+        self.add_file(p.staged.0)?;
+        self.c.used = self.c.used.saturating_sub(prev) + p.total_len;
+        Ok(())
+    }
+
+    fn drop_partial(&mut self, p: &PartialBundle, delete_file: bool) -> Result<()> {
+        self.dbs().partials.delete(self.txn, &id_key(&p.id)).map_err(db_err("deleting a partial"))?;
+        if delete_file {
+            self.dbs().files.delete(self.txn, &p.staged.0.to_be_bytes()).map_err(db_err("deleting a payload file"))?;
+            self.unlink.push(p.staged.0);
+        }
+        self.c.used -= p.total_len.min(self.c.used);
+        Ok(())
+    }
+
+    fn sweep(&mut self) -> Result<()> {
+        let hi = cat(&[], &[self.now.0, u64::MAX]);
+        let expired: Vec<u64> = self
+            .dbs()
+            .expiry
+            .range(self.txn, &(Bound::Unbounded, Bound::Included(&hi[..])))
+            .map_err(db_err("reading expiry"))?
+            .map(|r| r.map(|(k, _)| tail64(k)))
+            .collect::<heed::Result<_>>()
+            .map_err(db_err("reading expiry"))?;
+        for a in expired {
+            let m = self.remove(a)?;
+            self.report.expired.push(m);
+        }
+        let hi = cat(&[], &[self.now.0 + (self.now.0 < u64::MAX) as u64]);
+        let dead: Vec<Vec<u8>> = self
+            .dbs()
+            .tomb_exp
+            .range(self.txn, &(Bound::Unbounded, Bound::Excluded(&hi[..])))
+            .map_err(db_err("reading tombstones"))?
+            .map(|r| r.map(|(k, _)| k[8..].to_vec()))
+            .collect::<heed::Result<_>>()
+            .map_err(db_err("reading tombstones"))?;
+        for k in dead {
+            let id = crate::keys::parse_id_key(&k).ok_or_else(|| corrupt("tombstone key"))?;
+            self.set_tomb(&id, None)?;
+            self.report.tombstones_pruned += 1;
+        }
+        let mut gone = Vec::new();
+        for item in self.dbs().partials.iter(self.txn).map_err(db_err("reading partials"))? {
+            let (_, v) = item.map_err(db_err("reading partials"))?;
+            let p = record::decode_partial(v)?;
+            if p.expires_at <= self.now {
+                gone.push(p);
+            }
+        }
+        for p in gone {
+            self.drop_partial(&p, true)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn tomb_exp_key(expires: DtnTime, id_key: &[u8]) -> Vec<u8> {
+    cat(&expires.0.to_be_bytes(), &[]).into_iter().chain(id_key.iter().copied()).collect()
+}
+
+fn check_key(k: &[u8]) -> Result<()> {
+    if k.len() > MAX_EID_KEY + 40 {
+        return Err(StoreError::Invalid(format!(
+            "endpoint ID too long for the store ({} bytes, limit {MAX_EID_KEY})",
+            k.len()
+        )));
+    }
+    Ok(())
+}
