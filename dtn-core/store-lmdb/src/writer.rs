@@ -195,6 +195,13 @@ fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
             }
             Err(e) => {
                 nested.abort();
+                if is_map_full(&e) {
+                    // Not this batch's fault: the caller grows the map and retries the whole group.
+                    for n in created {
+                        let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
+                    }
+                    return Err(e);
+                }
                 for n in created {
                     let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
                 }
@@ -215,14 +222,14 @@ fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
     Ok(GroupOutcome { results, counters, deltas, unlink })
 }
 
-/// Grows the map when the data file is within reach of its end.
+/// Grows the map when the group about to be written would take it past three quarters full. At the
+/// configured maximum it lets the commit try; LMDB's "map full" then becomes a clear error.
 fn ensure_map_room(shared: &Shared, upcoming: u64) -> Result<()> {
     let info = shared.env.info();
-    let page = 4096u64;
-    let used = (info.last_page_number as u64 + 1) * page;
+    let used = (info.last_page_number as u64 + 1) * 4096;
     let size = info.map_size as u64;
-    let want = used.saturating_add(upcoming).saturating_add(64 << 20);
-    if want * 10 > size * 9 {
+    let want = used.saturating_add(upcoming);
+    if want.saturating_mul(4) > size.saturating_mul(3) && size < shared.opts.max_map_size {
         grow_map(shared, want.saturating_mul(2).max(size.saturating_mul(2)))?;
     }
     Ok(())
@@ -244,11 +251,18 @@ fn grow_map(shared: &Shared, to: u64) -> Result<()> {
     unsafe { shared.env.resize(to as usize) }.map_err(db_err("growing the LMDB map"))
 }
 
+fn is_map_full(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend { detail, .. } if detail.contains("MDB_MAP_FULL"))
+}
+
 /// The same error for another waiter of a failed group.
 fn copy_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::DiskFull { context } => StoreError::DiskFull { context: context.clone() },
         StoreError::Closed => StoreError::Closed,
+        StoreError::Backend { context, detail } => {
+            StoreError::Backend { context: context.clone(), detail: detail.clone() }
+        }
         StoreError::Io { context, source } => {
             StoreError::Io { context: context.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
         }
