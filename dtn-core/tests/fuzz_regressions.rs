@@ -42,6 +42,7 @@ fn saved_fuzz_inputs_keep_their_invariants() {
                 oracles::check_stream(&data, std::iter::repeat(1));
                 oracles::check_admin_record(&data);
                 oracles::check_eid_text(&data);
+                oracles::check_summary(&data);
             });
             if outcome.is_err() {
                 eprintln!("^ {}", path.display());

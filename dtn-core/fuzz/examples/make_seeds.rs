@@ -252,4 +252,29 @@ fn main() {
     for (name, text) in EIDS {
         write(&root.join("eid_text"), &format!("{name}.txt"), text.as_bytes());
     }
+    for (name, bytes) in summaries() {
+        write(&root.join("summary"), &format!("{name}.bin"), &bytes);
+    }
+}
+
+/// Summaries of each shape: unique sequence runs, per-time runs, fragments, several sources.
+fn summaries() -> Vec<(&'static str, Vec<u8>)> {
+    use dtn_core::bpv7::BundleId;
+    use dtn_core::store::{SeqMode, Summary};
+    let id = |src: &Eid, t: u64, q: u64, frag: Option<(u64, u64)>| BundleId {
+        source: src.clone(),
+        creation: CreationTimestamp::new(t, q),
+        fragment: frag,
+    };
+    let a = Eid::dtn("station-1", "").expect("valid");
+    let b = Eid::ipn(7, 0);
+    let mut mixed = Summary::new();
+    for q in (0..40).filter(|q| q % 7 != 3) {
+        mixed.insert(&id(&a, 800_000_000_000 + q, q, None), SeqMode::Unique);
+        mixed.insert(&id(&b, q / 4, q % 4, None), SeqMode::PerTime);
+    }
+    mixed.insert(&id(&b, 9, 9, Some((100, 50))), SeqMode::PerTime);
+    let mut one = Summary::new();
+    one.insert(&id(&Eid::Null, 0, u64::MAX, None), SeqMode::PerTime);
+    vec![("mixed", mixed.to_bytes()), ("one-run-max", one.to_bytes()), ("empty", Summary::new().to_bytes())]
 }

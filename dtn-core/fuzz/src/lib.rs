@@ -238,3 +238,18 @@ pub fn check_eid_text(data: &[u8]) {
         assert_eq!(decoded.primary().destination.to_string(), shown);
     }
 }
+
+/// `Summary::decode` on arbitrary bytes (a peer's summary arrives from the network): whatever decodes must
+/// re-encode to bytes that decode to the same summary, and set operations on it must not panic.
+pub fn check_summary(data: &[u8]) {
+    use dtn_core::store::Summary;
+    let Ok(s) = Summary::decode(data) else { return };
+    let again = Summary::decode(&s.to_bytes()).expect("re-encoded summary decodes");
+    assert_eq!(again, s);
+    let d = s.difference(&Summary::new());
+    assert_eq!(d, s);
+    assert!(s.difference(&s).is_empty());
+    let mut u = Summary::new();
+    u.union_with(&s);
+    assert_eq!(u, s);
+}

@@ -110,7 +110,10 @@ impl RangeSet {
             let mut done = false;
             // Runs of `other` that may overlap s..=e: the one starting at or before s, then those inside.
             let first = other.runs.range(..=s).next_back().map(|(&a, &b)| (a, b));
-            let inside = other.runs.range(s.saturating_add(1)..=e).map(|(&a, &b)| (a, b));
+            // (A one-value run has nothing inside, and `s + 1..=s` would be an inverted range.)
+            let inside =
+                other.runs.range(s.saturating_add(1)..=e.max(s.saturating_add(1))).filter(move |(a, _)| **a <= e);
+            let inside = inside.map(|(&a, &b)| (a, b));
             for (a, b) in first.into_iter().chain(inside) {
                 if b < cur {
                     continue;
@@ -343,13 +346,18 @@ impl Summary {
                     return Err(SummaryError::Malformed(r.pos));
                 }
                 t = t.checked_add(dt).ok_or(SummaryError::Malformed(r.pos))?;
-                s.by_time.insert(t, decode_runs(&mut r)?);
+                let runs = decode_runs(&mut r)?;
+                // Canonical form only: an empty entry would make two encodings of one summary.
+                if runs.is_empty() {
+                    return Err(SummaryError::Malformed(r.pos));
+                }
+                s.by_time.insert(t, runs);
             }
             let frags = r.count()?;
             for _ in 0..frags {
                 s.fragments.insert((r.varint()?, r.varint()?, r.varint()?, r.varint()?));
             }
-            if out.sources.insert(eid, s).is_some() {
+            if s.is_empty() || out.sources.insert(eid, s).is_some() {
                 return Err(SummaryError::Malformed(r.pos));
             }
         }
@@ -511,6 +519,19 @@ mod tests {
         let runs: Vec<_> = d.sources().next().unwrap().1.by_time[&0].runs().collect();
         assert_eq!(runs, vec![0..=9, 50..=59, 70..=99]);
         assert!(theirs.difference(&mine).is_empty());
+    }
+
+    #[test]
+    fn difference_with_one_value_runs() {
+        let mut a = RangeSet::new();
+        a.insert(5);
+        a.insert(u64::MAX);
+        let mut b = RangeSet::new();
+        b.insert(5);
+        assert_eq!(a.difference(&b).runs().collect::<Vec<_>>(), vec![u64::MAX..=u64::MAX]);
+        assert_eq!(b.difference(&a), RangeSet::new());
+        b.insert(7);
+        assert_eq!(a.difference(&b).runs().collect::<Vec<_>>(), vec![u64::MAX..=u64::MAX]);
     }
 
     #[test]

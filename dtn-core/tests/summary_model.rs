@@ -1,0 +1,87 @@
+//! `RangeSet` and `Summary` against a plain set model: any sequence of inserts and removes leaves the same
+//! membership, differences and unions match the model's, and the binary form round-trips.
+
+use std::collections::BTreeSet;
+
+use dtn_core::bpv7::{BundleId, CreationTimestamp, Eid};
+use dtn_core::store::{RangeSet, SeqMode, Summary};
+use proptest::prelude::*;
+
+fn small() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..64, Just(u64::MAX), Just(u64::MAX - 1), Just(0)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rangeset_matches_a_set(ops in prop::collection::vec((any::<bool>(), small()), 0..200),
+                              other in prop::collection::vec(small(), 0..60)) {
+        let mut set = RangeSet::new();
+        let mut model = BTreeSet::new();
+        for (add, x) in ops {
+            if add {
+                prop_assert_eq!(set.insert(x), model.insert(x));
+            } else {
+                prop_assert_eq!(set.remove(x), model.remove(&x));
+            }
+        }
+        let values: BTreeSet<u64> = set.runs().flat_map(|r| {
+            // Runs near u64::MAX are short in this strategy; cap each for the expansion.
+            let (s, e) = (*r.start(), *r.end());
+            (0..=(e - s).min(200)).map(move |i| s + i)
+        }).collect();
+        prop_assert_eq!(&values, &model);
+        prop_assert_eq!(set.len(), model.len() as u64);
+        // Runs are disjoint and never adjacent (else they would have merged).
+        let runs: Vec<_> = set.runs().collect();
+        for w in runs.windows(2) {
+            prop_assert!(w[0].end().saturating_add(1) < *w[1].start());
+        }
+        let mut o = RangeSet::new();
+        let om: BTreeSet<u64> = other.into_iter().inspect(|&x| { o.insert(x); }).collect();
+        let d = set.difference(&o);
+        let dm: BTreeSet<u64> = model.difference(&om).copied().collect();
+        for x in model.iter().chain(om.iter()) {
+            prop_assert_eq!(d.contains(*x), dm.contains(x), "value {}", x);
+        }
+        prop_assert_eq!(d.len(), dm.len() as u64);
+    }
+
+    #[test]
+    fn summary_matches_a_set(ids in prop::collection::vec((0u64..4, 0u64..3, 0u64..40, any::<bool>(), 0u8..8), 0..150),
+                             theirs in prop::collection::vec((0u64..4, 0u64..3, 0u64..40, any::<bool>(), 0u8..8), 0..80)) {
+        let mk = |(src, t, q, unique, frag): (u64, u64, u64, bool, u8)| {
+            let source = if src == 3 { Eid::dtn("station", "x").unwrap() } else { Eid::ipn(src + 1, 0) };
+            let fragment = (frag == 0).then_some((q * 10, 10));
+            (BundleId { source, creation: CreationTimestamp::new(t, q), fragment },
+             if unique { SeqMode::Unique } else { SeqMode::PerTime })
+        };
+        let mut mine = Summary::new();
+        let mut model = BTreeSet::new();
+        for x in ids {
+            let (id, mode) = mk(x);
+            // Unique-mode IDs are keyed by sequence number only; the model keys them the same way.
+            let key = match (mode, id.fragment) {
+                (SeqMode::Unique, None) => (id.source.clone(), u64::MAX, id.creation.sequence, None),
+                _ => (id.source.clone(), id.creation.time.0, id.creation.sequence, id.fragment),
+            };
+            prop_assert_eq!(mine.insert(&id, mode), model.insert(key));
+            prop_assert!(mine.contains(&id, mode));
+        }
+        let mut other = Summary::new();
+        for x in theirs {
+            let (id, mode) = mk(x);
+            other.insert(&id, mode);
+        }
+        let bytes = mine.to_bytes();
+        prop_assert_eq!(Summary::decode(&bytes).unwrap(), mine.clone());
+        let d = mine.difference(&other);
+        let mut u = d.clone();
+        u.union_with(&other);
+        // (mine − theirs) ∪ theirs ⊇ mine, and mine − theirs shares nothing with theirs.
+        prop_assert!(mine.difference(&u).is_empty());
+        prop_assert!(d.difference(&d.difference(&other)).is_empty());
+        prop_assert!(mine.run_count() <= model.len());
+    }
+}
