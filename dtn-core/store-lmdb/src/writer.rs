@@ -119,7 +119,10 @@ fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
         .iter()
         .flat_map(|j| &j.batch.ops)
         .map(|op| match op {
-            WriteOp::Insert { payload: Payload::Bytes(b), .. } => b.len() as u64 + 1024,
+            // Larger payloads go to files, not into the map.
+            WriteOp::Insert { payload: Payload::Bytes(b), .. } if b.len() as u64 <= shared.opts.inline_max => {
+                b.len() as u64 + 1024
+            }
             _ => 1024,
         })
         .sum();
@@ -174,6 +177,18 @@ fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
 }
 
 fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
+    let mut created = Vec::new();
+    let r = try_group_inner(shared, group, &mut created);
+    if r.is_err() {
+        // Files written for batches of a group that did not commit: nothing refers to them.
+        for n in created {
+            let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
+        }
+    }
+    r
+}
+
+fn try_group_inner(shared: &Shared, group: &[Job], created_ok: &mut Vec<u64>) -> Result<GroupOutcome> {
     let _g = shared.gate();
     let mut wtxn = shared.env.write_txn().map_err(db_err("starting a write"))?;
     let mut counters = *shared.counters.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,6 +205,7 @@ fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
                 counters = c;
                 deltas.extend(d);
                 unlink.extend(u);
+                created_ok.extend(created);
                 sync_dir |= new_files;
                 results.push(Ok(report));
             }
