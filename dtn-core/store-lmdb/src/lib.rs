@@ -362,6 +362,16 @@ impl Shared {
         Ok(out)
     }
 
+    /// Bundles in a `time ‖ arrival` index with time at or before `until`, soonest first.
+    fn due(&self, index: impl Fn(&Dbs) -> Db, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
+        let _g = self.gate();
+        let rtxn = self.read()?;
+        let hi = cat(&[], &[until.0, u64::MAX]);
+        let range = (Bound::Unbounded, Bound::Included(&hi[..]));
+        let it = index(&self.dbs).range(&rtxn, &range).map_err(db_err("reading a time index"))?;
+        self.metas(&rtxn, it, limit)
+    }
+
     fn usage(&self) -> Usage {
         let c = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
         Usage { bundles: c.bundles, bytes: c.used, quota: self.opts.quota, tombstones: c.tombstones }
@@ -426,16 +436,7 @@ impl BundleStore for LmdbStore {
     }
 
     fn expiring(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
-        let s = &self.shared;
-        let _g = s.gate();
-        let rtxn = s.read()?;
-        let hi = cat(&[], &[until.0, u64::MAX]);
-        let it = s
-            .dbs
-            .expiry
-            .range(&rtxn, &(Bound::Unbounded, Bound::Included(&hi[..])))
-            .map_err(db_err("reading expiry"))?;
-        s.metas(&rtxn, it, limit)
+        self.shared.due(|d| d.expiry, until, limit)
     }
 
     fn by_priority(&self, after: Option<(Priority, u64)>, limit: usize) -> Result<Vec<BundleMeta>> {
@@ -452,16 +453,7 @@ impl BundleStore for LmdbStore {
     }
 
     fn custody_due(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
-        let s = &self.shared;
-        let _g = s.gate();
-        let rtxn = s.read()?;
-        let hi = cat(&[], &[until.0, u64::MAX]);
-        let it = s
-            .dbs
-            .custody
-            .range(&rtxn, &(Bound::Unbounded, Bound::Included(&hi[..])))
-            .map_err(db_err("reading custody"))?;
-        s.metas(&rtxn, it, limit)
+        self.shared.due(|d| d.custody, until, limit)
     }
 
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>> {
