@@ -436,23 +436,26 @@ enum Rule {
     HopLimit,
 }
 
+impl Rule {
+    const ALL: [Rule; 13] = [
+        Rule::DuplicateNumber,
+        Rule::NumberOne,
+        Rule::NumberZero,
+        Rule::DuplicateKnownBlock,
+        Rule::FragmentBeyondAdu,
+        Rule::AnonymousMayFragment,
+        Rule::AnonymousRequestsReports,
+        Rule::AnonymousBlockReportFlag,
+        Rule::AdminRequestsReports,
+        Rule::AdminBlockReportFlag,
+        Rule::MissingBundleAge,
+        Rule::PrimaryCrcMissing,
+        Rule::HopLimit,
+    ];
+}
+
 fn rule() -> impl Strategy<Value = Rule> {
-    use Rule::*;
-    select(vec![
-        DuplicateNumber,
-        NumberOne,
-        NumberZero,
-        DuplicateKnownBlock,
-        FragmentBeyondAdu,
-        AnonymousMayFragment,
-        AnonymousRequestsReports,
-        AnonymousBlockReportFlag,
-        AdminRequestsReports,
-        AdminBlockReportFlag,
-        MissingBundleAge,
-        PrimaryCrcMissing,
-        HopLimit,
-    ])
+    select(Rule::ALL.to_vec())
 }
 
 const REPORT_FLAGS: [u64; 4] = [0x4000, 0x1_0000, 0x2_0000, 0x4_0000];

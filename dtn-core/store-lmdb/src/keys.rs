@@ -112,6 +112,12 @@ pub fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// The first 8 bytes of a value as a big-endian u64 (the `ids` table's arrival number); a short, corrupt
+/// value reads zero-padded instead of panicking, and the lookup that follows finds no record.
+pub fn head64(b: &[u8]) -> u64 {
+    be64(&b[..b.len().min(8)])
+}
+
 /// The last 8 bytes of a key as a big-endian u64 (index keys end with the arrival number).
 pub fn tail64(b: &[u8]) -> u64 {
     be64(&b[b.len().saturating_sub(8)..])

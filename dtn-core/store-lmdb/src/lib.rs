@@ -339,7 +339,7 @@ impl Shared {
     }
 
     fn arrival_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<u64>> {
-        Ok(self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))?.map(|v| be64(&v[..8])))
+        Ok(self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))?.map(keys::head64))
     }
 
     /// Metadata for the arrivals at the end of each key yielded, up to `limit`.
@@ -575,16 +575,7 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         let c = *s.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let need = (c.used + size).saturating_sub(s.opts.quota);
-        if need == 0 {
-            return Ok(());
-        }
-        writer::eviction_plan(&s.dbs, &rtxn, need, priority, now).map(|_| ()).map_err(|evictable| StoreError::Full {
-            needed: size,
-            used: c.used,
-            evictable,
-            quota: s.opts.quota,
-        })
+        writer::room_for(&s.dbs, &rtxn, (c.used, s.opts.quota), size, priority, now).map(|_| ())
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<CommitReport> {

@@ -17,11 +17,8 @@ use crate::StoreError;
 /// Newest record format this build writes and reads.
 pub const CURRENT: u8 = 1;
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![CURRENT];
-    // Serialising plain structs of integers and byte vectors into a Vec cannot fail.
-    out.extend(postcard::to_allocvec(value).unwrap_or_default());
-    out
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(value, vec![CURRENT]).map_err(|e| StoreError::Invalid(format!("record cannot be encoded: {e}")))
 }
 
 fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, StoreError> {
@@ -69,7 +66,7 @@ struct MetaV1 {
 }
 
 /// Encodes a bundle's record.
-pub fn encode_meta(m: &BundleMeta, loc: Location) -> Vec<u8> {
+pub fn encode_meta(m: &BundleMeta, loc: Location) -> Result<Vec<u8>, StoreError> {
     let (custody, custody_deadline, custody_attempts) = match m.custody {
         Custody::None => (0, 0, 0),
         Custody::Held => (1, 0, 0),
@@ -147,7 +144,7 @@ struct TombV1 {
 }
 
 /// Encodes a tombstone.
-pub fn encode_tomb(t: &Tombstone) -> Vec<u8> {
+pub fn encode_tomb(t: &Tombstone) -> Result<Vec<u8>, StoreError> {
     encode(&TombV1 {
         reason: match t.reason {
             TombstoneReason::Delivered => 256,
@@ -183,7 +180,7 @@ struct PartialV1 {
 }
 
 /// Encodes a partial bundle's record.
-pub fn encode_partial(p: &PartialBundle) -> Vec<u8> {
+pub fn encode_partial(p: &PartialBundle) -> Result<Vec<u8>, StoreError> {
     encode(&PartialV1 {
         source: p.id.source.to_cbor(),
         time: p.id.creation.time.0,

@@ -211,15 +211,12 @@ fn try_group_inner(shared: &Shared, group: &[Job], created_ok: &mut Vec<u64>) ->
             }
             Err(e) => {
                 nested.abort();
-                if is_map_full(&e) {
-                    // Not this batch's fault: the caller grows the map and retries the whole group.
-                    for n in created {
-                        let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
-                    }
-                    return Err(e);
-                }
                 for n in created {
                     let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
+                }
+                if is_map_full(&e) {
+                    // Not this batch's fault: the caller grows the map and retries the whole group.
+                    return Err(e);
                 }
                 results.push(Err(e));
             }
@@ -286,42 +283,40 @@ fn copy_err(e: &StoreError) -> StoreError {
     }
 }
 
-/// Arrivals to evict so that `need` bytes come free: expired bundles first, then replicas of priority at most
-/// `priority`; or, if not enough, the bytes that could be freed.
-pub(crate) fn eviction_plan(
+/// What must be evicted (arrival numbers) for a bundle of `size` bytes and `priority` to fit: nothing if
+/// it fits as things are; else expired bundles first, then replicas of priority at most `priority`; and
+/// [`StoreError::Full`] if even that is not enough.
+pub(crate) fn room_for(
     dbs: &Dbs,
     txn: &RoTxn,
-    need: u64,
+    (used, quota): (u64, u64),
+    size: u64,
     priority: Priority,
     now: DtnTime,
-) -> std::result::Result<Vec<(u64, u64)>, u64> {
+) -> Result<Vec<u64>> {
+    let need = used.saturating_add(size).saturating_sub(quota);
     let mut plan = Vec::new();
+    if need == 0 {
+        return Ok(plan);
+    }
+    let mut seen = std::collections::BTreeSet::new();
     let mut freed = 0u64;
-    let mut take = |k: &[u8], v: &[u8], plan: &mut Vec<(u64, u64)>| {
-        let a = tail64(k);
-        if !plan.iter().any(|&(x, _)| x == a) {
-            freed += be64(v);
-            plan.push((a, be64(v)));
-        }
-        freed >= need
-    };
-    let hi = cat(&[], &[now.0, u64::MAX]);
-    if let Ok(it) = dbs.expiry.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))) {
-        for (k, v) in it.flatten() {
-            if take(k, v, &mut plan) {
-                return Ok(plan);
+    let expired_hi = cat(&[], &[now.0, u64::MAX]);
+    let replica_hi = cat(&[priority.0], &[u64::MAX, u64::MAX]);
+    for (db, hi) in [(dbs.expiry, expired_hi), (dbs.evict, replica_hi)] {
+        for item in db.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))).map_err(db_err("planning eviction"))? {
+            let (k, v) = item.map_err(db_err("planning eviction"))?;
+            // An expired replica is in both indexes; count it once.
+            if seen.insert(tail64(k)) {
+                freed = freed.saturating_add(be64(v));
+                plan.push(tail64(k));
+                if freed >= need {
+                    return Ok(plan);
+                }
             }
         }
     }
-    let hi = cat(&[priority.0], &[u64::MAX, u64::MAX]);
-    if let Ok(it) = dbs.evict.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))) {
-        for (k, v) in it.flatten() {
-            if take(k, v, &mut plan) {
-                return Ok(plan);
-            }
-        }
-    }
-    Err(freed)
+    Err(StoreError::Full { needed: size, used, evictable: freed, quota })
 }
 
 /// Applies one batch's operations inside its nested transaction.
@@ -405,7 +400,7 @@ impl<'a, 't> Apply<'a, 't> {
     }
 
     fn arrival_of(&self, id: &BundleId) -> Result<Option<u64>> {
-        Ok(self.dbs().ids.get(self.txn, &id_key(id)).map_err(db_err("reading ids"))?.map(|v| be64(&v[..8])))
+        Ok(self.dbs().ids.get(self.txn, &id_key(id)).map_err(db_err("reading ids"))?.map(crate::keys::head64))
     }
 
     fn meta_at(&self, a: u64) -> Result<Option<(BundleMeta, Location)>> {
@@ -421,7 +416,7 @@ impl<'a, 't> Apply<'a, 't> {
         let ab = a.to_be_bytes();
         let e = db_err("writing indexes");
         let t = &mut *self.txn;
-        d.meta.put(t, &ab, &record::encode_meta(m, loc)).map_err(&e)?;
+        d.meta.put(t, &ab, &record::encode_meta(m, loc)?).map_err(&e)?;
         let mut idv = ab.to_vec();
         idv.push(u8::from(m.seq_mode == SeqMode::Unique));
         d.ids.put(t, &id_key(&m.id), &idv).map_err(&e)?;
@@ -462,14 +457,8 @@ impl<'a, 't> Apply<'a, 't> {
     }
 
     fn make_room(&mut self, size: u64, priority: Priority) -> Result<()> {
-        let quota = self.s.opts.quota;
-        let need = (self.c.used + size).saturating_sub(quota);
-        if need == 0 {
-            return Ok(());
-        }
-        let plan = eviction_plan(self.dbs(), self.txn, need, priority, self.now)
-            .map_err(|evictable| StoreError::Full { needed: size, used: self.c.used, evictable, quota })?;
-        for (a, _) in plan {
+        let plan = room_for(self.dbs(), self.txn, (self.c.used, self.s.opts.quota), size, priority, self.now)?;
+        for a in plan {
             let m = self.remove(a)?;
             self.report.evicted.push(m);
         }
@@ -594,7 +583,7 @@ impl<'a, 't> Apply<'a, 't> {
         }
         if let Some(t) = t {
             check_key(&k)?;
-            d.tombs.put(self.txn, &k, &record::encode_tomb(&t)).map_err(&e)?;
+            d.tombs.put(self.txn, &k, &record::encode_tomb(&t)?).map_err(&e)?;
             d.tomb_exp.put(self.txn, &tomb_exp_key(t.expires_at, &k), &[]).map_err(&e)?;
             self.c.tombstones += 1;
             if t.reason == TombstoneReason::Delivered {
@@ -633,12 +622,15 @@ impl<'a, 't> Apply<'a, 't> {
         }
         let k = id_key(&p.id);
         check_key(&k)?;
-        let prev = self.partial(&p.id)?.map_or(0, |o| o.total_len);
+        let old = self.partial(&p.id)?;
+        let prev = old.as_ref().map_or(0, |o| o.total_len);
         if p.total_len > prev {
             self.make_room(p.total_len - prev, Priority(u8::MAX))?;
         }
-        self.dbs().partials.put(self.txn, &k, &record::encode_partial(p)).map_err(db_err("writing a partial"))?;
-        self.add_file(p.staged.0)?;
+        self.dbs().partials.put(self.txn, &k, &record::encode_partial(p)?).map_err(db_err("writing a partial"))?;
+        if old.is_none_or(|o| o.staged != p.staged) {
+            self.add_file(p.staged.0)?;
+        }
         self.c.used = self.c.used.saturating_sub(prev) + p.total_len;
         Ok(())
     }
@@ -673,7 +665,7 @@ impl<'a, 't> Apply<'a, 't> {
             .tomb_exp
             .range(self.txn, &(Bound::Unbounded, Bound::Excluded(&hi[..])))
             .map_err(db_err("reading tombstones"))?
-            .map(|r| r.map(|(k, _)| k[8..].to_vec()))
+            .map(|r| r.map(|(k, _)| k.get(8..).unwrap_or_default().to_vec()))
             .collect::<heed::Result<_>>()
             .map_err(db_err("reading tombstones"))?;
         for k in dead {
