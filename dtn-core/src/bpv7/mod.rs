@@ -19,6 +19,7 @@ mod cbor;
 mod crc;
 mod eid;
 mod error;
+mod fragment;
 mod id;
 mod primary;
 mod stream;

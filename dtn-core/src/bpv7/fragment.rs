@@ -1,0 +1,1 @@
+//! Fragmentation and reassembly (being written).

@@ -1,0 +1,1 @@
+//! Our extensions to BPv7 (placeholder while being written).
