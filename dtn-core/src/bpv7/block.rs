@@ -262,6 +262,20 @@ impl<'a> Block<'a> {
         })
     }
 
+    /// Decodes a block from an encoding made in this crate, keeping the buffer rather than copying it: the
+    /// payload of a reassembled bundle may be gigabytes.
+    pub(crate) fn from_encoding(encoded: Vec<u8>, limits: &Limits) -> Result<Block<'static>> {
+        let (block_type, number, flags, crc_type, data, data_range) = {
+            let mut r = Reader::new(&encoded);
+            let b = Block::decode(&mut r, limits)?;
+            if r.pos() != encoded.len() {
+                return Err(DecodeError::new(r.pos(), ErrorKind::TrailingBytes(encoded.len() - r.pos())));
+            }
+            (b.block_type, b.number, b.flags, b.crc_type, b.data, b.data_range)
+        };
+        Ok(Block { block_type, number, flags, crc_type, data, encoded: Cow::Owned(encoded), data_range })
+    }
+
     /// Block type.
     pub fn block_type(&self) -> BlockType {
         self.block_type

@@ -15,7 +15,7 @@ pub mod admin;
 mod block;
 mod builder;
 mod bundle;
-mod cbor;
+pub(crate) mod cbor;
 mod crc;
 mod eid;
 mod error;
@@ -32,6 +32,9 @@ pub use bundle::{Bundle, EncodeError, UnprocessableBlocks};
 pub use crc::{CrcState, CrcType};
 pub use eid::{DtnEid, Eid, IpnEid, IpnForm, SCHEME_DTN, SCHEME_IPN, UnknownEid};
 pub use error::{DecodeError, EidError, ErrorKind};
+pub use fragment::{
+    FragmentError, covers, fragment, fragment_from_prefix, fragment_range, payload_bytes_within, reassemble,
+};
 pub use id::BundleId;
 pub use primary::{BundleFlags, FragmentInfo, PrimaryBlock};
 pub use stream::{BundleHeader, Feed, PayloadSink, StreamDecoder, StreamEncoder, StreamError};

@@ -1,1 +1,616 @@
-//! The router engine (being written).
+//! The router engine: one pure state machine that decides what a node does with every bundle.
+//!
+//! The engine is sans-IO. A shell (the daemon, the simulator, the phone library, a test) feeds it
+//! [`Event`]s with the current time and executes the [`Action`]s it returns:
+//!
+//! ```text
+//!   shell ── Event + now ──▶ Engine::handle ──▶ [Action] ──▶ shell: commit, transmit, deliver, arm timer
+//!     ▲                         │ reads only                          │
+//!     └── Persisted / Transfer… ┴── &dyn BundleStore ◀── commits ─────┘
+//! ```
+//!
+//! * Time comes in with every event; randomness comes from a [`Rng`] seeded at construction; nothing
+//!   iterates a hash map. The same seed and the same events give the same actions.
+//! * The engine reads the store (cheap, synchronous) but never writes it: every change is an
+//!   [`Action::Persist`]. Whatever must only happen once a change is durable (accepting custody, telling
+//!   an application its bundle is safe, delivering, releasing the previous copy) waits for the matching
+//!   [`Event::Persisted`], so the shell is free to group many batches into one commit.
+//! * Routing decisions come from a [`RoutingAgent`]; the engine does the mechanics: contact summaries,
+//!   the transmit queue, custody, delivery receipts, fragmentation, status reports.
+//!
+//! See `docs/engine.md` for the processing rules and `docs/protocol.md` for our extension formats.
+
+mod contact;
+mod custody;
+mod event;
+mod ingest;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use event::{Action, BatchId, Event, Notice, PersistFailure, Submission, TransferId};
+
+use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid, Limits};
+use crate::rng::Rng;
+use crate::routing::RoutingAgent;
+use crate::store::{BundleStore, Delivery, Summary, WriteOp};
+
+use contact::{Contact, Transfer};
+
+/// How a node behaves. [`Config::new`] gives defaults suited to a station.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This node's ID (`dtn://name/` or `ipn:N.0`).
+    pub node: Eid,
+    /// Whether `now` is real DTN time. Without a clock, `now` must still be a time base that never goes
+    /// backwards, across restarts too (the shell keeps it); bundles are created with time 0 and a bundle-age
+    /// block.
+    pub has_clock: bool,
+    /// Lifetime of submitted bundles that do not set one.
+    pub default_lifetime_ms: u64,
+    /// Take custody of our own bundles and accept custody offered by peers.
+    pub custody: bool,
+    /// Submitted bundles with a larger payload are fragmented at the source (proactive fragmentation), so
+    /// one large camera frame never holds up small sensor bundles for long.
+    pub fragment_payload: Option<u64>,
+    /// Transmissions outstanding per contact; more waiting bundles stay in the engine's priority queue so a
+    /// newly arrived urgent bundle goes next.
+    pub max_in_flight: usize,
+    /// First custody retransmission timeout; doubled on each retry.
+    pub custody_retry_ms: u64,
+    /// Longest custody retransmission timeout.
+    pub custody_retry_max_ms: u64,
+    /// How long a delivery receipt is kept for a bundle this node never held (its lifetime is unknown).
+    pub receipt_retention_ms: u64,
+    /// How long to wait for a peer's hello before treating it as a foreign node (no summaries).
+    pub hello_timeout_ms: u64,
+    /// How often expired bundles are removed.
+    pub sweep_interval_ms: u64,
+    /// Hop limit put on submitted bundles, if any.
+    pub hop_limit: Option<u8>,
+    /// Decoding limits for bundles from peers.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults for a node called `node`.
+    pub fn new(node: Eid) -> Self {
+        Config {
+            node: node.node_id(),
+            has_clock: true,
+            default_lifetime_ms: 7 * 86_400_000,
+            custody: true,
+            fragment_payload: Some(1 << 20),
+            max_in_flight: 8,
+            custody_retry_ms: 30_000,
+            custody_retry_max_ms: 3_600_000,
+            receipt_retention_ms: 7 * 86_400_000,
+            hello_timeout_ms: 2_000,
+            sweep_interval_ms: 60_000,
+            hop_limit: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Node-state keys in the store.
+mod keys {
+    pub const SEQ: &[u8] = b"engine/seq";
+    pub const ENDPOINTS: &[u8] = b"engine/endpoints";
+    pub const RECEIPTS: &[u8] = b"engine/receipts";
+    pub const ROUTING: &[u8] = b"engine/routing";
+}
+
+/// What to do once a batch is durable (or failed).
+#[derive(Debug, Clone)]
+enum After {
+    /// A bundle from a peer (or a local originator) is stored.
+    Stored {
+        id: BundleId,
+        from: Option<Eid>,
+        /// Custodian to send an "accepted" signal to.
+        custodian: Option<Eid>,
+        local: bool,
+        report_received: Option<ReportTo>,
+    },
+    /// A submission is stored.
+    Submitted { token: u64, ids: Vec<BundleId>, local: bool },
+    /// A locally made bundle (status report, routed signal) is stored.
+    Originated { ids: Vec<BundleId> },
+    /// Bundles to offer to peers in contact (split pieces, reassembled, custody reset).
+    Enqueue(Vec<BundleId>),
+    /// A delivered bundle's tombstone is durable.
+    Delivered { id: BundleId, mode: crate::store::SeqMode, report: Option<ReportTo> },
+    /// Local delivery of a reassembled bundle.
+    Deliver(BundleId),
+    /// Notices to emit once durable.
+    Notices(Vec<Notice>),
+    /// Custody signals to send once durable: (custodian, disposition code, id).
+    Signal(Eid, u64, BundleId),
+}
+
+/// Where and how to send a status report about a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReportTo {
+    report_to: Eid,
+    id: BundleId,
+    with_time: bool,
+}
+
+/// Timers the engine keeps; the shell sees only the earliest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    HelloTimeout(Eid),
+    CustodyScan,
+    Sweep,
+}
+
+/// Fragments of one bundle addressed to a local endpoint, waiting for the rest.
+#[derive(Debug, Clone, Default)]
+struct Reassembly {
+    total: u64,
+    pieces: BTreeMap<(u64, u64), BundleId>,
+}
+
+/// The router engine of one node. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    agent: Box<dyn RoutingAgent>,
+    rng: Rng,
+    now: DtnTime,
+    started: bool,
+    endpoints: Vec<Eid>,
+    next_seq: u64,
+    next_batch: BatchId,
+    next_transfer: TransferId,
+    hello_seq: u64,
+    receipts: Summary,
+    pending: BTreeMap<BatchId, Vec<After>>,
+    pending_ids: BTreeSet<BundleId>,
+    contacts: BTreeMap<Eid, Contact>,
+    transfers: BTreeMap<TransferId, Transfer>,
+    timers: BTreeSet<(DtnTime, Timer)>,
+    armed: Option<DtnTime>,
+    signals: BTreeMap<(Eid, u64), Vec<BundleId>>,
+    new_receipts: Summary,
+    reassembly: BTreeMap<(Eid, CreationTimestamp), Reassembly>,
+    out: Vec<Action>,
+}
+
+impl Engine {
+    /// An engine for one node. `seed` determines every random choice it makes.
+    pub fn new(cfg: Config, agent: Box<dyn RoutingAgent>, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        // Hellos and signals sent straight to a peer are never stored, so their sequence numbers need not be
+        // durable, only unlikely to repeat after a restart.
+        let hello_seq = rng.next_u64() >> 20;
+        Engine {
+            cfg,
+            agent,
+            rng,
+            now: DtnTime(0),
+            started: false,
+            endpoints: Vec::new(),
+            next_seq: 0,
+            next_batch: 1,
+            next_transfer: 1,
+            hello_seq,
+            receipts: Summary::new(),
+            pending: BTreeMap::new(),
+            pending_ids: BTreeSet::new(),
+            contacts: BTreeMap::new(),
+            transfers: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            armed: None,
+            signals: BTreeMap::new(),
+            new_receipts: Summary::new(),
+            reassembly: BTreeMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// This node's ID.
+    pub fn node(&self) -> &Eid {
+        &self.cfg.node
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The routing agent's name.
+    pub fn routing(&self) -> &'static str {
+        self.agent.name()
+    }
+
+    /// Peers currently in contact.
+    pub fn peers(&self) -> impl Iterator<Item = &Eid> {
+        self.contacts.keys()
+    }
+
+    /// Batches handed out and not yet reported durable.
+    pub fn pending_batches(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Processes one event at time `now` and returns what the shell must do, in order.
+    pub fn handle(&mut self, store: &dyn BundleStore, now: DtnTime, event: Event) -> Vec<Action> {
+        // Time never runs backwards inside the engine, whatever the shell's clock does.
+        self.now = self.now.max(now);
+        if !self.started && !matches!(event, Event::Start) {
+            self.start(store);
+        }
+        match event {
+            Event::Start => self.start(store),
+            Event::Register(ep) => self.register(store, ep),
+            Event::Unregister(ep) => self.unregister(ep),
+            Event::Submit(sub) => self.submit(store, sub),
+            Event::DeliveryAcked { id } => self.delivery_acked(store, id),
+            Event::Received { peer, bytes } => self.received(store, peer, &bytes),
+            Event::ReceivedPartial { peer, bytes } => self.received_partial(store, peer, &bytes),
+            Event::ContactUp { peer, link } => self.contact_up(store, peer, link),
+            Event::ContactDown { peer } => self.contact_down(peer),
+            Event::TransferFinished { transfer } => self.transfer_finished(store, transfer),
+            Event::TransferFailed { transfer } => self.transfer_failed(store, transfer),
+            Event::TransferCut { transfer, durable } => self.transfer_cut(store, transfer, durable),
+            Event::Persisted(batches) => {
+                for b in batches {
+                    self.persisted(store, b);
+                }
+            }
+            Event::PersistFailed { batch, failure } => self.persist_failed(store, batch, failure),
+            Event::Timer => self.timer(store),
+        }
+        self.flush_signals(store);
+        self.flush_receipts(store);
+        self.rearm();
+        std::mem::take(&mut self.out)
+    }
+
+    fn start(&mut self, store: &dyn BundleStore) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        match store.state(keys::SEQ) {
+            Ok(Some(v)) => self.next_seq = v.try_into().map(u64::from_be_bytes).unwrap_or(0),
+            Ok(None) => {}
+            Err(e) => self.store_error(e),
+        }
+        match store.state(keys::ENDPOINTS) {
+            Ok(Some(v)) => self.endpoints = decode_eids(&v),
+            Ok(None) => {}
+            Err(e) => self.store_error(e),
+        }
+        match store.state(keys::RECEIPTS) {
+            Ok(Some(v)) => match Summary::decode(&v) {
+                Ok(s) => self.receipts = s,
+                Err(e) => self.notice(Notice::StoreError(format!("delivery receipts unreadable, starting empty: {e}"))),
+            },
+            Ok(None) => {}
+            Err(e) => self.store_error(e),
+        }
+        match store.state(keys::ROUTING) {
+            Ok(Some(v)) => {
+                if let Err(e) = self.agent.load(&v) {
+                    self.notice(Notice::StoreError(format!("routing state unreadable, starting fresh: {e}")));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.store_error(e),
+        }
+        for ep in self.endpoints.clone() {
+            self.deliver_waiting(store, &ep);
+        }
+        self.schedule(self.now_plus(self.cfg.sweep_interval_ms), Timer::Sweep);
+        self.schedule_custody_scan(store);
+    }
+
+    fn register(&mut self, store: &dyn BundleStore, ep: Eid) {
+        if !self.endpoints.contains(&ep) {
+            self.endpoints.push(ep.clone());
+            self.endpoints.sort();
+            let ops =
+                vec![WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) }];
+            self.persist(ops, Vec::new());
+        }
+        self.deliver_waiting(store, &ep);
+    }
+
+    fn unregister(&mut self, ep: Eid) {
+        if let Some(i) = self.endpoints.iter().position(|e| *e == ep) {
+            self.endpoints.remove(i);
+            let ops =
+                vec![WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) }];
+            self.persist(ops, Vec::new());
+        }
+    }
+
+    /// Whether a bundle for `dest` is delivered here.
+    fn is_local(&self, dest: &Eid) -> bool {
+        self.endpoints.contains(dest) || dest.node_id() == self.cfg.node
+    }
+
+    /// Hands every stored bundle waiting for `ep` to its application.
+    fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid) {
+        let mut after = None;
+        loop {
+            let page = match store.by_destination(ep, after, 256) {
+                Ok(p) => p,
+                Err(e) => return self.store_error(e),
+            };
+            let Some(last) = page.last() else { return };
+            after = Some(last.arrival);
+            for m in page {
+                if m.delivery == Delivery::LocalPending {
+                    if m.id.fragment.is_some() {
+                        self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
+                    } else {
+                        self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id });
+                    }
+                }
+            }
+        }
+    }
+
+    fn delivery_acked(&mut self, store: &dyn BundleStore, id: BundleId) {
+        let meta = match store.meta(&id) {
+            Ok(Some(m)) if m.delivery == Delivery::LocalPending => m,
+            Ok(_) => return,
+            Err(e) => return self.store_error(e),
+        };
+        let report = self.report_wanted(store, &id, crate::bpv7::BundleFlags::REPORT_DELIVERY);
+        let ops = vec![WriteOp::Remove { id: id.clone(), tombstone: Some(crate::store::TombstoneReason::Delivered) }];
+        self.persist(ops, vec![After::Delivered { id, mode: meta.seq_mode, report }]);
+    }
+
+    /// Emits a batch and remembers what to do once it is durable.
+    fn persist(&mut self, ops: Vec<WriteOp>, after: Vec<After>) -> BatchId {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        for op in &ops {
+            if let WriteOp::Insert { meta, .. } = op {
+                self.pending_ids.insert(meta.id.clone());
+            }
+        }
+        self.out.push(Action::Persist { batch, ops });
+        self.pending.insert(batch, after);
+        batch
+    }
+
+    fn persisted(&mut self, store: &dyn BundleStore, batch: BatchId) {
+        let Some(after) = self.pending.remove(&batch) else { return };
+        let mut enqueue = Vec::new();
+        for a in after {
+            match a {
+                After::Stored { id, from, custodian, local, report_received } => {
+                    self.pending_ids.remove(&id);
+                    if let Some(from) = from {
+                        self.notice(Notice::Stored { id: id.clone(), from });
+                    }
+                    if let Some(c) = custodian {
+                        self.notice(Notice::CustodyAccepted { id: id.clone() });
+                        self.queue_signal(c, 0, id.clone());
+                    }
+                    if let Some(r) = report_received {
+                        self.status_report(store, r, StatusKind::Received, 0);
+                    }
+                    if local {
+                        self.deliver_stored(store, &id);
+                    } else {
+                        enqueue.push(id);
+                    }
+                }
+                After::Submitted { token, ids, local } => {
+                    for id in &ids {
+                        self.pending_ids.remove(id);
+                    }
+                    if local {
+                        for id in &ids {
+                            self.deliver_stored(store, id);
+                        }
+                    } else {
+                        enqueue.extend(ids.iter().cloned());
+                    }
+                    self.out.push(Action::Accepted { token, ids });
+                }
+                After::Originated { ids } => {
+                    for id in &ids {
+                        self.pending_ids.remove(id);
+                    }
+                    enqueue.extend(ids);
+                }
+                After::Enqueue(ids) => {
+                    for id in &ids {
+                        self.pending_ids.remove(id);
+                    }
+                    enqueue.extend(ids);
+                }
+                After::Delivered { id, mode, report } => {
+                    self.new_receipts.insert(&id, mode);
+                    self.notice(Notice::Delivered { id: id.clone() });
+                    if let Some(r) = report {
+                        self.status_report(store, r, StatusKind::Delivered, 0);
+                    }
+                }
+                After::Deliver(id) => {
+                    self.pending_ids.remove(&id);
+                    self.deliver_stored(store, &id);
+                }
+                After::Notices(ns) => {
+                    for n in ns {
+                        self.notice(n);
+                    }
+                }
+                After::Signal(custodian, code, id) => self.queue_signal(custodian, code, id),
+            }
+        }
+        if !enqueue.is_empty() {
+            self.offer(store, &enqueue);
+        }
+    }
+
+    fn persist_failed(&mut self, store: &dyn BundleStore, batch: BatchId, failure: PersistFailure) {
+        let Some(after) = self.pending.remove(&batch) else { return };
+        let reason = match &failure {
+            PersistFailure::Full => "store full".to_string(),
+            PersistFailure::Other(e) => e.clone(),
+        };
+        self.notice(Notice::StoreError(format!("commit failed: {reason}")));
+        for a in after {
+            match a {
+                After::Stored { id, custodian, .. } => {
+                    self.pending_ids.remove(&id);
+                    let refusal = match failure {
+                        PersistFailure::Full => crate::proto::Refusal::StoreFull,
+                        PersistFailure::Other(_) => custody::STORE_ERROR,
+                    };
+                    self.notice(Notice::Refused { id: id.clone(), reason: refusal });
+                    if let Some(c) = custodian {
+                        self.queue_signal(c, custody::refusal_code(refusal), id);
+                    }
+                }
+                After::Submitted { token, ids, .. } => {
+                    for id in &ids {
+                        self.pending_ids.remove(id);
+                    }
+                    self.out.push(Action::Rejected { token, reason: reason.clone() });
+                }
+                After::Originated { ids } | After::Enqueue(ids) => {
+                    for id in &ids {
+                        self.pending_ids.remove(id);
+                    }
+                }
+                After::Deliver(id) => {
+                    self.pending_ids.remove(&id);
+                }
+                After::Delivered { .. } | After::Notices(_) | After::Signal(..) => {}
+            }
+        }
+        let _ = store;
+    }
+
+    /// Delivers a stored bundle now if its endpoint is registered (otherwise it waits for registration).
+    fn deliver_stored(&mut self, store: &dyn BundleStore, id: &BundleId) {
+        let meta = match store.meta(id) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => return self.store_error(e),
+        };
+        if meta.delivery != Delivery::LocalPending {
+            return;
+        }
+        if id.fragment.is_some() {
+            self.note_fragment(store, id, meta.total_adu_len.unwrap_or(0));
+            return;
+        }
+        self.drop_pieces(&(id.source.clone(), id.creation));
+        if let Some(ep) = self.local_endpoint(&meta.destination) {
+            self.out.push(Action::Deliver { endpoint: ep, id: id.clone() });
+        }
+    }
+
+    /// The registered endpoint a bundle for `dest` goes to.
+    fn local_endpoint(&self, dest: &Eid) -> Option<Eid> {
+        if self.endpoints.contains(dest) {
+            Some(dest.clone())
+        } else if *dest == self.cfg.node {
+            // Bundles for the bare node ID go to whoever registered it; admin records never get here.
+            None
+        } else {
+            None
+        }
+    }
+
+    fn timer(&mut self, store: &dyn BundleStore) {
+        let now = self.now;
+        let due: Vec<(DtnTime, Timer)> = self.timers.iter().take_while(|(t, _)| *t <= now).cloned().collect();
+        for d in &due {
+            self.timers.remove(d);
+        }
+        for (_, t) in due {
+            match t {
+                Timer::HelloTimeout(peer) => self.hello_timeout(store, peer),
+                Timer::CustodyScan => self.custody_scan(store),
+                Timer::Sweep => {
+                    self.sweep(store);
+                    self.schedule(self.now_plus(self.cfg.sweep_interval_ms), Timer::Sweep);
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: DtnTime, t: Timer) {
+        self.timers.insert((at, t));
+    }
+
+    fn unschedule(&mut self, t: &Timer) {
+        self.timers.retain(|(_, x)| x != t);
+    }
+
+    fn rearm(&mut self) {
+        let next = self.timers.iter().next().map(|(t, _)| *t);
+        if next != self.armed {
+            self.armed = next;
+            if let Some(t) = next {
+                self.out.push(Action::SetTimer(t));
+            }
+        }
+    }
+
+    fn now_plus(&self, ms: u64) -> DtnTime {
+        DtnTime(self.now.0.saturating_add(ms))
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.out.push(Action::Notice(n));
+    }
+
+    fn store_error(&mut self, e: crate::store::StoreError) {
+        self.notice(Notice::StoreError(e.to_string()));
+    }
+
+    /// A new never-reused sequence number, with the op that makes it durable.
+    fn take_seq(&mut self) -> (u64, WriteOp) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        (seq, WriteOp::PutState { key: keys::SEQ.to_vec(), value: Some(self.next_seq.to_be_bytes().to_vec()) })
+    }
+
+    /// The current creation time: now, or 0 without a clock.
+    fn creation_time(&self) -> DtnTime {
+        if self.cfg.has_clock { self.now } else { DtnTime(0) }
+    }
+}
+
+/// Which status a report asserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusKind {
+    Received,
+    Forwarded,
+    Delivered,
+    Deleted,
+}
+
+fn encode_eids(eids: &[Eid]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in eids {
+        e.encode(&mut out);
+    }
+    out
+}
+
+fn decode_eids(mut bytes: &[u8]) -> Vec<Eid> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        match Eid::decode_prefix(bytes) {
+            Ok((e, n)) if n > 0 => {
+                out.push(e);
+                bytes = &bytes[n..];
+            }
+            _ => break,
+        }
+    }
+    out
+}

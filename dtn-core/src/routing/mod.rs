@@ -10,6 +10,20 @@
 //! hold the bundle: a bundle always goes straight to a peer that is its destination or that registered its
 //! (collection) endpoint.
 
+mod contact_plan;
+mod epidemic;
+mod prophet;
+mod spray;
+mod static_routes;
+#[cfg(test)]
+mod test_support;
+
+pub use contact_plan::{ContactPlan, ContactPlanRouter, PlannedContact, PlannedRoute};
+pub use epidemic::Epidemic;
+pub use prophet::{MAX_ENTRIES as PROPHET_MAX_ENTRIES, Prophet, ProphetParams};
+pub use spray::SprayAndWait;
+pub use static_routes::{EidPattern, PatternError, StaticRoute, StaticRoutes};
+
 use crate::bpv7::{DtnTime, Eid};
 use crate::store::BundleMeta;
 
@@ -127,5 +141,70 @@ pub trait RoutingAgent: Send + std::fmt::Debug {
     /// Restores state saved by [`save`](Self::save).
     fn load(&mut self, _bytes: &[u8]) -> Result<(), RoutingError> {
         Ok(())
+    }
+}
+
+/// Which agent a node runs, with its parameters: what a configuration file selects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoutingConfig {
+    /// [`Epidemic`].
+    Epidemic,
+    /// [`SprayAndWait`] with L = `copies`.
+    SprayAndWait {
+        /// Copies per new bundle (L).
+        copies: u32,
+    },
+    /// [`Prophet`].
+    Prophet(ProphetParams),
+    /// [`StaticRoutes`] over these routes, first match first.
+    Static(Vec<StaticRoute>),
+    /// [`ContactPlanRouter`] over this plan.
+    ContactPlan(ContactPlan),
+}
+
+impl RoutingConfig {
+    /// A fresh agent for this configuration (no learned state: restore it with [`RoutingAgent::load`]).
+    pub fn build(&self) -> Box<dyn RoutingAgent> {
+        match self {
+            RoutingConfig::Epidemic => Box::new(Epidemic::new()),
+            RoutingConfig::SprayAndWait { copies } => Box::new(SprayAndWait::new(*copies)),
+            RoutingConfig::Prophet(params) => Box::new(Prophet::new(*params)),
+            RoutingConfig::Static(routes) => Box::new(StaticRoutes::new(routes.clone())),
+            RoutingConfig::ContactPlan(plan) => Box::new(ContactPlanRouter::new(plan.clone())),
+        }
+    }
+
+    /// The agent's short name, as [`RoutingAgent::name`] gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RoutingConfig::Epidemic => "epidemic",
+            RoutingConfig::SprayAndWait { .. } => "spray-and-wait",
+            RoutingConfig::Prophet(_) => "prophet",
+            RoutingConfig::Static(_) => "static",
+            RoutingConfig::ContactPlan(_) => "contact-plan",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_builds_the_named_agent() {
+        let configs = [
+            RoutingConfig::Epidemic,
+            RoutingConfig::SprayAndWait { copies: 6 },
+            RoutingConfig::Prophet(ProphetParams::default()),
+            RoutingConfig::Static(vec![StaticRoute::new(EidPattern::Any, Eid::ipn(2, 0))]),
+            RoutingConfig::ContactPlan(ContactPlan::default()),
+        ];
+        for config in &configs {
+            let agent = config.build();
+            assert_eq!(agent.name(), config.name());
+        }
+        assert_eq!(configs[1].build().initial_copies(), 6);
+        assert_eq!(configs[0].build().initial_copies(), 1);
+        assert!(configs[2].build().save().is_some());
     }
 }

@@ -1,0 +1,588 @@
+//! Contacts: the hello exchange, the per-contact priority queue, transmissions and their outcomes.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use super::ingest::TRUSTED;
+use super::{After, Engine, ReportTo, StatusKind, Timer, keys};
+use crate::bpv7::{BlockFlags, BlockType, Bundle, BundleBuilder, BundleFlags, BundleId, CrcType, Eid, fragment_range};
+use crate::engine::{Action, Notice, TransferId};
+use crate::proto::{self, CustodyRequest, Hello, OurRecord, Receipts};
+use crate::routing::{Decision, LinkInfo, Local, PeerView};
+use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, Summary, WriteOp};
+
+/// One peer in contact.
+#[derive(Debug)]
+pub(super) struct Contact {
+    link: LinkInfo,
+    /// Hello received (or given up waiting for): bundles may flow.
+    ready: bool,
+    /// The peer runs our router.
+    ours: bool,
+    endpoints: Vec<Eid>,
+    /// What the peer holds or knows delivered, plus what crossed this contact either way.
+    pub(super) known: Summary,
+    /// Bundles to offer, most urgent first: (priority, arrival, ID).
+    queue: BTreeSet<(Reverse<Priority>, u64, BundleId)>,
+    in_flight: usize,
+    volume_left: Option<u64>,
+    /// Bundles the peer refused or that failed on this contact: not offered again until the next one.
+    refused: BTreeSet<BundleId>,
+}
+
+/// One transmission of a stored bundle.
+#[derive(Debug, Clone)]
+pub(super) struct Transfer {
+    peer: Eid,
+    id: BundleId,
+    mode: SeqMode,
+    decision: Decision,
+    /// We asked the peer to take custody.
+    custody: bool,
+    /// The peer registered the bundle's (non-node) destination endpoint: a replica sent there is kept until the
+    /// delivery receipt comes back.
+    to_endpoint: bool,
+    /// Where the payload data starts in the bytes sent, its length, and its offset in the whole ADU.
+    payload_at: u64,
+    payload_len: u64,
+    adu_offset: u64,
+    report: Option<ReportTo>,
+}
+
+impl Engine {
+    pub(super) fn contact_up(&mut self, store: &dyn BundleStore, peer: Eid, link: LinkInfo) {
+        let peer = peer.node_id();
+        self.contacts.insert(
+            peer.clone(),
+            Contact {
+                link,
+                ready: false,
+                ours: false,
+                endpoints: Vec::new(),
+                known: Summary::new(),
+                queue: BTreeSet::new(),
+                in_flight: 0,
+                volume_left: link.volume,
+                refused: BTreeSet::new(),
+            },
+        );
+        let mut delivered = store.delivered_summary();
+        delivered.union_with(&self.receipts);
+        let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
+        let routing = self.agent.hello(&local, self.now);
+        let hello = Hello {
+            node: self.cfg.node.clone(),
+            endpoints: self.endpoints.clone(),
+            held: store.summary(),
+            delivered,
+            routing,
+            signature: None,
+        };
+        self.send_record(&peer, &OurRecord::Hello(hello));
+        self.schedule(self.now_plus(self.cfg.hello_timeout_ms), Timer::HelloTimeout(peer));
+    }
+
+    pub(super) fn contact_down(&mut self, peer: Eid) {
+        let peer = peer.node_id();
+        if self.contacts.remove(&peer).is_none() {
+            return;
+        }
+        self.unschedule(&Timer::HelloTimeout(peer.clone()));
+        self.agent.contact_down(&peer, self.now);
+        if let Some(state) = self.agent.save() {
+            self.persist(vec![WriteOp::PutState { key: keys::ROUTING.to_vec(), value: Some(state) }], Vec::new());
+        }
+    }
+
+    pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello) {
+        if h.node.node_id() != *peer {
+            return self.notice(Notice::Malformed {
+                from: peer.clone(),
+                error: format!("hello claims to come from {}, not the peer in contact", h.node),
+            });
+        }
+        self.learn_delivered(store, &h.delivered);
+        let Some(c) = self.contacts.get_mut(peer) else { return };
+        c.ours = true;
+        c.endpoints = h.endpoints;
+        c.known.union_with(&h.held);
+        c.known.union_with(&h.delivered);
+        let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
+        if let Err(e) = self.agent.peer_hello(&local, peer, &h.routing, self.now) {
+            self.notice(Notice::Malformed { from: peer.clone(), error: e.to_string() });
+        }
+        self.unschedule(&Timer::HelloTimeout(peer.clone()));
+        self.make_ready(store, peer);
+    }
+
+    pub(super) fn hello_timeout(&mut self, store: &dyn BundleStore, peer: Eid) {
+        if self.contacts.get(&peer).is_some_and(|c| !c.ready) {
+            self.make_ready(store, &peer);
+        }
+    }
+
+    /// Starts the flow of bundles to a peer: everything we hold that it does not, most urgent first.
+    fn make_ready(&mut self, store: &dyn BundleStore, peer: &Eid) {
+        let Some(c) = self.contacts.get_mut(peer) else { return };
+        if c.ready {
+            return;
+        }
+        c.ready = true;
+        let view = PeerView { node: peer, link: &c.link, endpoints: &c.endpoints, ours: c.ours };
+        let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
+        self.agent.contact_up(&local, &view, self.now);
+        let want = store.summary().difference(&c.known);
+        match store.select(&want, usize::MAX) {
+            Ok(metas) => {
+                for m in metas {
+                    c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                }
+            }
+            Err(e) => return self.store_error(e),
+        }
+        self.pump(store, peer);
+    }
+
+    /// Offers newly stored bundles to every peer in contact that lacks them.
+    pub(super) fn offer(&mut self, store: &dyn BundleStore, ids: &[BundleId]) {
+        let mut metas = Vec::with_capacity(ids.len());
+        for id in ids {
+            match store.meta(id) {
+                Ok(Some(m)) => metas.push(m),
+                Ok(None) => {}
+                Err(e) => self.store_error(e),
+            }
+        }
+        let peers: Vec<Eid> = self.contacts.iter().filter(|(_, c)| c.ready).map(|(p, _)| p.clone()).collect();
+        for p in &peers {
+            if let Some(c) = self.contacts.get_mut(p) {
+                for m in &metas {
+                    if !c.known.contains(&m.id, m.seq_mode) {
+                        c.queue.insert((Reverse(m.priority), m.arrival, m.id.clone()));
+                    }
+                }
+            }
+            self.pump(store, p);
+        }
+    }
+
+    /// Puts bundles whose custody retransmission is due back in front of every peer in contact.
+    pub(super) fn requeue(&mut self, store: &dyn BundleStore, metas: &[BundleMeta]) {
+        let peers: Vec<Eid> = self.contacts.iter().filter(|(_, c)| c.ready).map(|(p, _)| p.clone()).collect();
+        for p in &peers {
+            if let Some(c) = self.contacts.get_mut(p) {
+                // A peer that already got the bundle on this contact is not sent it again (a bundle never
+                // crosses a contact twice); it gets it on a later contact if it still lacks it then.
+                for m in metas {
+                    c.queue.insert((Reverse(m.priority), m.arrival, m.id.clone()));
+                }
+            }
+            self.pump(store, p);
+        }
+    }
+
+    /// Sends from the peer's queue until the in-flight window is full.
+    pub(super) fn pump(&mut self, store: &dyn BundleStore, peer: &Eid) {
+        loop {
+            let Some(c) = self.contacts.get_mut(peer) else { return };
+            if !c.ready || c.in_flight >= self.cfg.max_in_flight {
+                return;
+            }
+            let Some((_, _, id)) = c.queue.pop_first() else { return };
+            if c.refused.contains(&id) {
+                continue;
+            }
+            let meta = match store.meta(&id) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.store_error(e);
+                    continue;
+                }
+            };
+            let Some(c) = self.contacts.get(peer) else { return };
+            let whole = BundleId { fragment: None, ..meta.id.clone() };
+            if c.known.contains(&meta.id, meta.seq_mode)
+                || (meta.id.fragment.is_some()
+                    && (c.known.contains(&whole, meta.seq_mode) || super::ingest::covered(&c.known, &meta.id)))
+                || self.receipts.contains(&meta.id, meta.seq_mode)
+                || (meta.id.fragment.is_some() && self.receipts.contains(&whole, meta.seq_mode))
+                || meta.expires_at <= self.now
+                || meta.delivery != Delivery::Forward
+                || matches!(meta.custody, Custody::Transferring { deadline, .. } if deadline > self.now)
+            {
+                continue;
+            }
+            let to_destination = meta.destination.node_id() == *peer || c.endpoints.contains(&meta.destination);
+            let decision = if to_destination {
+                Decision::Forward
+            } else if self.is_local(&meta.destination) {
+                Decision::Skip
+            } else {
+                let view = PeerView { node: peer, link: &c.link, endpoints: &c.endpoints, ours: c.ours };
+                let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
+                self.agent.decide(&local, &meta, &view, self.now)
+            };
+            if decision != Decision::Skip {
+                self.transmit_stored(store, peer, &meta, decision, to_destination);
+            }
+        }
+    }
+
+    fn transmit_stored(
+        &mut self,
+        store: &dyn BundleStore,
+        peer: &Eid,
+        meta: &BundleMeta,
+        decision: Decision,
+        to_destination: bool,
+    ) {
+        let Some(stored) = self.read_stored(store, &meta.id) else { return };
+        let bundle = match Bundle::decode_with(&stored, &TRUSTED) {
+            Ok(b) => b,
+            Err(e) => return self.notice(Notice::StoreError(format!("stored bundle {} unreadable: {e}", meta.id))),
+        };
+        let custody = decision == Decision::Forward && meta.custody.is_custodian() && !bundle.is_admin_record();
+        let bytes = match self.outgoing(&bundle, meta, decision, custody) {
+            Ok(b) => b,
+            Err(e) => return self.notice(Notice::StoreError(format!("cannot prepare {} for sending: {e}", meta.id))),
+        };
+        let Some(c) = self.contacts.get_mut(peer) else { return };
+        let limit = match (c.link.mtu, c.volume_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(limit) = limit.filter(|&l| (bytes.len() as u64) > l) {
+            return self.split_to_fit(store, peer, &bundle, meta, bytes.len() as u64, limit);
+        }
+        let Ok(sent) = Bundle::decode_with(&bytes, &TRUSTED) else { return };
+        let payload_at = sent.payload().as_ptr() as u64 - bytes.as_ptr() as u64;
+        let payload_len = sent.payload().len() as u64;
+        let adu_offset = sent.primary().fragment.map_or(0, |f| f.offset);
+        let report = self.report_for(&sent, BundleFlags::REPORT_FORWARDING);
+        let transfer = self.next_transfer;
+        self.next_transfer += 1;
+        let Some(c) = self.contacts.get_mut(peer) else { return };
+        c.in_flight += 1;
+        c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
+        self.transfers.insert(
+            transfer,
+            Transfer {
+                peer: peer.clone(),
+                id: meta.id.clone(),
+                mode: meta.seq_mode,
+                decision,
+                custody,
+                to_endpoint: to_destination && meta.destination.node_id() != *peer,
+                payload_at,
+                payload_len,
+                adu_offset,
+                report,
+            },
+        );
+        self.out.push(Action::Transmit {
+            peer: peer.clone(),
+            transfer,
+            id: Some(meta.id.clone()),
+            priority: meta.priority,
+            bytes,
+        });
+    }
+
+    /// A bundle too large for what is left of the contact is split in the store; the pieces are offered once
+    /// the split is durable.
+    fn split_to_fit(
+        &mut self,
+        store: &dyn BundleStore,
+        peer: &Eid,
+        bundle: &Bundle<'_>,
+        meta: &BundleMeta,
+        size: u64,
+        limit: u64,
+    ) {
+        let overhead = size.saturating_sub(bundle.payload().len() as u64) + 64;
+        let refuse = |c: &mut Contact| {
+            c.refused.insert(meta.id.clone());
+        };
+        if bundle.primary().flags.contains(BundleFlags::MUST_NOT_FRAGMENT) || limit <= overhead {
+            if let Some(c) = self.contacts.get_mut(peer) {
+                refuse(c);
+            }
+            return;
+        }
+        let pieces = match crate::bpv7::fragment(bundle, limit - overhead) {
+            Ok(p) if p.len() > 1 => p,
+            _ => {
+                if let Some(c) = self.contacts.get_mut(peer) {
+                    refuse(c);
+                }
+                return;
+            }
+        };
+        let mut ops = vec![WriteOp::Remove { id: meta.id.clone(), tombstone: None }];
+        let mut ids = Vec::new();
+        for p in pieces {
+            let bytes = p.to_vec();
+            let mut m = meta.clone();
+            m.id = p.id();
+            m.size = bytes.len() as u64;
+            m.total_adu_len = p.primary().fragment.map(|f| f.total_adu_len);
+            ids.push(m.id.clone());
+            ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+        }
+        self.persist(ops, vec![After::Enqueue(ids)]);
+        let _ = store;
+    }
+
+    /// The bytes to send: previous node, bundle age and hop count brought up to date (RFC 9171 §5.4), and
+    /// our custody and spray blocks set for this hop.
+    fn outgoing(
+        &self,
+        bundle: &Bundle<'_>,
+        meta: &BundleMeta,
+        decision: Decision,
+        custody: bool,
+    ) -> Result<Vec<u8>, crate::bpv7::DecodeError> {
+        let mut b = bundle.clone();
+        b.set_previous_node(&self.cfg.node)?;
+        if b.bundle_age_ms().is_some() || b.primary().creation.time.0 == 0 {
+            let dwell = self.now.0.saturating_sub(meta.received_at.0);
+            b.set_bundle_age_ms(b.bundle_age_ms().unwrap_or(0).saturating_add(dwell))?;
+        }
+        b.increment_hop_count()?;
+        let ours: Vec<u64> = b
+            .extension_blocks()
+            .iter()
+            .filter(|x| x.block_type() == proto::CUSTODY_REQUEST_BLOCK || x.block_type() == proto::SPRAY_COPIES_BLOCK)
+            .map(|x| x.number())
+            .collect();
+        for n in ours {
+            b.remove_block(n);
+        }
+        if custody {
+            let req = CustodyRequest { custodian: self.cfg.node.clone() };
+            add_block(&mut b, proto::CUSTODY_REQUEST_BLOCK, &req.encode())?;
+        }
+        if let Decision::Spray { give } = decision {
+            add_block(&mut b, proto::SPRAY_COPIES_BLOCK, &proto::encode_copies(give))?;
+        }
+        Ok(b.to_vec())
+    }
+
+    pub(super) fn transfer_finished(&mut self, store: &dyn BundleStore, transfer: TransferId) {
+        let Some(t) = self.transfers.remove(&transfer) else { return };
+        if let Some(c) = self.contacts.get_mut(&t.peer) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            c.known.insert(&t.id, t.mode);
+        }
+        self.notice(Notice::Forwarded { id: t.id.clone(), to: t.peer.clone() });
+        if let Some(r) = t.report.clone() {
+            self.status_report(store, r, StatusKind::Forwarded, 0);
+        }
+        match store.meta(&t.id) {
+            Ok(Some(mut m)) => match t.decision {
+                Decision::Spray { give } => {
+                    m.copies = m.copies.saturating_sub(give).max(1);
+                    self.persist(vec![WriteOp::Update(m)], Vec::new());
+                }
+                Decision::Forward if t.custody => {
+                    let attempts = match m.custody {
+                        Custody::Transferring { attempts, .. } => attempts.saturating_add(1),
+                        _ => 1,
+                    };
+                    let deadline = self.custody_deadline(attempts);
+                    m.custody = Custody::Transferring { deadline, attempts };
+                    self.schedule(deadline, Timer::CustodyScan);
+                    self.persist(vec![WriteOp::Update(m)], Vec::new());
+                }
+                // Handed to a next hop without custody: that hop has it now. A replica handed to its destination
+                // stays until the destination's delivery receipt comes back, so that neighbours still holding it
+                // do not send it here again in the meantime.
+                Decision::Forward if !t.to_endpoint => {
+                    self.persist(vec![WriteOp::Remove { id: t.id.clone(), tombstone: None }], Vec::new());
+                }
+                Decision::Forward => {}
+                Decision::Replicate | Decision::Skip => {}
+            },
+            Ok(None) => {}
+            Err(e) => self.store_error(e),
+        }
+        self.pump(store, &t.peer);
+    }
+
+    pub(super) fn transfer_failed(&mut self, store: &dyn BundleStore, transfer: TransferId) {
+        let Some(t) = self.transfers.remove(&transfer) else { return };
+        if let Some(c) = self.contacts.get_mut(&t.peer) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            c.refused.insert(t.id.clone());
+        }
+        self.pump(store, &t.peer);
+    }
+
+    /// Reactive fragmentation, sending side: the peer keeps the payload prefix it durably received as a
+    /// fragment, so the stored bundle is split at the same point and only the rest is sent again.
+    pub(super) fn transfer_cut(&mut self, store: &dyn BundleStore, transfer: TransferId, durable: u64) {
+        let Some(t) = self.transfers.remove(&transfer) else { return };
+        if let Some(c) = self.contacts.get_mut(&t.peer) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            c.refused.insert(t.id.clone());
+        }
+        let kept = durable.saturating_sub(t.payload_at).min(t.payload_len);
+        if kept == 0 || kept >= t.payload_len {
+            return;
+        }
+        let meta = match store.meta(&t.id) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => return self.store_error(e),
+        };
+        let Some(stored) = self.read_stored(store, &t.id) else { return };
+        let Ok(bundle) = Bundle::decode_with(&stored, &TRUSTED) else { return };
+        if bundle.primary().flags.contains(BundleFlags::MUST_NOT_FRAGMENT) {
+            return;
+        }
+        let split = t.adu_offset + kept;
+        let end = t.adu_offset + t.payload_len;
+        let (head, rest) = match (fragment_range(&bundle, t.adu_offset, split), fragment_range(&bundle, split, end)) {
+            (Ok(h), Ok(r)) => (h, r),
+            (Err(e), _) | (_, Err(e)) => {
+                return self.notice(Notice::StoreError(format!("cannot split {} after a cut: {e}", t.id)));
+            }
+        };
+        let mut ops = vec![WriteOp::Remove { id: t.id.clone(), tombstone: None }];
+        let mut ids = Vec::new();
+        let piece = |p: &Bundle<'_>, custody: Custody| {
+            let bytes = p.to_vec();
+            let mut m = meta.clone();
+            m.id = p.id();
+            m.size = bytes.len() as u64;
+            m.total_adu_len = p.primary().fragment.map(|f| f.total_adu_len);
+            m.custody = custody;
+            (m, bytes)
+        };
+        let held = if meta.custody.is_custodian() { Custody::Held } else { Custody::None };
+        // The head is at the peer now. As its custodian we keep it until the peer's signal; as a mere
+        // forwarder we are done with it; as a replica holder we keep our copy.
+        let keep_head = t.custody || t.decision != Decision::Forward || t.to_endpoint;
+        if keep_head {
+            let custody = if t.custody {
+                let deadline = self.custody_deadline(1);
+                self.schedule(deadline, Timer::CustodyScan);
+                Custody::Transferring { deadline, attempts: 1 }
+            } else {
+                held
+            };
+            let (m, bytes) = piece(&head, custody);
+            ids.push(m.id.clone());
+            ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+        }
+        let (m, bytes) = piece(&rest, held);
+        ids.push(m.id.clone());
+        ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+        if let Some(c) = self.contacts.get_mut(&t.peer) {
+            c.known.insert(&head.id(), t.mode);
+        }
+        self.notice(Notice::SplitAfterCut { id: t.id.clone(), kept });
+        self.persist(ops, vec![After::Enqueue(ids)]);
+    }
+
+    /// Learns that bundles were delivered somewhere: replicas here are dropped, and the news spreads on.
+    pub(super) fn learn_delivered(&mut self, store: &dyn BundleStore, delivered: &Summary) {
+        let mut known = store.delivered_summary();
+        known.union_with(&self.receipts);
+        let delta = delivered.difference(&known);
+        if delta.is_empty() {
+            return;
+        }
+        self.receipts.union_with(&delta);
+        self.new_receipts.union_with(&delta);
+        let mut held = match store.select(&delta, usize::MAX) {
+            Ok(h) => h,
+            Err(e) => return self.store_error(e),
+        };
+        // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
+        let mine = store.summary();
+        for (source, s) in mine.sources() {
+            if delta.sources().all(|(d, _)| d != source) {
+                continue;
+            }
+            for &(t, q, off, len) in &s.fragments {
+                let creation = crate::bpv7::CreationTimestamp { time: crate::bpv7::DtnTime(t), sequence: q };
+                let whole = BundleId { source: source.clone(), creation, fragment: None };
+                if delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime) {
+                    let frag = BundleId { fragment: Some((off, len)), ..whole };
+                    if let Ok(Some(m)) = store.meta(&frag)
+                        && !held.iter().any(|h| h.id == m.id)
+                    {
+                        held.push(m);
+                    }
+                }
+            }
+        }
+        let mut ops = Vec::with_capacity(held.len() + 1);
+        let mut notices = Vec::with_capacity(held.len());
+        for m in held {
+            let tombstone = crate::store::Tombstone {
+                reason: crate::store::TombstoneReason::Delivered,
+                expires_at: m.expires_at,
+                seq_mode: m.seq_mode,
+            };
+            notices.push(Notice::DeliveredElsewhere { id: m.id.clone() });
+            ops.push(WriteOp::Tombstone { id: m.id, tombstone });
+        }
+        ops.push(WriteOp::PutState { key: keys::RECEIPTS.to_vec(), value: Some(self.receipts.to_bytes()) });
+        self.persist(ops, vec![After::Notices(notices)]);
+    }
+
+    /// Tells every peer in contact that runs our router about deliveries learned since the last call.
+    pub(super) fn flush_receipts(&mut self, _store: &dyn BundleStore) {
+        if self.new_receipts.is_empty() {
+            return;
+        }
+        let delta = std::mem::take(&mut self.new_receipts);
+        let peers: Vec<Eid> = self.contacts.iter().filter(|(_, c)| c.ready && c.ours).map(|(p, _)| p.clone()).collect();
+        for p in peers {
+            self.send_record(&p, &OurRecord::Receipts(Receipts { delivered: delta.clone(), signature: None }));
+            if let Some(c) = self.contacts.get_mut(&p) {
+                c.known.union_with(&delta);
+            }
+        }
+    }
+
+    /// Sends one of our records straight to a peer in contact, without storing it.
+    pub(super) fn send_record(&mut self, peer: &Eid, rec: &OurRecord) {
+        let seq = self.hello_seq;
+        self.hello_seq += 1;
+        let mut b = BundleBuilder::new(self.cfg.node.clone(), peer.clone())
+            .creation(crate::bpv7::CreationTimestamp { time: self.creation_time(), sequence: seq })
+            .lifetime_ms(3_600_000)
+            .flags(BundleFlags(BundleFlags::ADMIN_RECORD.0 | BundleFlags::MUST_NOT_FRAGMENT.0))
+            .payload(rec.to_admin_payload());
+        if !self.cfg.has_clock {
+            b = b.bundle_age_ms(0);
+        }
+        match b.build() {
+            Ok(bundle) => {
+                let transfer = self.next_transfer;
+                self.next_transfer += 1;
+                self.out.push(Action::Transmit {
+                    peer: peer.clone(),
+                    transfer,
+                    id: None,
+                    priority: Priority::EXPEDITED,
+                    bytes: bundle.to_vec(),
+                });
+            }
+            Err(e) => self.notice(Notice::StoreError(format!("cannot build a record for {peer}: {e}"))),
+        }
+    }
+
+    /// Whether a peer is in contact.
+    pub(super) fn in_contact(&self, peer: &Eid) -> bool {
+        self.contacts.contains_key(peer)
+    }
+}
+
+fn add_block(b: &mut Bundle<'_>, ty: BlockType, data: &[u8]) -> Result<u64, crate::bpv7::DecodeError> {
+    b.add_extension_block(ty, BlockFlags::REPLICATE_IN_FRAGMENTS, CrcType::Crc32c, data)
+}

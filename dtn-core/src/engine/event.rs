@@ -1,0 +1,275 @@
+//! What goes into the engine and what comes out.
+
+use crate::bpv7::{BundleId, Eid};
+use crate::proto::Refusal;
+use crate::routing::LinkInfo;
+use crate::store::{Priority, WriteOp};
+
+/// Identifies one transmission the engine asked for, so the shell can report how it ended.
+pub type TransferId = u64;
+
+/// Identifies one [`Action::Persist`], so the shell can report that it is durable.
+pub type BatchId = u64;
+
+/// A bundle an application hands to the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The application's handle for this submission, echoed in [`Action::Accepted`] or [`Action::Rejected`].
+    pub token: u64,
+    /// Source endpoint: this node's ID or an endpoint registered here; `None` means the node ID.
+    pub source: Option<Eid>,
+    /// Destination endpoint.
+    pub destination: Eid,
+    /// Application data.
+    pub payload: Vec<u8>,
+    /// Lifetime in milliseconds; `None` uses the node's default.
+    pub lifetime_ms: Option<u64>,
+    /// Transmission and eviction priority.
+    pub priority: Priority,
+    /// Status reports wanted (RFC 9171 report flags), sent to `report_to`.
+    pub reports: crate::bpv7::BundleFlags,
+    /// Where status reports go; `None` means the source.
+    pub report_to: Option<Eid>,
+    /// Forbid fragmentation.
+    pub must_not_fragment: bool,
+}
+
+impl Submission {
+    /// A submission with defaults: normal priority, default lifetime, no reports.
+    pub fn new(token: u64, destination: Eid, payload: Vec<u8>) -> Self {
+        Submission {
+            token,
+            source: None,
+            destination,
+            payload,
+            lifetime_ms: None,
+            priority: Priority::NORMAL,
+            reports: crate::bpv7::BundleFlags::default(),
+            report_to: None,
+            must_not_fragment: false,
+        }
+    }
+}
+
+/// Why a commit failed, as the shell reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistFailure {
+    /// No room (quota or disk): refusals carry "store full".
+    Full,
+    /// Anything else; the text goes to the log.
+    Other(String),
+}
+
+/// Everything that can happen to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The node (re)started: the engine reloads its state from the store. Send it first.
+    Start,
+    /// An application registered an endpoint; bundles waiting for it are delivered.
+    Register(Eid),
+    /// An application went away from an endpoint; bundles for it wait in the store.
+    Unregister(Eid),
+    /// An application submitted a bundle.
+    Submit(Submission),
+    /// The application took a delivered bundle: it will never be delivered again.
+    DeliveryAcked {
+        /// The bundle delivered.
+        id: BundleId,
+    },
+    /// A whole bundle arrived from a peer.
+    Received {
+        /// The peer's node ID, as its convergence layer identified it.
+        peer: Eid,
+        /// The encoded bundle.
+        bytes: Vec<u8>,
+    },
+    /// A transfer from a peer was cut; these are the bytes durably received (reactive fragmentation).
+    ReceivedPartial {
+        /// The peer's node ID.
+        peer: Eid,
+        /// The durable prefix of the encoded bundle.
+        bytes: Vec<u8>,
+    },
+    /// A contact came up.
+    ContactUp {
+        /// The peer's node ID.
+        peer: Eid,
+        /// What is known about the link.
+        link: LinkInfo,
+    },
+    /// A contact went down.
+    ContactDown {
+        /// The peer's node ID.
+        peer: Eid,
+    },
+    /// A transmission completed: the peer acknowledged every byte.
+    TransferFinished {
+        /// The transfer.
+        transfer: TransferId,
+    },
+    /// A transmission failed before any byte was acknowledged, or the peer refused it.
+    TransferFailed {
+        /// The transfer.
+        transfer: TransferId,
+    },
+    /// A transmission was cut after the peer durably received `durable` bytes.
+    TransferCut {
+        /// The transfer.
+        transfer: TransferId,
+        /// Bytes the peer acknowledged.
+        durable: u64,
+    },
+    /// These batches are durable.
+    Persisted(Vec<BatchId>),
+    /// This batch could not be committed; none of it applied.
+    PersistFailed {
+        /// The batch.
+        batch: BatchId,
+        /// Why.
+        failure: PersistFailure,
+    },
+    /// The time asked for in [`Action::SetTimer`] has come (or passed).
+    Timer,
+}
+
+/// What the engine asks its shell to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Commit these operations atomically, then report [`Event::Persisted`] (or
+    /// [`Event::PersistFailed`]). Batches may be grouped into one commit but must be applied in order.
+    Persist {
+        /// Batch handle.
+        batch: BatchId,
+        /// The operations.
+        ops: Vec<WriteOp>,
+    },
+    /// Send these bytes to a peer in contact, then report how it ended.
+    Transmit {
+        /// The peer.
+        peer: Eid,
+        /// Handle for the outcome.
+        transfer: TransferId,
+        /// The stored bundle being sent, if it is one (hellos and signals are not stored).
+        id: Option<BundleId>,
+        /// Priority, for the convergence layer's queue.
+        priority: Priority,
+        /// The encoded bundle.
+        bytes: Vec<u8>,
+    },
+    /// Hand a stored bundle to the application registered at `endpoint`; it answers with
+    /// [`Event::DeliveryAcked`].
+    Deliver {
+        /// The endpoint.
+        endpoint: Eid,
+        /// The bundle (read it from the store).
+        id: BundleId,
+    },
+    /// A submission is durable and will be forwarded (one ID per fragment when it was fragmented).
+    Accepted {
+        /// The application's token.
+        token: u64,
+        /// The IDs it became.
+        ids: Vec<BundleId>,
+    },
+    /// A submission was refused.
+    Rejected {
+        /// The application's token.
+        token: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Call back with [`Event::Timer`] at this time (replaces any earlier request).
+    SetTimer(crate::bpv7::DtnTime),
+    /// Something worth logging or counting happened; nothing needs doing.
+    Notice(Notice),
+}
+
+/// Observable outcomes, for logs, statistics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A bundle from a peer was stored.
+    Stored {
+        /// The bundle.
+        id: BundleId,
+        /// From whom.
+        from: Eid,
+    },
+    /// A bundle arrived that this node holds or has delivered or deleted already.
+    Duplicate {
+        /// The bundle.
+        id: BundleId,
+        /// From whom.
+        from: Eid,
+    },
+    /// A bundle was delivered to a local application (acknowledged).
+    Delivered {
+        /// The bundle.
+        id: BundleId,
+    },
+    /// A transmission of a stored bundle completed.
+    Forwarded {
+        /// The bundle.
+        id: BundleId,
+        /// To whom.
+        to: Eid,
+    },
+    /// A replica was dropped because the bundle was delivered elsewhere (a delivery receipt arrived).
+    DeliveredElsewhere {
+        /// The bundle.
+        id: BundleId,
+    },
+    /// A bundle was deleted, with an RFC 9171 reason code.
+    Deleted {
+        /// The bundle.
+        id: BundleId,
+        /// Reason code.
+        reason: u64,
+    },
+    /// This node took custody.
+    CustodyAccepted {
+        /// The bundle.
+        id: BundleId,
+    },
+    /// Custody moved on: the next custodian accepted it.
+    CustodyReleased {
+        /// The bundle.
+        id: BundleId,
+    },
+    /// A peer refused custody.
+    CustodyRefused {
+        /// The bundle.
+        id: BundleId,
+        /// Why.
+        reason: Refusal,
+    },
+    /// A bundle was refused on arrival.
+    Refused {
+        /// The bundle.
+        id: BundleId,
+        /// Why.
+        reason: Refusal,
+    },
+    /// Input from a peer that could not be used.
+    Malformed {
+        /// From whom.
+        from: Eid,
+        /// What was wrong.
+        error: String,
+    },
+    /// A store read or commit failed.
+    StoreError(String),
+    /// A cut transfer left the peer holding a prefix: the rest is now its own fragment.
+    SplitAfterCut {
+        /// The bundle that was being sent.
+        id: BundleId,
+        /// Payload bytes the peer kept.
+        kept: u64,
+    },
+    /// A status report about one of our bundles arrived.
+    StatusReport {
+        /// Who reported.
+        from: Eid,
+        /// The report.
+        report: crate::bpv7::admin::StatusReport,
+    },
+}
