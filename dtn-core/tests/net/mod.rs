@@ -50,6 +50,8 @@ pub enum Op {
     Register(usize, Eid),
     Restart(usize),
     AutoAck(usize, bool),
+    /// Any event, as a shell would feed it (raw bytes from a peer, a registration, …).
+    Event(usize, Event),
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ impl Net {
                 n.timer = None;
                 self.queue.push_back((i, Event::Start));
             }
+            Op::Event(i, ev) => self.queue.push_back((i, ev)),
             Op::AutoAck(i, on) => {
                 self.nodes[i].auto_ack = on;
                 if on {
@@ -221,6 +224,18 @@ impl Net {
             self.queue.push_back((a, Event::ContactDown { peer: eb }));
             self.queue.push_back((b, Event::ContactDown { peer: ea }));
         }
+    }
+
+    /// Hands `ev` to node `i` now and runs everything it causes (setup shortcuts, benchmarks).
+    pub fn inject(&mut self, i: usize, ev: Event) {
+        self.queue.push_back((i, ev));
+        self.drain();
+    }
+
+    /// Applies `op` now, without going through the schedule, and runs everything it causes.
+    pub fn apply_now(&mut self, op: Op) {
+        self.apply(op);
+        self.drain();
     }
 
     pub fn drain(&mut self) {
@@ -394,6 +409,15 @@ pub fn all(store: &MemStore) -> Vec<BundleMeta> {
 
 fn custodial(store: &MemStore) -> Vec<BundleId> {
     all(store).into_iter().filter(|m| m.custody.is_custodian()).map(|m| m.id).collect()
+}
+
+/// The stored bytes of a bundle (empty if it is not stored).
+pub fn read_bundle(store: &MemStore, id: &BundleId) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Ok(mut r) = store.read_bundle(id) {
+        let _ = r.read_to_end(&mut bytes);
+    }
+    bytes
 }
 
 pub fn read_payload(store: &MemStore, id: &BundleId) -> Vec<u8> {
