@@ -182,8 +182,9 @@ fn urgent_bundles_leave_first() {
     assert_eq!(first, (15..20).collect(), "expedited bundles were not sent first: {order:?}");
 }
 
-#[test]
-fn a_custodian_keeps_its_copy_until_released() {
+/// `a` submits a bundle for `b/app` and forwards it with a custody request; the contact is cut right after
+/// the bundle, so b's custody signal is lost. Returns the network with `a` = 0 and `b` = 1.
+fn custody_signal_lost() -> Net {
     let build = |budget: Option<u64>| {
         let mut net = Net::new();
         let a = net.add(config("a"), 1 << 20, epidemic, 1);
@@ -194,12 +195,15 @@ fn a_custodian_keeps_its_copy_until_released() {
         net.run_until(at(5000));
         net
     };
-    // A dry run measures the bytes up to and including the bundle; the real run cuts the link right after
-    // it, so b's custody signal is lost.
+    // A dry run measures the bytes up to and including the bundle.
     let dry = build(None);
     let upto = dry.txs.iter().position(|t| t.id.is_some()).expect("bundle sent");
-    let budget: u64 = dry.txs[..=upto].iter().map(|t| t.len).sum();
-    let mut net = build(Some(budget));
+    build(Some(dry.txs[..=upto].iter().map(|t| t.len).sum()))
+}
+
+#[test]
+fn a_custodian_keeps_its_copy_until_released() {
+    let mut net = custody_signal_lost();
     let (a, b) = (0, 1);
     assert_eq!(net.deliveries.len(), 1, "the bundle should have arrived");
     let held = net.held(a);
@@ -255,19 +259,7 @@ fn bundles_we_originate_carry_class_and_unique_sequence_numbers() {
 
 #[test]
 fn a_custodian_retransmits_after_its_timeout() {
-    let setup = |budget: Option<u64>| {
-        let mut net = Net::new();
-        let a = net.add(config("a"), 1 << 20, epidemic, 1);
-        let b = net.add(config("b"), 1 << 20, epidemic, 2);
-        net.at(at(0), Op::Register(b, eid("dtn://b/app")));
-        net.at(at(0), Op::Submit(a, Submission::new(1, eid("dtn://b/app"), vec![7; 500])));
-        net.at(at(1000), Op::Up(a, b, budget));
-        net.run_until(at(2000));
-        net
-    };
-    let dry = setup(None);
-    let upto = dry.txs.iter().position(|t| t.id.is_some()).expect("bundle sent");
-    let mut net = setup(Some(dry.txs[..=upto].iter().map(|t| t.len).sum()));
+    let mut net = custody_signal_lost();
     let (a, b) = (0, 1);
     let Some(Custody::Transferring { deadline, .. }) = net.held(a).first().map(|m| m.custody) else {
         panic!("expected a custody transfer in progress: {:?}", net.held(a));
