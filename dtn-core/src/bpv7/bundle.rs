@@ -60,6 +60,79 @@ pub struct Bundle<'a> {
 const INDEFINITE_ARRAY: u8 = 0x9f;
 const BREAK: u8 = 0xff;
 
+/// A bundle's blocks up to its payload data, as parsed and validated by [`decode_header`].
+pub(crate) struct Header<'a> {
+    pub(crate) primary: PrimaryBlock,
+    pub(crate) primary_encoded: &'a [u8],
+    /// The extension blocks, in wire order.
+    pub(crate) blocks: Vec<Block<'a>>,
+    /// The payload block's head; `data_start` is an offset in the input.
+    pub(crate) payload: BlockHead,
+    /// Where the payload block starts in the input.
+    pub(crate) payload_at: usize,
+    /// Encoded length of the whole bundle, closing break included.
+    pub(crate) end: u64,
+}
+
+/// Parses and validates the start of the bundle at the start of `input`, up to its payload data: the array
+/// opener, the primary block, the extension blocks and the payload block's head. Returns them with the reader
+/// positioned at the payload data. Shared by [`Bundle::decode_prefix`] and the fragmentation code, so that a
+/// prefix is refused exactly when the whole bundle would be refused for its header.
+#[inline]
+pub(crate) fn decode_header<'a>(input: &'a [u8], limits: &Limits) -> Result<(Header<'a>, Reader<'a>), DecodeError> {
+    match input.first() {
+        None => return Err(DecodeError::new(0, ErrorKind::Truncated)),
+        Some(&INDEFINITE_ARRAY) => {}
+        Some(b) if b >> 5 == 4 => {
+            return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray));
+        }
+        Some(_) => {
+            return Err(DecodeError::new(0, ErrorKind::UnexpectedCbor { expected: "a bundle (CBOR array)" }));
+        }
+    }
+    let mut r = Reader::new(input);
+    r.set_pos(1);
+    let (primary, range) = PrimaryBlock::decode(&mut r, limits)?;
+    if r.try_break()? {
+        return Err(DecodeError::new(r.pos() - 1, ErrorKind::NoCanonicalBlocks));
+    }
+    let mut blocks: Vec<Block<'a>> = Vec::with_capacity(4);
+    loop {
+        let at = r.pos();
+        if at > limits.max_header_len {
+            return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
+        }
+        // Rules about the block head come before its CRC and data are read, in the same order as the
+        // streaming decoder, which must judge a payload block before its bytes arrive.
+        let head = BlockHead::decode(&mut r)?;
+        check_block(&primary, &blocks, head.block_type, head.number, head.flags, limits, at)?;
+        let end = (at as u64).saturating_add(head.total_len(at));
+        if head.block_type == BlockType::PAYLOAD {
+            // Everything before the payload data counts, the payload block's head included: that is what the
+            // streaming decoder buffers.
+            if head.data_start > limits.max_header_len {
+                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
+            }
+            check_bundle(&primary, &blocks, head.data_len, limits)?;
+            // +1 for the closing break.
+            let size = end.saturating_add(1);
+            if size > limits.max_bundle_len {
+                return Err(DecodeError::new(at, ErrorKind::BundleTooLarge { size, limit: limits.max_bundle_len }));
+            }
+            let header =
+                Header { primary, primary_encoded: &input[range], blocks, payload: head, payload_at: at, end: size };
+            return Ok((header, r));
+        }
+        if end > limits.max_header_len as u64 {
+            return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
+        }
+        blocks.push(Block::decode_body(&mut r, at, head, limits)?);
+        if r.try_break()? {
+            return Err(DecodeError::new(r.pos() - 1, ErrorKind::MissingPayload));
+        }
+    }
+}
+
 impl<'a> Bundle<'a> {
     /// Decodes and validates exactly one bundle occupying all of `input`, with default limits.
     #[inline]
@@ -81,62 +154,14 @@ impl<'a> Bundle<'a> {
     /// occupied, so that a stream of concatenated bundles can be walked.
     #[inline]
     pub fn decode_prefix(input: &'a [u8], limits: &Limits) -> Result<(Bundle<'a>, usize), DecodeError> {
-        match input.first() {
-            None => return Err(DecodeError::new(0, ErrorKind::Truncated)),
-            Some(&INDEFINITE_ARRAY) => {}
-            Some(b) if b >> 5 == 4 => {
-                return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray));
-            }
-            Some(_) => {
-                return Err(DecodeError::new(0, ErrorKind::UnexpectedCbor { expected: "a bundle (CBOR array)" }));
-            }
-        }
-        let mut r = Reader::new(input);
-        r.set_pos(1);
-        let (primary, range) = PrimaryBlock::decode(&mut r, limits)?;
-        if r.try_break()? {
-            return Err(DecodeError::new(r.pos() - 1, ErrorKind::NoCanonicalBlocks));
-        }
-        let mut blocks: Vec<Block<'a>> = Vec::with_capacity(4);
-        loop {
-            let at = r.pos();
-            if at > limits.max_header_len {
-                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-            }
-            // Rules about the block head come before its CRC and data are read, in the same order as the
-            // streaming decoder, which must judge a payload block before its bytes arrive.
-            let head = BlockHead::decode(&mut r)?;
-            check_block(&primary, &blocks, head.block_type, head.number, head.flags, limits, at)?;
-            let end = (at as u64).saturating_add(head.total_len(at));
-            let is_payload = head.block_type == BlockType::PAYLOAD;
-            if is_payload {
-                // Everything before the payload data counts, the payload block's head included: that is what
-                // the streaming decoder buffers.
-                if head.data_start > limits.max_header_len {
-                    return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-                }
-                check_bundle(&primary, &blocks, head.data_len, limits)?;
-                // +1 for the closing break.
-                let size = end.saturating_add(1);
-                if size > limits.max_bundle_len {
-                    return Err(DecodeError::new(at, ErrorKind::BundleTooLarge { size, limit: limits.max_bundle_len }));
-                }
-            } else if end > limits.max_header_len as u64 {
-                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-            }
-            blocks.push(Block::decode_body(&mut r, at, head, limits)?);
-            if is_payload {
-                if !r.try_break()? {
-                    return Err(DecodeError::new(r.pos(), ErrorKind::PayloadNotLast));
-                }
-                break;
-            }
-            if r.try_break()? {
-                return Err(DecodeError::new(r.pos() - 1, ErrorKind::MissingPayload));
-            }
+        let (header, mut r) = decode_header(input, limits)?;
+        let Header { primary, primary_encoded, mut blocks, payload, payload_at, end: _ } = header;
+        blocks.push(Block::decode_body(&mut r, payload_at, payload, limits)?);
+        if !r.try_break()? {
+            return Err(DecodeError::new(r.pos(), ErrorKind::PayloadNotLast));
         }
         let used = r.pos();
-        Ok((Bundle { primary, primary_encoded: Cow::Borrowed(&input[range]), blocks }, used))
+        Ok((Bundle { primary, primary_encoded: Cow::Borrowed(primary_encoded), blocks }, used))
     }
 
     /// Assembles a bundle from parts and validates it (used by the builder and the streaming decoder).

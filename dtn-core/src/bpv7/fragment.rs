@@ -13,13 +13,12 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 use super::Limits;
-use super::block::{Block, BlockFlags, BlockHead, BlockType, bib_targets_primary};
-use super::bundle::Bundle;
+use super::block::{Block, BlockFlags, BlockType, bib_targets_primary};
+use super::bundle::{Bundle, decode_header};
 use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UINT, Reader, write_head};
 use super::crc::{self, CrcType};
 use super::error::{DecodeError, ErrorKind};
 use super::primary::{BundleFlags, FragmentInfo, PrimaryBlock};
-use super::validate::{check_block, check_bundle};
 
 /// Why a bundle could not be fragmented or fragments could not be reassembled.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -141,7 +140,7 @@ pub fn fragment(bundle: &Bundle<'_>, max_payload: u64) -> Result<Vec<Bundle<'sta
 /// (a sender streaming the payload from disk may pass just those), so a header that is incomplete or invalid is
 /// an error, whatever `durable` is.
 pub fn payload_bytes_within(encoded: &[u8], durable: u64) -> Result<u64, FragmentError> {
-    let h = parse_header(encoded, &LENIENT)?;
+    let (h, _) = decode_header(encoded, &LENIENT)?;
     Ok(durable.saturating_sub(h.payload.data_start as u64).min(h.payload.data_len))
 }
 
@@ -156,8 +155,8 @@ pub fn payload_bytes_within(encoded: &[u8], durable: u64) -> Result<u64, Fragmen
 /// recomputed); when the whole bundle arrived it is decoded and checked like any other, so bytes beyond it are
 /// an error. The header is checked against `limits` like [`Bundle::decode_with`] checks it.
 pub fn fragment_from_prefix(prefix: &[u8], limits: &Limits) -> Result<Option<Bundle<'static>>, FragmentError> {
-    let h = match parse_header(prefix, limits) {
-        Ok(h) => h,
+    let h = match decode_header(prefix, limits) {
+        Ok((h, _)) => h,
         Err(e) if e.is_truncated() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
@@ -484,72 +483,6 @@ fn write_head_as(out: &mut Vec<u8>, major: u8, arg: u64, len: usize) {
             out.extend_from_slice(&arg.to_be_bytes());
         }
         _ => write_head(out, major, arg),
-    }
-}
-
-/// A bundle's blocks up to its payload data, parsed and validated like [`Bundle::decode_prefix`] does, in the
-/// same order, so that a prefix is refused exactly when the whole bundle would be refused for its header.
-struct Header<'b> {
-    primary: PrimaryBlock,
-    primary_encoded: &'b [u8],
-    blocks: Vec<Block<'b>>,
-    /// The payload block's head; `data_start` is an offset in the input.
-    payload: BlockHead,
-    /// Where the payload block starts in the input.
-    payload_at: usize,
-    /// Encoded length of the whole bundle.
-    end: u64,
-}
-
-fn parse_header<'b>(input: &'b [u8], limits: &Limits) -> Result<Header<'b>, DecodeError> {
-    match input.first() {
-        None => return Err(DecodeError::new(0, ErrorKind::Truncated)),
-        Some(0x9f) => {}
-        Some(b) if b >> 5 == 4 => return Err(DecodeError::new(0, ErrorKind::NotIndefiniteArray)),
-        Some(_) => {
-            return Err(DecodeError::new(0, ErrorKind::UnexpectedCbor { expected: "a bundle (CBOR array)" }));
-        }
-    }
-    let mut r = Reader::new(input);
-    r.set_pos(1);
-    let (primary, range) = PrimaryBlock::decode(&mut r, limits)?;
-    if r.try_break()? {
-        return Err(DecodeError::new(r.pos() - 1, ErrorKind::NoCanonicalBlocks));
-    }
-    let mut blocks: Vec<Block<'b>> = Vec::with_capacity(4);
-    loop {
-        let at = r.pos();
-        if at > limits.max_header_len {
-            return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-        }
-        let head = BlockHead::decode(&mut r)?;
-        check_block(&primary, &blocks, head.block_type, head.number, head.flags, limits, at)?;
-        let end = (at as u64).saturating_add(head.total_len(at));
-        if head.block_type == BlockType::PAYLOAD {
-            if head.data_start > limits.max_header_len {
-                return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-            }
-            check_bundle(&primary, &blocks, head.data_len, limits)?;
-            let size = end.saturating_add(1);
-            if size > limits.max_bundle_len {
-                return Err(DecodeError::new(at, ErrorKind::BundleTooLarge { size, limit: limits.max_bundle_len }));
-            }
-            return Ok(Header {
-                primary,
-                primary_encoded: &input[range],
-                blocks,
-                payload: head,
-                payload_at: at,
-                end: size,
-            });
-        }
-        if end > limits.max_header_len as u64 {
-            return Err(DecodeError::new(at, ErrorKind::HeaderTooLarge(limits.max_header_len)));
-        }
-        blocks.push(Block::decode_body(&mut r, at, head, limits)?);
-        if r.try_break()? {
-            return Err(DecodeError::new(r.pos() - 1, ErrorKind::MissingPayload));
-        }
     }
 }
 
