@@ -11,13 +11,18 @@
 //!   what is delivered is what was submitted, and only at the collector;
 //! * liveness, where it must hold: with long lifetimes and a final phase in which everyone meets everyone
 //!   (collector included) without byte budgets, every submission reaches the collector exactly once, intact,
-//!   and no node keeps anything afterwards.
+//!   and no node keeps any of it afterwards.
 //!
 //! Spray-and-wait's copy accounting is checked at engine level too: exact holder counts for L = 1, 2, 4, 8 when
 //! only the source meets others (a star) and when every holder meets a fresh node each round (a binary tree),
-//! and copies conserved under random one-at-a-time meetings.
+//! copies conserved under random one-at-a-time meetings, and (ignored until the engine is fixed) never more
+//! than L copies of any payload byte on random schedules.
 //!
-//! Cases are deterministic (fixed seeds); `PROPTEST_CASES` changes their number.
+//! Engine bugs found here are the ignored tests at the end, each with the schedule that shows it. One of them,
+//! a bundle crossing a contact both ways when both ends get it at once, occurs in about 1 % of the random
+//! schedules: the fixed seeds below happen to miss it, and other seeds (`PROPTEST_RNG_SEED`) can hit it.
+//!
+//! Cases are deterministic (fixed seeds); `PROPTEST_CASES` and `PROPTEST_RNG_SEED` explore further.
 
 mod net;
 
@@ -284,11 +289,12 @@ fn check_safety(r: &mut Run) -> Result<(), String> {
             return Err(format!("a fragment reached the application: {id}"));
         }
         let (node, body) = &d[0];
-        if body.is_empty() && expired_at(r, *node, id) {
-            continue;
-        }
         if *node != r.collector {
             return Err(format!("{id} delivered at node {node}, not at the collector"));
+        }
+        // The application was away when its bundle's lifetime ended: the store no longer had it to read.
+        if body.is_empty() && expired_at(r, *node, id) {
+            continue;
         }
         let Some((token, want)) = r.sent.iter().find(|(t, _)| whole_id(r, *t).as_ref() == Some(id)) else {
             return Err(format!("{id} delivered but never submitted"));
@@ -345,7 +351,8 @@ fn check_complete(r: &Run) -> Result<(), String> {
     if net.deliveries.len() != r.sent.len() {
         return Err(format!("{} deliveries for {} submissions", net.deliveries.len(), r.sent.len()));
     }
-    // Custody signals routed as bundles are left out: see `signal_handed_to_its_destination_is_taken_back`.
+    // Custody signals routed as bundles are left out: see
+    // `custody_signal_handed_to_its_destination_is_taken_back_by_the_relay`.
     for i in 0..net.nodes.len() {
         let left: Vec<String> = net
             .held(i)
