@@ -19,8 +19,9 @@
 //! than L copies of any payload byte on random schedules.
 //!
 //! Engine bugs found here are the ignored tests at the end, each with the schedule that shows it. One of them,
-//! a bundle crossing a contact both ways when both ends get it at once, occurs in about 1 % of the random
-//! schedules: the fixed seeds below happen to miss it, and other seeds (`PROPTEST_RNG_SEED`) can hit it.
+//! a bundle crossing a contact both ways when both ends get it at once, occurs in about 1 in 150 random
+//! schedules: the fixed seeds below happen to miss it, other seeds (`PROPTEST_RNG_SEED`) and engine changes
+//! that reorder events can hit it, and then the two properties fail with "crossed contact N twice".
 //!
 //! Cases are deterministic (fixed seeds); `PROPTEST_CASES` and `PROPTEST_RNG_SEED` explore further.
 
@@ -162,6 +163,7 @@ fn priority() -> impl Strategy<Value = Priority> {
 /// liveness property needs both); otherwise some bundles expire within the run and some stations' stores are
 /// small enough to fill.
 fn plan(long_lived: bool) -> impl Strategy<Value = Plan> {
+    // Engine seeds stay far from u64::MAX: `Net` adds the node index and the restart count to them.
     (2usize..=5, agent(), 0..u64::from(u32::MAX)).prop_flat_map(move |(stations, agent, seed)| {
         let nodes = stations + 1;
         let lifetime = if long_lived {
@@ -196,12 +198,10 @@ fn plan(long_lived: bool) -> impl Strategy<Value = Plan> {
     })
 }
 
-/// Payload of submission `token`: distinct for every token that has room for it.
+/// Payload of submission `token`: a pattern that differs between tokens, so that pieces of one bundle
+/// reassembled into another would show.
 fn payload(token: u64, size: usize) -> Vec<u8> {
-    let mut p: Vec<u8> = token.to_be_bytes().into_iter().skip_while(|&b| b == 0).collect();
-    p.extend((0..size).map(|i| (i as u64 * 31 + token * 7) as u8));
-    p.truncate(size);
-    p
+    (0..size as u64).map(|i| (i * 31 + token * 7) as u8).collect()
 }
 
 struct Run {
@@ -265,24 +265,7 @@ fn schedule(p: &Plan, final_phase: bool) -> Run {
 
 /// The safety properties every run keeps, whatever its schedule.
 fn check_safety(r: &mut Run) -> Result<(), String> {
-    if std::env::var("HUNT").is_ok() {
-        let mut crossed = std::collections::BTreeSet::new();
-        let mut keep = Vec::new();
-        for tx in r.net.txs.iter() {
-            if let Some(id) = &tx.id
-                && tx.finished
-            {
-                if !crossed.insert((tx.contact, tx.from, id.clone())) {
-                    return Err(format!("{id} crossed contact {} twice in one direction", tx.contact));
-                }
-                if crossed.contains(&(tx.contact, tx.to, id.clone())) {
-                    continue;
-                }
-            }
-            keep.push(tx.clone());
-        }
-        r.net.txs = keep;
-    }
+    r.net.excuse_expired_evictions();
     r.net.check_invariants()?;
     for (id, d) in &r.net.deliveries {
         if id.fragment.is_some() {
@@ -586,10 +569,38 @@ proptest! {
 
 // Regressions found by the properties above. Engine bugs are kept as ignored tests until the engine is fixed.
 
+/// Found by `random_schedules_keep_custody_and_deliver_at_most_once`: the bundle reaches the collector a
+/// millisecond before its lifetime ends, while the application is away; the sweep deletes it, and when the
+/// application comes back there is nothing left to read. That is expiry, not a corrupted delivery.
+#[test]
+fn bundle_expiring_while_the_application_is_away_is_not_delivered() {
+    let p = Plan {
+        stations: 2,
+        agent: Agent::Epidemic,
+        subs: vec![Sub {
+            station: 1,
+            at: 650_000,
+            size: 1,
+            priority: Priority::BULK,
+            lifetime_ms: Some(FINAL_START - 650_000 + 1),
+        }],
+        meets: vec![],
+        restarts: vec![],
+        away: Some((5_740_000, FINAL_START + MIN + 1)),
+        station_quota: 64 << 20,
+        seed: 0,
+    };
+    let mut r = run(&p, true);
+    let id = whole_id(&r, 1).expect("accepted");
+    assert_eq!(r.net.deliveries.get(&id), Some(&vec![(r.collector, vec![])]), "the scenario changed");
+    assert!(expired_at(&r, r.collector, &id));
+    check_safety(&mut r).unwrap();
+}
+
 // engine bug: two nodes that get a bundle at the same moment from a third (here: a submits while in contact with
 // both) each push it to the other before hearing from the other, so it crosses their contact twice, once each
-// way. docs/engine.md promises "no bundle crosses a contact twice" in either direction. Found by
-// `random_schedules_then_everyone_meets_deliver_everything_once` (any three nodes in contact at once).
+// way. docs/engine.md promises "no bundle crosses a contact twice" in either direction. Found by both
+// random-schedule properties (any three nodes in contact at once can show it).
 #[test]
 #[ignore]
 fn bundle_reaching_both_ends_of_a_contact_at_once_crosses_it_both_ways() {
@@ -690,4 +701,34 @@ fn spray_transfer_cut_midway_leaves_the_head_with_too_many_copies() {
         .map(|(i, m)| (i, m.id.to_string(), m.copies))
         .collect();
     assert!(head.iter().map(|h| h.2).sum::<u32>() <= 2 && head.len() <= 2, "head pieces held: {head:?}");
+}
+
+/// Found by `random_schedules_keep_custody_and_deliver_at_most_once`: a station's store, full of its own
+/// bundles, evicts one whose lifetime ended a minute earlier (before the next sweep) to take a replica when the
+/// final phase starts. Expired bundles go first even from custody (docs/store.md); the engine is not told, so
+/// only the commit report shows that this was expiry and not a broken promise.
+#[test]
+fn expired_custody_bundle_evicted_before_the_sweep_is_expiry() {
+    let sub = |station, at, size, lifetime_ms| Sub { station, at, size, priority: Priority::BULK, lifetime_ms };
+    let p = Plan {
+        stations: 2,
+        agent: Agent::Epidemic,
+        subs: vec![
+            sub(0, 1_830_000, 478, Some(FINAL_START - 1_830_000 - MIN + 1)),
+            sub(0, 0, 12_021, None),
+            sub(1, 0, 1_612, None),
+            sub(1, 0, 7_190, None),
+        ],
+        meets: vec![],
+        restarts: vec![],
+        away: None,
+        station_quota: 20_000,
+        seed: 4_062_550_353,
+    };
+    let mut r = run(&p, true);
+    assert!(
+        r.net.evicted.iter().any(|(t, i, m)| *i == 0 && m.custody.is_custodian() && m.expires_at <= *t),
+        "no bundle in custody was evicted: the test does not test what it says"
+    );
+    check_safety(&mut r).unwrap();
 }
