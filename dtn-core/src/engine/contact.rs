@@ -253,13 +253,19 @@ impl Engine {
             (a, b) => a.or(b),
         };
         if let Some(limit) = limit.filter(|&l| (bytes.len() as u64) > l) {
-            return self.split_to_fit(store, peer, &bundle, meta, bytes.len() as u64, limit);
+            return self.split_to_fit(peer, &bundle, meta, bytes.len() as u64, limit);
         }
-        let Ok(sent) = Bundle::decode_with(&bytes, &TRUSTED) else { return };
-        let payload_at = sent.payload().as_ptr() as u64 - bytes.as_ptr() as u64;
-        let payload_len = sent.payload().len() as u64;
-        let adu_offset = sent.primary().fragment.map_or(0, |f| f.offset);
-        let report = self.report_for(&sent, BundleFlags::REPORT_FORWARDING);
+        // The payload block is last and keeps its data and CRC on the way out, so its data ends just before
+        // the CRC field and the bundle's closing break: no need to decode what was just encoded.
+        let payload_len = bundle.payload().len() as u64;
+        let trailer = bundle.payload_block().crc_type().field_len() as u64 + 1;
+        let payload_at = (bytes.len() as u64).saturating_sub(trailer + payload_len);
+        debug_assert_eq!(
+            Bundle::decode_with(&bytes, &TRUSTED).ok().map(|b| b.payload().as_ptr() as u64 - bytes.as_ptr() as u64),
+            Some(payload_at)
+        );
+        let adu_offset = bundle.primary().fragment.map_or(0, |f| f.offset);
+        let report = self.report_for(&bundle, BundleFlags::REPORT_FORWARDING);
         let transfer = self.next_transfer;
         self.next_transfer += 1;
         let Some(c) = self.contacts.get_mut(peer) else { return };
@@ -291,15 +297,7 @@ impl Engine {
 
     /// A bundle too large for what is left of the contact is split in the store; the pieces are offered once
     /// the split is durable.
-    fn split_to_fit(
-        &mut self,
-        store: &dyn BundleStore,
-        peer: &Eid,
-        bundle: &Bundle<'_>,
-        meta: &BundleMeta,
-        size: u64,
-        limit: u64,
-    ) {
+    fn split_to_fit(&mut self, peer: &Eid, bundle: &Bundle<'_>, meta: &BundleMeta, size: u64, limit: u64) {
         let overhead = size.saturating_sub(bundle.payload().len() as u64) + 64;
         let refuse = |c: &mut Contact| {
             c.refused.insert(meta.id.clone());
@@ -331,7 +329,6 @@ impl Engine {
             ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
         }
         self.persist(ops, vec![After::Enqueue(ids)]);
-        let _ = store;
     }
 
     /// The bytes to send: previous node, bundle age and hop count brought up to date (RFC 9171 §5.4), and
@@ -377,7 +374,7 @@ impl Engine {
         }
         self.notice(Notice::Forwarded { id: t.id.clone(), to: t.peer.clone() });
         if let Some(r) = t.report.clone() {
-            self.status_report(store, r, StatusKind::Forwarded, 0);
+            self.status_report(r, StatusKind::Forwarded, 0);
         }
         match store.meta(&t.id) {
             Ok(Some(mut m)) => match t.decision {
@@ -506,16 +503,13 @@ impl Engine {
             if delta.sources().all(|(d, _)| d != source) {
                 continue;
             }
-            for &(t, q, off, len) in &s.fragments {
-                let creation = crate::bpv7::CreationTimestamp { time: crate::bpv7::DtnTime(t), sequence: q };
-                let whole = BundleId { source: source.clone(), creation, fragment: None };
-                if delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime) {
-                    let frag = BundleId { fragment: Some((off, len)), ..whole };
-                    if let Ok(Some(m)) = store.meta(&frag)
-                        && !held.iter().any(|h| h.id == m.id)
-                    {
-                        held.push(m);
-                    }
+            for frag in s.fragment_ids(source) {
+                let whole = BundleId { fragment: None, ..frag.clone() };
+                if (delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime))
+                    && let Ok(Some(m)) = store.meta(&frag)
+                    && !held.iter().any(|h| h.id == m.id)
+                {
+                    held.push(m);
                 }
             }
         }
@@ -535,7 +529,7 @@ impl Engine {
     }
 
     /// Tells every peer in contact that runs our router about deliveries learned since the last call.
-    pub(super) fn flush_receipts(&mut self, _store: &dyn BundleStore) {
+    pub(super) fn flush_receipts(&mut self) {
         if self.new_receipts.is_empty() {
             return;
         }

@@ -26,7 +26,7 @@ impl Engine {
         self.signals.entry((custodian.node_id(), code)).or_default().push(id);
     }
 
-    pub(super) fn flush_signals(&mut self, store: &dyn BundleStore) {
+    pub(super) fn flush_signals(&mut self) {
         let signals = std::mem::take(&mut self.signals);
         for ((custodian, code), ids) in signals {
             if custodian == self.cfg.node {
@@ -38,7 +38,7 @@ impl Engine {
             if self.in_contact(&custodian) {
                 self.send_record(&custodian, &rec);
             } else {
-                self.originate(store, custodian, rec.to_admin_payload());
+                self.originate(custodian, rec.to_admin_payload());
             }
         }
     }
@@ -133,7 +133,7 @@ impl Engine {
         let mut notices = Vec::new();
         for m in expired {
             if let Some(r) = self.report_wanted(store, &m.id, BundleFlags::REPORT_DELETION) {
-                self.status_report(store, r, StatusKind::Deleted, reason::LIFETIME_EXPIRED);
+                self.status_report(r, StatusKind::Deleted, reason::LIFETIME_EXPIRED);
             }
             notices.push(Notice::Deleted { id: m.id.clone(), reason: reason::LIFETIME_EXPIRED });
             let tombstone = Some(TombstoneReason::Deleted(reason::LIFETIME_EXPIRED as u8));

@@ -29,7 +29,7 @@ fn known_block(t: BlockType) -> bool {
 }
 
 impl Engine {
-    pub(super) fn submit(&mut self, store: &dyn BundleStore, sub: Submission) {
+    pub(super) fn submit(&mut self, sub: Submission) {
         let token = sub.token;
         let source = sub.source.clone().unwrap_or_else(|| self.cfg.node.clone());
         if source.node_id() != self.cfg.node {
@@ -83,7 +83,6 @@ impl Engine {
             ops.push(WriteOp::Insert { meta, payload: Payload::Bytes(bytes) });
         }
         self.persist(ops, vec![After::Submitted { token, ids, local }]);
-        let _ = store;
     }
 
     fn reject(&mut self, token: u64, reason: String) {
@@ -180,7 +179,6 @@ impl Engine {
         if unprocessable.delete_bundle {
             let r = self.report_for(&bundle, BundleFlags::REPORT_DELETION);
             return self.drop_on_arrival(
-                store,
                 id,
                 custodian,
                 super::custody::UNPROCESSABLE,
@@ -190,14 +188,14 @@ impl Engine {
         }
         if bundle.hop_count().is_some_and(|h| h.exceeded()) {
             let r = self.report_for(&bundle, BundleFlags::REPORT_DELETION);
-            return self.drop_on_arrival(store, id, custodian, Refusal::HopLimit, admin::reason::HOP_LIMIT_EXCEEDED, r);
+            return self.drop_on_arrival(id, custodian, Refusal::HopLimit, admin::reason::HOP_LIMIT_EXCEEDED, r);
         }
         if self.expiry(&bundle) <= self.now {
             let r = self.report_for(&bundle, BundleFlags::REPORT_DELETION);
-            return self.drop_on_arrival(store, id, custodian, Refusal::Expired, admin::reason::LIFETIME_EXPIRED, r);
+            return self.drop_on_arrival(id, custodian, Refusal::Expired, admin::reason::LIFETIME_EXPIRED, r);
         }
         if self.is_duplicate(store, &id, mode) {
-            return self.duplicate(store, peer, id, mode, custodian);
+            return self.duplicate(store, peer, id, custodian);
         }
         let mut owned;
         let (bundle, bytes) = if unprocessable.discard.is_empty() {
@@ -218,14 +216,7 @@ impl Engine {
         if let Err(e) = store.check_room(bytes.len() as u64, priority, self.now) {
             if e.is_full() {
                 let r = self.report_for(&bundle, BundleFlags::REPORT_DELETION);
-                return self.drop_on_arrival(
-                    store,
-                    id,
-                    custodian,
-                    Refusal::StoreFull,
-                    admin::reason::DEPLETED_STORAGE,
-                    r,
-                );
+                return self.drop_on_arrival(id, custodian, Refusal::StoreFull, admin::reason::DEPLETED_STORAGE, r);
             }
             return self.store_error(e);
         }
@@ -253,16 +244,17 @@ impl Engine {
         if seen(id) {
             return true;
         }
-        let Some((off, len)) = id.fragment else { return false };
+        if id.fragment.is_none() {
+            return false;
+        }
         if seen(&BundleId { fragment: None, ..id.clone() }) {
             return true;
         }
         // Pieces held here may cover it already (this node split it after a cut transfer).
-        let _ = (off, len);
         covered(&store.summary(), id)
     }
 
-    fn duplicate(&mut self, store: &dyn BundleStore, peer: Eid, id: BundleId, mode: SeqMode, custodian: Option<Eid>) {
+    fn duplicate(&mut self, store: &dyn BundleStore, peer: Eid, id: BundleId, custodian: Option<Eid>) {
         self.notice(Notice::Duplicate { id: id.clone(), from: peer });
         let Some(custodian) = custodian else { return };
         match store.meta(&id) {
@@ -280,7 +272,6 @@ impl Engine {
                 }
             }
             Ok(_) => {
-                let _ = mode;
                 self.queue_signal(custodian, super::custody::refusal_code(Refusal::Duplicate), id);
             }
             Err(e) => self.store_error(e),
@@ -290,7 +281,6 @@ impl Engine {
     /// Refuses a bundle on arrival: the custodian hears why, the report-to endpoint too if it asked.
     fn drop_on_arrival(
         &mut self,
-        store: &dyn BundleStore,
         id: BundleId,
         custodian: Option<Eid>,
         refusal: Refusal,
@@ -302,7 +292,7 @@ impl Engine {
             self.queue_signal(c, super::custody::refusal_code(refusal), id);
         }
         if let Some(r) = report {
-            self.status_report(store, r, StatusKind::Deleted, reason);
+            self.status_report(r, StatusKind::Deleted, reason);
         }
     }
 
@@ -363,7 +353,7 @@ impl Engine {
     }
 
     /// Sends a status report (RFC 9171 §6.1.1) as a bundle of its own, stored and routed like any other.
-    pub(super) fn status_report(&mut self, store: &dyn BundleStore, r: ReportTo, kind: StatusKind, reason: u64) {
+    pub(super) fn status_report(&mut self, r: ReportTo, kind: StatusKind, reason: u64) {
         let time = (r.with_time && self.cfg.has_clock).then_some(self.now);
         let a = |k: StatusKind| StatusAssertion { asserted: k == kind, time: if k == kind { time } else { None } };
         let rec = AdminRecord::StatusReport(StatusReport {
@@ -380,12 +370,12 @@ impl Engine {
             let AdminRecord::StatusReport(report) = rec else { return };
             return self.notice(Notice::StatusReport { from: self.cfg.node.clone(), report });
         }
-        self.originate(store, r.report_to, rec.encode());
+        self.originate(r.report_to, rec.encode());
     }
 
     /// Stores and routes an administrative record made here (status reports, custody signals for a
     /// custodian not in contact).
-    pub(super) fn originate(&mut self, store: &dyn BundleStore, destination: Eid, payload: Vec<u8>) {
+    pub(super) fn originate(&mut self, destination: Eid, payload: Vec<u8>) {
         let (seq, seq_op) = self.take_seq();
         let class = BundleClass { priority: Priority::EXPEDITED, unique_seq: true };
         let mut b = BundleBuilder::new(self.cfg.node.clone(), destination)
@@ -409,7 +399,6 @@ impl Engine {
             vec![seq_op, WriteOp::Insert { meta, payload: Payload::Bytes(bytes) }],
             vec![After::Originated { ids }],
         );
-        let _ = store;
     }
 
     /// Drops the fragments waiting for reassembly of a bundle that arrived whole.
@@ -426,20 +415,7 @@ impl Engine {
     /// Tries again to reassemble fragments waiting here (after a reassembly that failed for lack of room).
     pub(super) fn retry_reassembly(&mut self, store: &dyn BundleStore) {
         for ep in self.endpoints.clone() {
-            let mut after = None;
-            loop {
-                let page = match store.by_destination(&ep, after, 256) {
-                    Ok(p) => p,
-                    Err(e) => return self.store_error(e),
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.arrival);
-                for m in page {
-                    if m.delivery == Delivery::LocalPending && m.id.fragment.is_some() {
-                        self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
-                    }
-                }
-            }
+            self.deliver_waiting(store, &ep, false);
         }
     }
 
@@ -514,14 +490,13 @@ pub(super) fn seq_mode(class: Option<BundleClass>) -> SeqMode {
 pub(super) fn covered(summary: &crate::store::Summary, id: &BundleId) -> bool {
     let Some((off, len)) = id.fragment else { return false };
     let Some((_, s)) = summary.sources().find(|(src, _)| **src == id.source) else { return false };
-    let (t, q) = (id.creation.time.0, id.creation.sequence);
     let ranges: Vec<(u64, u64)> = s
-        .fragments
-        .iter()
-        .filter(|f| f.0 == t && f.1 == q)
+        .fragment_ids(&id.source)
+        .filter(|f| f.creation == id.creation)
         .filter_map(|f| {
             // Each held piece clipped to the range asked about, relative to its start.
-            let (lo, hi) = (f.2.max(off), (f.2 + f.3).min(off + len));
+            let (fo, fl) = f.fragment?;
+            let (lo, hi) = (fo.max(off), (fo + fl).min(off + len));
             (lo < hi).then(|| (lo - off, hi - lo))
         })
         .collect();

@@ -245,7 +245,7 @@ impl Engine {
             Event::Start => self.start(store),
             Event::Register(ep) => self.register(store, ep),
             Event::Unregister(ep) => self.unregister(ep),
-            Event::Submit(sub) => self.submit(store, sub),
+            Event::Submit(sub) => self.submit(sub),
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
             Event::Received { peer, bytes } => self.received(store, peer, &bytes),
             Event::ReceivedPartial { peer, bytes } => self.received_partial(store, peer, &bytes),
@@ -259,11 +259,11 @@ impl Engine {
                     self.persisted(store, b);
                 }
             }
-            Event::PersistFailed { batch, failure } => self.persist_failed(store, batch, failure),
+            Event::PersistFailed { batch, failure } => self.persist_failed(batch, failure),
             Event::Timer => self.timer(store),
         }
-        self.flush_signals(store);
-        self.flush_receipts(store);
+        self.flush_signals();
+        self.flush_receipts();
         self.rearm();
         std::mem::take(&mut self.out)
     }
@@ -301,7 +301,7 @@ impl Engine {
             Err(e) => self.store_error(e),
         }
         for ep in self.endpoints.clone() {
-            self.deliver_waiting(store, &ep);
+            self.deliver_waiting(store, &ep, true);
         }
         self.schedule(self.now_plus(self.cfg.sweep_interval_ms), Timer::Sweep);
         self.schedule_custody_scan(store);
@@ -315,7 +315,7 @@ impl Engine {
                 vec![WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) }];
             self.persist(ops, Vec::new());
         }
-        self.deliver_waiting(store, &ep);
+        self.deliver_waiting(store, &ep, true);
     }
 
     fn unregister(&mut self, ep: Eid) {
@@ -333,7 +333,9 @@ impl Engine {
     }
 
     /// Hands every stored bundle waiting for `ep` to its application.
-    fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid) {
+    /// Goes through the bundles waiting for `ep`: fragments are (re)considered for reassembly and, when
+    /// `deliver` is set, whole bundles are handed to the application.
+    pub(super) fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid, deliver: bool) {
         let mut after = None;
         loop {
             let page = match store.by_destination(ep, after, 256) {
@@ -346,7 +348,7 @@ impl Engine {
                 if m.delivery == Delivery::LocalPending {
                     if m.id.fragment.is_some() {
                         self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
-                    } else {
+                    } else if deliver {
                         self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id });
                     }
                 }
@@ -394,7 +396,7 @@ impl Engine {
                         self.queue_signal(c, 0, id.clone());
                     }
                     if let Some(r) = report_received {
-                        self.status_report(store, r, StatusKind::Received, 0);
+                        self.status_report(r, StatusKind::Received, 0);
                     }
                     if local {
                         self.deliver_stored(store, &id);
@@ -431,7 +433,7 @@ impl Engine {
                     self.new_receipts.insert(&id, mode);
                     self.notice(Notice::Delivered { id: id.clone() });
                     if let Some(r) = report {
-                        self.status_report(store, r, StatusKind::Delivered, 0);
+                        self.status_report(r, StatusKind::Delivered, 0);
                     }
                 }
                 After::Deliver(id) => {
@@ -451,7 +453,7 @@ impl Engine {
         }
     }
 
-    fn persist_failed(&mut self, store: &dyn BundleStore, batch: BatchId, failure: PersistFailure) {
+    fn persist_failed(&mut self, batch: BatchId, failure: PersistFailure) {
         let Some(after) = self.pending.remove(&batch) else { return };
         let reason = match &failure {
             PersistFailure::Full => "store full".to_string(),
@@ -488,7 +490,6 @@ impl Engine {
                 After::Delivered { .. } | After::Notices(_) | After::Signal(..) => {}
             }
         }
-        let _ = store;
     }
 
     /// Delivers a stored bundle now if its endpoint is registered (otherwise it waits for registration).
@@ -513,14 +514,8 @@ impl Engine {
 
     /// The registered endpoint a bundle for `dest` goes to.
     fn local_endpoint(&self, dest: &Eid) -> Option<Eid> {
-        if self.endpoints.contains(dest) {
-            Some(dest.clone())
-        } else if *dest == self.cfg.node {
-            // Bundles for the bare node ID go to whoever registered it; admin records never get here.
-            None
-        } else {
-            None
-        }
+        // Bundles for the bare node ID wait until an application registers it; admin records never get here.
+        self.endpoints.contains(dest).then(|| dest.clone())
     }
 
     fn timer(&mut self, store: &dyn BundleStore) {

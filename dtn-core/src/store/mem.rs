@@ -571,15 +571,10 @@ impl BundleStore for MemStore {
                     }
                 }
             }
-            for &(t, q, off, len) in &s.fragments {
+            for id in s.fragment_ids(src) {
                 if out.len() >= limit {
                     return Ok(out);
                 }
-                let id = BundleId {
-                    source: src.clone(),
-                    creation: CreationTimestamp::new(t, q),
-                    fragment: Some((off, len)),
-                };
                 push(&id, &mut out);
             }
         }

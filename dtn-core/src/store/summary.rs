@@ -147,6 +147,15 @@ pub struct SourceSummary {
 }
 
 impl SourceSummary {
+    /// The fragment IDs listed for `source` (this summary's owner), in order.
+    pub fn fragment_ids<'a>(&'a self, source: &'a Eid) -> impl Iterator<Item = BundleId> + 'a {
+        self.fragments.iter().map(move |&(t, q, off, len)| BundleId {
+            source: source.clone(),
+            creation: crate::bpv7::CreationTimestamp::new(t, q),
+            fragment: Some((off, len)),
+        })
+    }
+
     fn is_empty(&self) -> bool {
         self.unique_seq.is_empty() && self.by_time.is_empty() && self.fragments.is_empty()
     }

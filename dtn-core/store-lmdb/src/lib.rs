@@ -497,15 +497,10 @@ impl BundleStore for LmdbStore {
                     }
                 }
             }
-            for &(t, q, off, len) in &sum.fragments {
+            for id in sum.fragment_ids(src) {
                 if out.len() >= limit {
                     return Ok(out);
                 }
-                let id = BundleId {
-                    source: src.clone(),
-                    creation: CreationTimestamp::new(t, q),
-                    fragment: Some((off, len)),
-                };
                 if let Some(a) = s.arrival_of(&rtxn, &id)?
                     && let Some((m, _)) = s.meta_at(&rtxn, a)?
                 {
