@@ -1,4 +1,4 @@
-//! Wire formats of our own BPv7 extensions: three extension blocks and three administrative records.
+//! Wire formats of our own BPv7 extensions: three extension blocks and four administrative records.
 //!
 //! They only ever travel between our own nodes, so they use the code points RFC 9171 §9.1 (block types
 //! 192–255) and RFC 9713 (administrative record types above 65535) set aside for private and experimental
@@ -13,6 +13,7 @@
 //! | [`CustodySignal`] record | [`CUSTODY_SIGNAL_RECORD`] (65537) | accept/refuse custody of many bundles |
 //! | [`Hello`] record | [`HELLO_RECORD`] (65538) | who I am, what I hold, what I know delivered |
 //! | [`Receipts`] record | [`RECEIPTS_RECORD`] (65539) | delivery knowledge learned during a contact |
+//! | [`Offer`] record | [`OFFER_RECORD`] (65540) | bundles stored during a contact; which offered ones to send |
 //!
 //! Every encoder writes canonical CBOR (definite lengths, shortest-form heads) and every decoder accepts
 //! only that, so each value has exactly one encoding. That is what makes the signature fields workable: a
@@ -44,12 +45,16 @@ pub const CUSTODY_SIGNAL_RECORD: u64 = 65_537;
 pub const HELLO_RECORD: u64 = 65_538;
 /// Administrative record type of [`Receipts`].
 pub const RECEIPTS_RECORD: u64 = 65_539;
+/// Administrative record type of [`Offer`].
+pub const OFFER_RECORD: u64 = 65_540;
 
 /// Format version written first in a [`Hello`], so a node can tell a newer peer's hello from garbage and
 /// say so instead of reporting it malformed.
 pub const HELLO_VERSION: u64 = 1;
 /// Format version written first in a [`Receipts`] record, for the same reason as [`HELLO_VERSION`].
 pub const RECEIPTS_VERSION: u64 = 1;
+/// Format version written first in an [`Offer`], for the same reason as [`HELLO_VERSION`].
+pub const OFFER_VERSION: u64 = 1;
 
 /// Most bundle IDs one custody signal may carry. Far above what one contact acknowledges, yet a bound on
 /// the work a hostile signal can cause.
@@ -736,6 +741,69 @@ impl Receipts {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Offer
+// ---------------------------------------------------------------------------------------------------------
+
+/// Mid-contact inventory: bundles stored since the hello (`held`), and which of the peer's offered bundles
+/// to send (`wanted`). Two nodes that get the same bundle at the same moment from a third both announce
+/// it, so neither sends it to the other: a bundle crosses a contact at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Bundles the sender now holds that the peer may lack; the peer does not send them back.
+    pub held: Summary,
+    /// Bundles the peer offered that the sender lacks: send them.
+    pub wanted: Summary,
+    /// Signature over [`signed_bytes`](Self::signed_bytes), for the same reason as [`Hello::signature`].
+    pub signature: Option<Vec<u8>>,
+}
+
+impl Offer {
+    const WHAT: &'static str = "offer";
+
+    fn unsigned_into(&self, out: &mut Vec<u8>) {
+        let held = self.held.to_bytes();
+        let wanted = self.wanted.to_bytes();
+        out.reserve(16 + held.len() + wanted.len());
+        write_head(out, MAJOR_ARRAY, 4);
+        write_head(out, MAJOR_UINT, OFFER_VERSION);
+        write_bytes(out, &held);
+        write_bytes(out, &wanted);
+    }
+
+    /// The record content `[version, held, wanted, signature]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.unsigned_into(&mut out);
+        write_signature(&mut out, &self.signature);
+        out
+    }
+
+    /// Parses record content from a peer; versions as for [`Hello::decode`].
+    pub fn decode(content: &[u8]) -> Result<Offer, ProtoError> {
+        let mut c = Strict::new(content, Self::WHAT);
+        let at = c.pos();
+        let n = c.array("the offer array")?;
+        c.version(OFFER_VERSION)?;
+        if n != 4 {
+            return Err(malformed(Self::WHAT, format!("byte {at}: the offer array has {n} items, expected 4")));
+        }
+        let held = c.summary("the held summary")?;
+        let wanted = c.summary("the wanted summary")?;
+        let signature = c.signature()?;
+        c.finish()?;
+        Ok(Offer { held, wanted, signature })
+    }
+
+    /// What a signer signs: the administrative-record payload up to the signature item; see
+    /// [`CustodySignal::signed_bytes`].
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = admin_prefix(OFFER_RECORD);
+        self.unsigned_into(&mut out);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Administrative records
 // ---------------------------------------------------------------------------------------------------------
 
@@ -748,6 +816,8 @@ pub enum OurRecord {
     Hello(Hello),
     /// [`RECEIPTS_RECORD`].
     Receipts(Receipts),
+    /// [`OFFER_RECORD`].
+    Offer(Offer),
 }
 
 impl OurRecord {
@@ -757,6 +827,7 @@ impl OurRecord {
             OurRecord::CustodySignal(_) => CUSTODY_SIGNAL_RECORD,
             OurRecord::Hello(_) => HELLO_RECORD,
             OurRecord::Receipts(_) => RECEIPTS_RECORD,
+            OurRecord::Offer(_) => OFFER_RECORD,
         }
     }
 
@@ -766,6 +837,7 @@ impl OurRecord {
             OurRecord::CustodySignal(s) => s.encode(),
             OurRecord::Hello(h) => h.encode(),
             OurRecord::Receipts(r) => r.encode(),
+            OurRecord::Offer(o) => o.encode(),
         }
     }
 
@@ -783,6 +855,7 @@ impl OurRecord {
             CUSTODY_SIGNAL_RECORD => OurRecord::CustodySignal(CustodySignal::decode(content)?),
             HELLO_RECORD => OurRecord::Hello(Hello::decode(content)?),
             RECEIPTS_RECORD => OurRecord::Receipts(Receipts::decode(content)?),
+            OFFER_RECORD => OurRecord::Offer(Offer::decode(content)?),
             _ => return Ok(None),
         }))
     }
@@ -793,6 +866,7 @@ impl OurRecord {
             OurRecord::CustodySignal(s) => s.signed_bytes(),
             OurRecord::Hello(h) => h.signed_bytes(),
             OurRecord::Receipts(r) => r.signed_bytes(),
+            OurRecord::Offer(o) => o.signed_bytes(),
         }
     }
 
@@ -802,6 +876,7 @@ impl OurRecord {
             OurRecord::CustodySignal(s) => s.signature.as_deref(),
             OurRecord::Hello(h) => h.signature.as_deref(),
             OurRecord::Receipts(r) => r.signature.as_deref(),
+            OurRecord::Offer(o) => o.signature.as_deref(),
         }
     }
 }
@@ -821,6 +896,12 @@ impl From<Hello> for OurRecord {
 impl From<Receipts> for OurRecord {
     fn from(r: Receipts) -> Self {
         OurRecord::Receipts(r)
+    }
+}
+
+impl From<Offer> for OurRecord {
+    fn from(o: Offer) -> Self {
+        OurRecord::Offer(o)
     }
 }
 
@@ -946,6 +1027,26 @@ mod tests {
         let payload = OurRecord::from(r.clone()).to_admin_payload();
         assert_eq!(payload, [0x82, 0x1a, 0x00, 0x01, 0x00, 0x03, 0x83, 0x01, 0x42, 0x01, 0x00, 0xf6]);
         assert_eq!(Receipts::decode(&r.encode()), Ok(r));
+    }
+
+    #[test]
+    fn offer_bytes() {
+        let mut held = Summary::new();
+        held.insert(&id(Eid::ipn(3, 1), 700, 2, None), SeqMode::PerTime);
+        let o = Offer { held, wanted: Summary::new(), signature: None };
+        // [1, h'010182028203010001bc0501020000', h'0100', null]
+        let mut content = vec![0x84, 0x01, 0x4f];
+        content.extend_from_slice(&[
+            0x01, 0x01, 0x82, 0x02, 0x82, 0x03, 0x01, 0x00, 0x01, 0xbc, 0x05, 0x01, 0x02, 0x00, 0x00,
+        ]);
+        content.extend_from_slice(&[0x42, 0x01, 0x00, 0xf6]);
+        assert_eq!(o.encode(), content);
+        let payload = OurRecord::from(o.clone()).to_admin_payload();
+        assert_eq!(payload[..6], [0x82, 0x1a, 0x00, 0x01, 0x00, 0x04]);
+        assert_eq!(payload[6..], content);
+        assert_eq!(Offer::decode(&content), Ok(o));
+        // Three items is a receipts shape, not an offer.
+        assert!(Offer::decode(&[0x83, 0x01, 0x42, 0x01, 0x00, 0xf6]).is_err());
     }
 
     #[test]
@@ -1259,6 +1360,10 @@ mod tests {
         (summary(), signature()).prop_map(|(delivered, signature)| Receipts { delivered, signature })
     }
 
+    fn offer() -> impl Strategy<Value = Offer> {
+        (summary(), summary(), signature()).prop_map(|(held, wanted, signature)| Offer { held, wanted, signature })
+    }
+
     /// Every decoder on the same bytes: none may panic, and whatever one accepts re-encodes to the input
     /// exactly (the bundle class up to its ignored flag bits).
     fn all_decoders(data: &[u8]) {
@@ -1279,6 +1384,9 @@ mod tests {
         }
         if let Ok(r) = Receipts::decode(data) {
             assert_eq!(r.encode(), data);
+        }
+        if let Ok(o) = Offer::decode(data) {
+            assert_eq!(o.encode(), data);
         }
         if let Ok(rec) = AdminRecord::decode(data)
             && let Ok(Some(ours)) = OurRecord::from_admin(&rec)
@@ -1338,6 +1446,19 @@ mod tests {
         }
 
         #[test]
+        fn offer_roundtrip(o in offer()) {
+            let bytes = o.encode();
+            prop_assert_eq!(Offer::decode(&bytes), Ok(o.clone()));
+            let rec = OurRecord::from(o);
+            let payload = rec.to_admin_payload();
+            prop_assert!(payload.starts_with(&rec.signed_bytes()));
+            prop_assert_eq!(OurRecord::from_admin(&AdminRecord::decode(&payload).unwrap()), Ok(Some(rec)));
+            for cut in 0..bytes.len() {
+                prop_assert!(Offer::decode(&bytes[..cut]).is_err());
+            }
+        }
+
+        #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
             all_decoders(&data);
         }
@@ -1345,7 +1466,7 @@ mod tests {
         /// Garbage that starts like each format gets further into the decoders than uniform bytes do.
         #[test]
         fn mutated_records_never_panic(
-            which in 0usize..6,
+            which in 0usize..7,
             s in custody_signal(),
             h in hello(),
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
@@ -1357,6 +1478,7 @@ mod tests {
                 2 => Receipts { delivered: h.held.clone(), signature: None }.encode(),
                 3 => OurRecord::from(s).to_admin_payload(),
                 4 => CustodyRequest { custodian: h.node.clone() }.encode(),
+                5 => Offer { held: h.held.clone(), wanted: h.delivered.clone(), signature: None }.encode(),
                 _ => BundleClass { priority: Priority(7), unique_seq: true }.encode(),
             };
             for (at, byte) in flips {

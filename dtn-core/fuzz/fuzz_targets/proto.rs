@@ -11,7 +11,7 @@
 use dtn_core::bpv7::Bundle;
 use dtn_core::bpv7::admin::AdminRecord;
 use dtn_core::proto::{
-    BundleClass, CustodyRequest, CustodySignal, Hello, OurRecord, Receipts, copies_of, decode_copies, encode_copies,
+    BundleClass, CustodyRequest, CustodySignal, Hello, Offer, OurRecord, Receipts, copies_of, decode_copies, encode_copies,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -38,6 +38,10 @@ fn check(data: &[u8]) {
     if let Ok(r) = Receipts::decode(data) {
         assert_eq!(r.encode(), data, "receipts re-encode differently");
         check_record(OurRecord::Receipts(r));
+    }
+    if let Ok(o) = Offer::decode(data) {
+        assert_eq!(o.encode(), data, "offer re-encodes differently");
+        check_record(OurRecord::Offer(o));
     }
     if let Ok(rec) = AdminRecord::decode(data)
         && let Ok(Some(ours)) = OurRecord::from_admin(&rec)

@@ -7,9 +7,11 @@ use super::ingest::TRUSTED;
 use super::{After, Engine, ReportTo, StatusKind, Timer, keys};
 use crate::bpv7::{BlockFlags, BlockType, Bundle, BundleBuilder, BundleFlags, BundleId, CrcType, Eid, fragment_range};
 use crate::engine::{Action, Notice, TransferId};
-use crate::proto::{self, CustodyRequest, Hello, OurRecord, Receipts};
+use crate::proto::{self, CustodyRequest, Hello, Offer, OurRecord, Receipts};
 use crate::routing::{Decision, LinkInfo, Local, PeerView};
-use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, Summary, WriteOp};
+use crate::store::{
+    BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, Summary, TombstoneReason, WriteOp,
+};
 
 /// One peer in contact.
 #[derive(Debug)]
@@ -22,6 +24,13 @@ pub(super) struct Contact {
     endpoints: Vec<Eid>,
     /// What the peer holds or knows delivered, plus what crossed this contact either way.
     pub(super) known: Summary,
+    /// What we told the peer we hold: the hello's summary plus every offer since. A peer that runs our
+    /// router is sent only these, and of the offered ones only those it asked for.
+    announced: Summary,
+    /// Bundles stored since the last offer, to announce at the end of the event.
+    to_announce: Summary,
+    /// Bundles the peer offered that we lack, to ask for at the end of the event.
+    to_request: Summary,
     /// Bundles to offer, most urgent first: (priority, arrival, ID).
     queue: BTreeSet<(Reverse<Priority>, u64, BundleId)>,
     in_flight: usize,
@@ -60,6 +69,9 @@ impl Engine {
                 ours: false,
                 endpoints: Vec::new(),
                 known: Summary::new(),
+                announced: Summary::new(),
+                to_announce: Summary::new(),
+                to_request: Summary::new(),
                 queue: BTreeSet::new(),
                 in_flight: 0,
                 volume_left: link.volume,
@@ -70,10 +82,14 @@ impl Engine {
         delivered.union_with(&self.receipts);
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         let routing = self.agent.hello(&local, self.now);
+        let held = store.summary();
+        if let Some(c) = self.contacts.get_mut(&peer) {
+            c.announced = held.clone();
+        }
         let hello = Hello {
             node: self.cfg.node.clone(),
             endpoints: self.endpoints.clone(),
-            held: store.summary(),
+            held,
             delivered,
             routing,
             signature: None,
@@ -131,7 +147,17 @@ impl Engine {
         let view = PeerView { node: peer, link: &c.link, endpoints: &c.endpoints, ours: c.ours };
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         self.agent.contact_up(&local, &view, self.now);
-        let want = store.summary().difference(&c.known);
+        let held = store.summary();
+        let want = if c.ours {
+            // Both hellos were written before either side read the other's, so the two sets sent are
+            // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
+            // offered first, like every bundle stored during the contact.
+            let later = held.difference(&c.announced).difference(&c.known);
+            c.to_announce.union_with(&later);
+            c.announced.difference(&c.known)
+        } else {
+            held.difference(&c.known)
+        };
         match store.select(&want, usize::MAX) {
             Ok(metas) => {
                 for m in metas {
@@ -143,7 +169,8 @@ impl Engine {
         self.pump(store, peer);
     }
 
-    /// Offers newly stored bundles to every peer in contact that lacks them.
+    /// Offers newly stored bundles to every peer in contact that lacks them: a peer that runs our router
+    /// hears of them in an [`Offer`] and asks for what it lacks, others are sent them.
     pub(super) fn offer(&mut self, store: &dyn BundleStore, ids: &[BundleId]) {
         let mut metas = Vec::with_capacity(ids.len());
         for id in ids {
@@ -156,8 +183,10 @@ impl Engine {
         let peers: Vec<Eid> = self.contacts.iter().filter(|(_, c)| c.ready).map(|(p, _)| p.clone()).collect();
         for p in &peers {
             if let Some(c) = self.contacts.get_mut(p) {
-                for m in &metas {
-                    if !c.known.contains(&m.id, m.seq_mode) {
+                for m in metas.iter().filter(|m| !c.known.contains(&m.id, m.seq_mode)) {
+                    if c.ours {
+                        c.to_announce.insert(&m.id, m.seq_mode);
+                    } else {
                         c.queue.insert((Reverse(m.priority), m.arrival, m.id.clone()));
                     }
                 }
@@ -172,8 +201,9 @@ impl Engine {
         for p in &peers {
             if let Some(c) = self.contacts.get_mut(p) {
                 // A peer that already got the bundle on this contact is not sent it again (a bundle never
-                // crosses a contact twice); it gets it on a later contact if it still lacks it then.
-                for m in metas {
+                // crosses a contact twice); it gets it on a later contact if it still lacks it then. A peer
+                // that runs our router gets only what it was offered (the rest is in its next offer).
+                for m in metas.iter().filter(|m| !c.ours || c.announced.contains(&m.id, m.seq_mode)) {
                     c.queue.insert((Reverse(m.priority), m.arrival, m.id.clone()));
                 }
             }
@@ -192,7 +222,7 @@ impl Engine {
             if c.refused.contains(&id) {
                 continue;
             }
-            let meta = match store.meta(&id) {
+            let mut meta = match store.meta(&id) {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
@@ -200,6 +230,7 @@ impl Engine {
                     continue;
                 }
             };
+            meta.copies = self.copies_left(&meta);
             let Some(c) = self.contacts.get(peer) else { return };
             let whole = BundleId { fragment: None, ..meta.id.clone() };
             if c.known.contains(&meta.id, meta.seq_mode)
@@ -271,6 +302,11 @@ impl Engine {
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.in_flight += 1;
         c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
+        // Known from the start, so that nothing queued meanwhile (a custody retry, an offer) sends it again.
+        c.known.insert(&meta.id, meta.seq_mode);
+        if let Decision::Spray { give } = decision {
+            self.spray.entry(meta.id.clone()).or_default().in_flight += give;
+        }
         self.transfers.insert(
             transfer,
             Transfer {
@@ -317,6 +353,7 @@ impl Engine {
                 return;
             }
         };
+        self.replaced(&meta.id);
         let mut ops = vec![WriteOp::Remove { id: meta.id.clone(), tombstone: None }];
         let mut ids = Vec::new();
         for p in pieces {
@@ -376,12 +413,12 @@ impl Engine {
         if let Some(r) = t.report.clone() {
             self.status_report(r, StatusKind::Forwarded, 0);
         }
+        if let Decision::Spray { give } = t.decision {
+            return self.spray_finished(store, &t, give);
+        }
         match store.meta(&t.id) {
             Ok(Some(mut m)) => match t.decision {
-                Decision::Spray { give } => {
-                    m.copies = m.copies.saturating_sub(give).max(1);
-                    self.persist(vec![WriteOp::Update(m)], Vec::new());
-                }
+                Decision::Spray { .. } => {}
                 Decision::Forward if t.custody => {
                     let attempts = match m.custody {
                         Custody::Transferring { attempts, .. } => attempts.saturating_add(1),
@@ -392,11 +429,13 @@ impl Engine {
                     self.schedule(deadline, Timer::CustodyScan);
                     self.persist(vec![WriteOp::Update(m)], Vec::new());
                 }
-                // Handed to a next hop without custody: that hop has it now. A replica handed to its destination
-                // stays until the destination's delivery receipt comes back, so that neighbours still holding it
-                // do not send it here again in the meantime.
+                // Handed to a next hop without custody: that hop has it now, and the tombstone keeps a replica
+                // of it (or of a routed custody signal, which no receipt ever settles) from being taken back.
+                // A replica handed to its destination endpoint stays until the destination's delivery receipt
+                // comes back, so that neighbours still holding it do not send it here again in the meantime.
                 Decision::Forward if !t.to_endpoint => {
-                    self.persist(vec![WriteOp::Remove { id: t.id.clone(), tombstone: None }], Vec::new());
+                    let ops = vec![WriteOp::Remove { id: t.id.clone(), tombstone: Some(TombstoneReason::Forwarded) }];
+                    self.persist(ops, Vec::new());
                 }
                 Decision::Forward => {}
                 Decision::Replicate | Decision::Skip => {}
@@ -407,12 +446,71 @@ impl Engine {
         self.pump(store, &t.peer);
     }
 
+    /// A spray transfer completed: the copies handed over leave this node's count for good.
+    fn spray_finished(&mut self, store: &dyn BundleStore, t: &Transfer, give: u32) {
+        let hold = self.spray.entry(t.id.clone()).or_default();
+        hold.in_flight = hold.in_flight.saturating_sub(give);
+        let update = match store.meta(&t.id) {
+            Ok(Some(mut m)) if !hold.replaced => {
+                m.copies = hold.count.unwrap_or(m.copies).saturating_sub(give).max(1);
+                hold.count = Some(m.copies);
+                hold.updates += 1;
+                Some(m)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                self.store_error(e);
+                None
+            }
+        };
+        match update {
+            Some(m) => {
+                self.persist(vec![WriteOp::Update(m)], vec![After::CopiesGiven(t.id.clone())]);
+            }
+            None => self.spray_settled(&t.id),
+        }
+        self.pump(store, &t.peer);
+    }
+
+    /// Copies this node may still hand out: the count (as last updated) less copies reserved by transfers
+    /// in flight.
+    fn copies_left(&self, m: &BundleMeta) -> u32 {
+        match self.spray.get(&m.id) {
+            Some(h) => h.count.unwrap_or(m.copies).saturating_sub(h.in_flight).max(1),
+            None => m.copies,
+        }
+    }
+
+    /// The stored bundle is being replaced by pieces: updates for the old ID would find nothing.
+    fn replaced(&mut self, id: &BundleId) {
+        if let Some(h) = self.spray.get_mut(id) {
+            h.replaced = true;
+        }
+    }
+
+    /// Forgets a bundle's spray bookkeeping once nothing is in flight or pending for it.
+    pub(super) fn spray_settled(&mut self, id: &BundleId) {
+        if self.spray.get(id).is_some_and(|h| h.in_flight == 0 && h.updates == 0) {
+            self.spray.remove(id);
+        }
+    }
+
+    fn release_reserved(&mut self, t: &Transfer) {
+        if let Decision::Spray { give } = t.decision {
+            if let Some(h) = self.spray.get_mut(&t.id) {
+                h.in_flight = h.in_flight.saturating_sub(give);
+            }
+            self.spray_settled(&t.id);
+        }
+    }
+
     pub(super) fn transfer_failed(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.in_flight = c.in_flight.saturating_sub(1);
             c.refused.insert(t.id.clone());
         }
+        self.release_reserved(&t);
         self.pump(store, &t.peer);
     }
 
@@ -424,14 +522,21 @@ impl Engine {
             c.in_flight = c.in_flight.saturating_sub(1);
             c.refused.insert(t.id.clone());
         }
+        self.release_reserved(&t);
         let kept = durable.saturating_sub(t.payload_at).min(t.payload_len);
         if kept == 0 || kept >= t.payload_len {
             return;
         }
-        let meta = match store.meta(&t.id) {
-            Ok(Some(m)) => m,
-            Ok(None) => return,
+        let mut meta = match store.meta(&t.id) {
+            Ok(Some(m)) if !self.spray.get(&t.id).is_some_and(|h| h.replaced) => m,
+            Ok(_) => return,
             Err(e) => return self.store_error(e),
+        };
+        // Both pieces start from the copies left; the head's copies handed over stay with the peer.
+        meta.copies = self.copies_left(&meta);
+        let head_copies = match t.decision {
+            Decision::Spray { give } => meta.copies.saturating_sub(give).max(1),
+            _ => meta.copies,
         };
         let Some(stored) = self.read_stored(store, &t.id) else { return };
         let Ok(bundle) = Bundle::decode_with(&stored, &TRUSTED) else { return };
@@ -448,13 +553,14 @@ impl Engine {
         };
         let mut ops = vec![WriteOp::Remove { id: t.id.clone(), tombstone: None }];
         let mut ids = Vec::new();
-        let piece = |p: &Bundle<'_>, custody: Custody| {
+        let piece = |p: &Bundle<'_>, custody: Custody, copies: u32| {
             let bytes = p.to_vec();
             let mut m = meta.clone();
             m.id = p.id();
             m.size = bytes.len() as u64;
             m.total_adu_len = p.primary().fragment.map(|f| f.total_adu_len);
             m.custody = custody;
+            m.copies = copies;
             (m, bytes)
         };
         let held = if meta.custody.is_custodian() { Custody::Held } else { Custody::None };
@@ -469,16 +575,17 @@ impl Engine {
             } else {
                 held
             };
-            let (m, bytes) = piece(&head, custody);
+            let (m, bytes) = piece(&head, custody, head_copies);
             ids.push(m.id.clone());
             ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
         }
-        let (m, bytes) = piece(&rest, held);
+        let (m, bytes) = piece(&rest, held, meta.copies);
         ids.push(m.id.clone());
         ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.known.insert(&head.id(), t.mode);
         }
+        self.replaced(&t.id);
         self.notice(Notice::SplitAfterCut { id: t.id.clone(), kept });
         self.persist(ops, vec![After::Enqueue(ids)]);
     }
@@ -541,6 +648,48 @@ impl Engine {
                 c.known.union_with(&delta);
             }
         }
+    }
+
+    /// Sends each peer that runs our router what was stored and what it offered that we lack, since the
+    /// last call.
+    pub(super) fn flush_offers(&mut self) {
+        let peers: Vec<Eid> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.ready && c.ours && !(c.to_announce.is_empty() && c.to_request.is_empty()))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in peers {
+            let Some(c) = self.contacts.get_mut(&p) else { continue };
+            let held = std::mem::take(&mut c.to_announce);
+            let wanted = std::mem::take(&mut c.to_request);
+            c.announced.union_with(&held);
+            self.send_record(&p, &OurRecord::Offer(Offer { held, wanted, signature: None }));
+        }
+    }
+
+    /// A peer's offer: what it now holds is not sent to it, what it lacks of ours is.
+    pub(super) fn peer_offer(&mut self, store: &dyn BundleStore, peer: &Eid, o: Offer) {
+        let Some(c) = self.contacts.get_mut(peer) else { return };
+        c.known.union_with(&o.held);
+        let mut have = store.summary();
+        have.union_with(&store.delivered_summary());
+        have.union_with(&self.receipts);
+        c.to_request.union_with(&o.held.difference(&have));
+        if o.wanted.is_empty() {
+            return;
+        }
+        // Only what we offered: an offer is no way to fetch arbitrary bundles.
+        let wanted = o.wanted.difference(&o.wanted.difference(&c.announced));
+        match store.select(&wanted, usize::MAX) {
+            Ok(metas) => {
+                for m in metas {
+                    c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                }
+            }
+            Err(e) => return self.store_error(e),
+        }
+        self.pump(store, peer);
     }
 
     /// Sends one of our records straight to a peer in contact, without storing it.

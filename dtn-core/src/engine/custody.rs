@@ -59,7 +59,7 @@ impl Engine {
             match sig.disposition {
                 Disposition::Accepted => {
                     notices.push(Notice::CustodyReleased { id: id.clone() });
-                    ops.push(WriteOp::Remove { id, tombstone: None });
+                    ops.push(WriteOp::Remove { id, tombstone: Some(TombstoneReason::Forwarded) });
                 }
                 Disposition::Refused(Refusal::Duplicate) => {
                     // The peer has it or had it: no point retransmitting to it; receipts settle the rest.
@@ -141,6 +141,8 @@ impl Engine {
         }
         ops.push(WriteOp::Sweep);
         self.persist(ops, vec![After::Notices(notices)]);
+        // Spray bookkeeping left by failed commits of bundles since removed.
+        self.spray.retain(|id, h| h.in_flight > 0 || store.contains(id).unwrap_or(true));
         self.retry_reassembly(store);
     }
 }

@@ -3,7 +3,7 @@
 use crate::bpv7::{BundleId, Eid};
 use crate::proto::Refusal;
 use crate::routing::LinkInfo;
-use crate::store::{Priority, WriteOp};
+use crate::store::{BundleMeta, Priority, WriteOp};
 
 /// Identifies one transmission the engine asked for, so the shell can report how it ended.
 pub type TransferId = u64;
@@ -128,6 +128,9 @@ pub enum Event {
         /// Why.
         failure: PersistFailure,
     },
+    /// The store evicted these bundles during a commit (its commit report lists them): replicas, to make
+    /// room, or bundles whose lifetime had ended. They are gone; the engine reports and forgets them.
+    Evicted(Vec<BundleMeta>),
     /// The time asked for in [`Action::SetTimer`] has come (or passed).
     Timer,
 }

@@ -306,6 +306,7 @@ impl Engine {
         match OurRecord::from_admin(&rec) {
             Ok(Some(OurRecord::Hello(h))) => self.peer_hello(store, peer, h),
             Ok(Some(OurRecord::Receipts(r))) => self.learn_delivered(store, &r.delivered),
+            Ok(Some(OurRecord::Offer(o))) => self.peer_offer(store, peer, o),
             Ok(Some(OurRecord::CustodySignal(s))) => self.custody_signal(store, s),
             Ok(None) => {
                 if let AdminRecord::StatusReport(report) = rec {

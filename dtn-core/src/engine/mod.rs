@@ -29,10 +29,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use event::{Action, BatchId, Event, Notice, PersistFailure, Submission, TransferId};
 
+use crate::bpv7::admin::reason;
 use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid, Limits};
 use crate::rng::Rng;
 use crate::routing::RoutingAgent;
-use crate::store::{BundleStore, Delivery, Summary, WriteOp};
+use crate::store::{BundleMeta, BundleStore, Delivery, Summary, WriteOp};
 
 use contact::{Contact, Transfer};
 
@@ -126,6 +127,23 @@ enum After {
     Notices(Vec<Notice>),
     /// Custody signals to send once durable: (custodian, disposition code, id).
     Signal(Eid, u64, BundleId),
+    /// A spray transfer's copies are deducted in the store.
+    CopiesGiven(BundleId),
+}
+
+/// Spray-and-wait copies of one bundle while transfers or store updates are under way. Kept in memory
+/// because the store may show a count before or after a pending update lands, depending on the shell.
+#[derive(Debug, Clone, Default)]
+struct SprayHold {
+    /// The count as of the last update handed to the store, while any is pending; every later update
+    /// of the bundle's metadata carries it.
+    count: Option<u32>,
+    /// Count updates handed to the store and not yet durable.
+    updates: u32,
+    /// Handed to transfers in flight: given back if they fail or are cut.
+    in_flight: u32,
+    /// The bundle was split into pieces (which start with the copies left); its ID is about to go.
+    replaced: bool,
 }
 
 /// Where and how to send a status report about a bundle.
@@ -174,6 +192,7 @@ pub struct Engine {
     signals: BTreeMap<(Eid, u64), Vec<BundleId>>,
     new_receipts: Summary,
     reassembly: BTreeMap<(Eid, CreationTimestamp), Reassembly>,
+    spray: BTreeMap<BundleId, SprayHold>,
     out: Vec<Action>,
 }
 
@@ -205,6 +224,7 @@ impl Engine {
             signals: BTreeMap::new(),
             new_receipts: Summary::new(),
             reassembly: BTreeMap::new(),
+            spray: BTreeMap::new(),
             out: Vec::new(),
         }
     }
@@ -260,10 +280,12 @@ impl Engine {
                 }
             }
             Event::PersistFailed { batch, failure } => self.persist_failed(batch, failure),
+            Event::Evicted(metas) => self.evicted(metas),
             Event::Timer => self.timer(store),
         }
         self.flush_signals();
         self.flush_receipts();
+        self.flush_offers();
         self.rearm();
         std::mem::take(&mut self.out)
     }
@@ -368,12 +390,21 @@ impl Engine {
     }
 
     /// Emits a batch and remembers what to do once it is durable.
-    fn persist(&mut self, ops: Vec<WriteOp>, after: Vec<After>) -> BatchId {
+    fn persist(&mut self, mut ops: Vec<WriteOp>, after: Vec<After>) -> BatchId {
         let batch = self.next_batch;
         self.next_batch += 1;
-        for op in &ops {
-            if let WriteOp::Insert { meta, .. } = op {
-                self.pending_ids.insert(meta.id.clone());
+        for op in &mut ops {
+            match op {
+                WriteOp::Insert { meta, .. } => {
+                    self.pending_ids.insert(meta.id.clone());
+                }
+                // Metadata read before a pending spray update landed must not put the old count back.
+                WriteOp::Update(meta) => {
+                    if let Some(count) = self.spray.get(&meta.id).and_then(|h| h.count) {
+                        meta.copies = count;
+                    }
+                }
+                _ => {}
             }
         }
         self.out.push(Action::Persist { batch, ops });
@@ -446,6 +477,12 @@ impl Engine {
                     }
                 }
                 After::Signal(custodian, code, id) => self.queue_signal(custodian, code, id),
+                After::CopiesGiven(id) => {
+                    if let Some(h) = self.spray.get_mut(&id) {
+                        h.updates = h.updates.saturating_sub(1);
+                    }
+                    self.spray_settled(&id);
+                }
             }
         }
         if !enqueue.is_empty() {
@@ -488,7 +525,25 @@ impl Engine {
                     self.pending_ids.remove(&id);
                 }
                 After::Delivered { .. } | After::Notices(_) | After::Signal(..) => {}
+                // The copies were handed over all the same: they stay deducted (the sweep forgets them once the
+                // bundle is gone).
+                After::CopiesGiven(..) => {}
             }
+        }
+    }
+
+    /// Bundles the store evicted: expired ones count as lifetime expiry (RFC 9171 §5.13), others as
+    /// depleted storage. A bundle in custody is never evicted before it expires; if a store did, that is
+    /// a broken promise and reported as a store error.
+    fn evicted(&mut self, metas: Vec<BundleMeta>) {
+        for m in metas {
+            let expired = m.expires_at <= self.now;
+            if m.custody.is_custodian() && !expired {
+                self.notice(Notice::StoreError(format!("the store evicted {} while this node held custody", m.id)));
+            }
+            self.spray.remove(&m.id);
+            let reason = if expired { reason::LIFETIME_EXPIRED } else { reason::DEPLETED_STORAGE };
+            self.notice(Notice::Deleted { id: m.id, reason });
         }
     }
 

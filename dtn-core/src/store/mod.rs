@@ -137,6 +137,9 @@ pub enum TombstoneReason {
     Delivered,
     /// Deleted with this RFC 9171 status-report reason code.
     Deleted(u8),
+    /// Handed on to the next hop (custody released, or forwarded without custody): taking it back from a
+    /// replica would only send it round again.
+    Forwarded,
 }
 
 /// A record that a bundle was delivered or deleted, kept until its lifetime ends.

@@ -137,7 +137,7 @@ pub fn decode_meta(bytes: &[u8]) -> Result<(BundleMeta, Location), StoreError> {
 /// Tombstone, format 1.
 #[derive(Debug, Serialize, Deserialize)]
 struct TombV1 {
-    /// 256 for delivered, else the deletion reason code.
+    /// 256 for delivered, 257 for forwarded, else the deletion reason code.
     reason: u16,
     expires_at: u64,
     unique_seq: bool,
@@ -148,6 +148,7 @@ pub fn encode_tomb(t: &Tombstone) -> Result<Vec<u8>, StoreError> {
     encode(&TombV1 {
         reason: match t.reason {
             TombstoneReason::Delivered => 256,
+            TombstoneReason::Forwarded => 257,
             TombstoneReason::Deleted(c) => u16::from(c),
         },
         expires_at: t.expires_at.0,
@@ -159,7 +160,11 @@ pub fn encode_tomb(t: &Tombstone) -> Result<Vec<u8>, StoreError> {
 pub fn decode_tomb(bytes: &[u8]) -> Result<Tombstone, StoreError> {
     let r: TombV1 = decode("tombstone", bytes)?;
     Ok(Tombstone {
-        reason: if r.reason > 255 { TombstoneReason::Delivered } else { TombstoneReason::Deleted(r.reason as u8) },
+        reason: match u8::try_from(r.reason) {
+            Ok(code) => TombstoneReason::Deleted(code),
+            Err(_) if r.reason == 257 => TombstoneReason::Forwarded,
+            Err(_) => TombstoneReason::Delivered,
+        },
         expires_at: DtnTime(r.expires_at),
         seq_mode: if r.unique_seq { SeqMode::Unique } else { SeqMode::PerTime },
     })

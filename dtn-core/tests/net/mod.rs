@@ -259,6 +259,7 @@ impl Net {
             n.engine.handle(&n.store, now, ev)
         };
         let mut persisted = Vec::new();
+        let mut evicted = Vec::new();
         for a in actions {
             if self.record {
                 self.trace.push(format!("{} {i} {a:?}", now.0));
@@ -266,7 +267,10 @@ impl Net {
             match a {
                 Action::Persist { batch, ops } => match self.nodes[i].store.commit(WriteBatch { now, ops }) {
                     Ok(report) => {
-                        self.evicted.extend(report.evicted.into_iter().map(|m| (now, i, m)));
+                        if !report.evicted.is_empty() {
+                            self.evicted.extend(report.evicted.iter().map(|m| (now, i, m.clone())));
+                            evicted.extend(report.evicted);
+                        }
                         persisted.push(batch);
                     }
                     Err(e) => {
@@ -292,6 +296,9 @@ impl Net {
                 }
                 Action::Notice(n) => self.notices.push((now, i, n)),
             }
+        }
+        if !evicted.is_empty() {
+            self.queue.push_back((i, Event::Evicted(evicted)));
         }
         if !persisted.is_empty() {
             self.queue.push_back((i, Event::Persisted(persisted)));
@@ -385,8 +392,7 @@ impl Net {
                                     Notice::Deleted { id: y, reason: r } => y == id && *r == reason::LIFETIME_EXPIRED,
                                     _ => false,
                                 }
-                        })
-                        || self.split_before_send(i, id);
+                        });
                     if !justified {
                         return Err(format!("node {i} dropped {id} while custodian, without delivery or release"));
                     }
@@ -394,24 +400,6 @@ impl Net {
             }
         }
         Ok(())
-    }
-
-    /// Forgets custody of bundles a store evicted once their lifetime had ended, so that [`Net::check_invariants`]
-    /// counts that as the expiry it is. The store evicts expired bundles before anything else, custody or not
-    /// (docs/store.md), and the engine is not told, so no `Deleted` notice marks it. An expired bundle is refused
-    /// on arrival, so it cannot come back and be dropped again unnoticed.
-    pub fn excuse_expired_evictions(&mut self) {
-        for (t, i, m) in &self.evicted {
-            if m.custody.is_custodian() && m.expires_at <= *t {
-                self.nodes[*i].ever_custodial.remove(&m.id);
-            }
-        }
-    }
-
-    /// Whether node `i` replaced `id` by its fragments to fit a contact (the pieces keep the custody).
-    fn split_before_send(&self, i: usize, id: &BundleId) -> bool {
-        let _ = (i, id);
-        false
     }
 }
 
