@@ -280,3 +280,32 @@ fn a_custodian_retransmits_after_its_timeout() {
     assert_eq!(sent(&net), 2, "not retransmitted after the custody timeout");
     assert!(net.held(a).is_empty(), "the second transfer's signal should release custody: {:?}", net.held(a));
 }
+
+#[test]
+fn operator_deletes_a_stored_bundle_for_good() {
+    let mut net = Net::new();
+    net.add(config("a"), 1 << 20, epidemic, 1);
+    net.at(at(0), Op::Submit(0, Submission::new(1, eid("dtn://far/x"), b"keep?".to_vec())));
+    net.run_until(at(10));
+    let id = net.accepted[&1][0].clone();
+    net.at(at(20), Op::Event(0, Event::Delete { id: id.clone(), token: 2 }));
+    net.run_until(at(30));
+    assert_eq!(net.accepted.get(&2), Some(&vec![id.clone()]));
+    assert!(net.held(0).is_empty());
+    assert_eq!(net.notices_of(|n| *n == Notice::Deleted { id: id.clone(), reason: reason::NO_INFO }), 1);
+    // Deleted means deleted: the same bundle coming back from a peer is a duplicate.
+    let bytes = {
+        let mut n2 = Net::new();
+        n2.add(config("a"), 1 << 20, epidemic, 1);
+        n2.at(at(0), Op::Submit(0, Submission::new(1, eid("dtn://far/x"), b"keep?".to_vec())));
+        n2.run_until(at(10));
+        net::read_bundle(&n2.nodes[0].store, &n2.accepted[&1][0])
+    };
+    assert!(!bytes.is_empty());
+    receive(&mut net, 0, "dtn://b/", bytes);
+    assert!(net.held(0).is_empty());
+    // Deleting what is not stored is refused, and changes nothing.
+    net.at(at(40), Op::Event(0, Event::Delete { id, token: 3 }));
+    net.run_until(at(50));
+    assert!(net.rejected.get(&3).is_some_and(|r| r.contains("not stored")));
+}

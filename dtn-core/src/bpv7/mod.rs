@@ -35,7 +35,7 @@ pub use error::{DecodeError, EidError, ErrorKind};
 pub use fragment::{
     FragmentError, covers, fragment, fragment_from_prefix, fragment_range, payload_bytes_within, reassemble,
 };
-pub use id::BundleId;
+pub use id::{BundleId, BundleIdError};
 pub use primary::{BundleFlags, FragmentInfo, PrimaryBlock};
 pub use stream::{BundleHeader, Feed, PayloadSink, StreamDecoder, StreamEncoder, StreamError};
 pub use time::{CreationTimestamp, DTN_EPOCH_UNIX_MS, DtnTime};

@@ -71,6 +71,14 @@ pub enum Event {
     Unregister(Eid),
     /// An application submitted a bundle.
     Submit(Submission),
+    /// The operator deletes a stored bundle (RFC 9171 reason "no additional information"). Answered with
+    /// [`Action::Accepted`] once the deletion is durable, or [`Action::Rejected`] if it is not stored.
+    Delete {
+        /// The bundle.
+        id: BundleId,
+        /// The request's handle, echoed in the answer.
+        token: u64,
+    },
     /// The application took a delivered bundle: it will never be delivered again.
     DeliveryAcked {
         /// The bundle delivered.
@@ -167,14 +175,15 @@ pub enum Action {
         /// The bundle (read it from the store).
         id: BundleId,
     },
-    /// A submission is durable and will be forwarded (one ID per fragment when it was fragmented).
+    /// A submission is durable and will be forwarded (one ID per fragment when it was fragmented), or a
+    /// [`Event::Delete`] is durable.
     Accepted {
         /// The application's token.
         token: u64,
         /// The IDs it became.
         ids: Vec<BundleId>,
     },
-    /// A submission was refused.
+    /// A submission (or a deletion request) was refused.
     Rejected {
         /// The application's token.
         token: u64,

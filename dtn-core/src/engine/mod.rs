@@ -129,6 +129,8 @@ enum After {
     Signal(Eid, u64, BundleId),
     /// A spray transfer's copies are deducted in the store.
     CopiesGiven(BundleId),
+    /// An operator's request is durable: answer it.
+    Done { token: u64, ids: Vec<BundleId> },
 }
 
 /// Spray-and-wait copies of one bundle while transfers or store updates are under way. Kept in memory
@@ -265,6 +267,7 @@ impl Engine {
             Event::Start => self.start(store),
             Event::Register(ep) => self.register(store, ep),
             Event::Unregister(ep) => self.unregister(ep),
+            Event::Delete { id, token } => self.delete(store, id, token),
             Event::Submit(sub) => self.submit(sub),
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
             Event::Received { peer, bytes } => self.received(store, peer, &bytes),
@@ -346,6 +349,22 @@ impl Engine {
             let ops =
                 vec![WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) }];
             self.persist(ops, Vec::new());
+        }
+    }
+
+    fn delete(&mut self, store: &dyn BundleStore, id: BundleId, token: u64) {
+        match store.meta(&id) {
+            Ok(Some(_)) if !self.pending_ids.contains(&id) => {
+                if let Some(r) = self.report_wanted(store, &id, crate::bpv7::BundleFlags::REPORT_DELETION) {
+                    self.status_report(r, StatusKind::Deleted, reason::NO_INFO);
+                }
+                let tombstone = Some(crate::store::TombstoneReason::Deleted(reason::NO_INFO as u8));
+                let ops = vec![WriteOp::Remove { id: id.clone(), tombstone }];
+                let notice = Notice::Deleted { id: id.clone(), reason: reason::NO_INFO };
+                self.persist(ops, vec![After::Notices(vec![notice]), After::Done { token, ids: vec![id] }]);
+            }
+            Ok(_) => self.out.push(Action::Rejected { token, reason: format!("{id} is not stored here") }),
+            Err(e) => self.out.push(Action::Rejected { token, reason: format!("store: {e}") }),
         }
     }
 
@@ -477,6 +496,7 @@ impl Engine {
                     }
                 }
                 After::Signal(custodian, code, id) => self.queue_signal(custodian, code, id),
+                After::Done { token, ids } => self.out.push(Action::Accepted { token, ids }),
                 After::CopiesGiven(id) => {
                     if let Some(h) = self.spray.get_mut(&id) {
                         h.updates = h.updates.saturating_sub(1);
@@ -528,6 +548,7 @@ impl Engine {
                 // The copies were handed over all the same: they stay deducted (the sweep forgets them once the
                 // bundle is gone).
                 After::CopiesGiven(..) => {}
+                After::Done { token, .. } => self.out.push(Action::Rejected { token, reason: reason.clone() }),
             }
         }
     }

@@ -40,6 +40,67 @@ pub struct ContactPlan {
     pub endpoint_nodes: Vec<(Eid, Eid)>,
 }
 
+/// Why a contact-plan file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("contact plan line {line}: {detail}")]
+pub struct PlanError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl ContactPlan {
+    /// Reads a contact plan in our text format (docs/routing.md): one item per line, `#` starts a comment.
+    ///
+    /// ```text
+    /// contact START END FROM TO RATE [OWLT_MS]   # FROM can send to TO; RATE in bytes/s
+    /// endpoint EID NODE                          # bundles for EID are delivered at NODE
+    /// ```
+    ///
+    /// START and END are Unix times in seconds, or `+SECONDS` relative to `now` (as in ION's plans).
+    pub fn parse(text: &str, now: DtnTime) -> Result<ContactPlan, PlanError> {
+        let mut plan = ContactPlan { contacts: Vec::new(), endpoint_nodes: Vec::new() };
+        for (i, raw) in text.lines().enumerate() {
+            let err = |detail: String| PlanError { line: i + 1, detail };
+            let line = raw.split('#').next().unwrap_or("").trim();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let eid = |w: &str| w.parse::<Eid>().map_err(|e| err(format!("bad EID {w:?}: {e}")));
+            let time = |w: &str| -> Result<DtnTime, PlanError> {
+                let (rel, digits) = match w.strip_prefix('+') {
+                    Some(d) => (true, d),
+                    None => (false, w),
+                };
+                let secs: u64 = digits.parse().map_err(|_| err(format!("bad time {w:?}")))?;
+                let ms = secs.checked_mul(1000).ok_or_else(|| err(format!("time {w:?} too large")))?;
+                Ok(if rel { DtnTime(now.0.saturating_add(ms)) } else { DtnTime::from_unix_ms(ms) })
+            };
+            match words.as_slice() {
+                [] => {}
+                ["contact", start, end, from, to, rate, rest @ ..] if rest.len() <= 1 => {
+                    let rate = rate.parse().map_err(|_| err(format!("bad rate {rate:?}")))?;
+                    let owlt_ms = match rest.first() {
+                        Some(o) => o.parse().map_err(|_| err(format!("bad one-way light time {o:?}")))?,
+                        None => 0,
+                    };
+                    let (start, end) = (time(start)?, time(end)?);
+                    if end < start {
+                        return Err(err("the contact ends before it starts".into()));
+                    }
+                    plan.contacts.push(PlannedContact { from: eid(from)?, to: eid(to)?, start, end, rate, owlt_ms });
+                }
+                ["endpoint", ep, node] => plan.endpoint_nodes.push((eid(ep)?, eid(node)?)),
+                _ => {
+                    return Err(err(format!(
+                        "expected `contact START END FROM TO RATE [OWLT_MS]` or `endpoint EID NODE`, got {line:?}"
+                    )));
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
 /// The best route found for a bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannedRoute {
@@ -202,6 +263,28 @@ impl RoutingAgent for ContactPlanRouter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plan_text_parses_and_bad_lines_say_where() {
+        let now = DtnTime(1_000_000);
+        let text = "# van timetable\ncontact +0 +600 dtn://a/ dtn://b/ 125000 20\n\nendpoint dtn://c/~data dtn://c/\n";
+        let p = ContactPlan::parse(text, now).unwrap();
+        assert_eq!(p.contacts.len(), 1);
+        let c = &p.contacts[0];
+        assert_eq!((c.start, c.end, c.rate, c.owlt_ms), (now, DtnTime(1_600_000), 125_000, 20));
+        assert_eq!(p.endpoint_nodes.len(), 1);
+        let abs = ContactPlan::parse("contact 1700000000 1700000600 ipn:1.0 ipn:2.0 10", now).unwrap();
+        assert_eq!(abs.contacts[0].start, DtnTime::from_unix_ms(1_700_000_000_000));
+        for (bad, line) in [
+            ("contact +0 +1 dtn://a/ dtn://b/", 1),
+            ("\ncontact +5 +1 dtn://a/ dtn://b/ 1", 2),
+            ("contact +0 +1 nope dtn://b/ 1", 1),
+            ("route x y", 1),
+            ("contact +0 +x dtn://a/ dtn://b/ 1", 1),
+        ] {
+            assert_eq!(ContactPlan::parse(bad, now).unwrap_err().line, line, "{bad}");
+        }
+    }
+
     use super::*;
     use crate::routing::LinkInfo;
     use crate::routing::test_support::{bundle, eid, local, peer};
