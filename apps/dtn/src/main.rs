@@ -1,9 +1,10 @@
-//! `dtn`: inspect and create BPv7 (RFC 9171) bundles.
+//! `dtn`: send and receive bundles through a running node, and inspect and create BPv7 (RFC 9171) bundles.
 //!
 //! Exit codes: 0 success, 1 environment failure (I/O), 2 bad input (arguments or bundle data).
 
 mod create;
 mod inspect;
+mod node;
 mod render;
 
 use std::fmt;
@@ -13,7 +14,7 @@ use clap::error::ErrorKind as ClapErrorKind;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dtn", version, about = "Inspect and create BPv7 (RFC 9171) bundles")]
+#[command(name = "dtn", version, about = "Send, receive and inspect DTN bundles (BPv7, RFC 9171)")]
 #[command(after_help = "Exit status: 0 success, 1 I/O failure, 2 invalid arguments or bundle data.")]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,22 @@ enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Send a payload to an endpoint through the local node; prints the bundle ID once it is durable
+    Send(node::SendArgs),
+    /// Receive payloads for an endpoint from the local node (to standard output, or files with --out)
+    Recv(node::RecvArgs),
+    /// List the bundles the node stores
+    Ls(node::ListArgs),
+    /// Show one stored bundle
+    Show(node::ShowArgs),
+    /// List the peers in contact
+    Peers(node::ListArgs),
+    /// Show the node's counters
+    Stats(node::ListArgs),
+    /// Write every stored bundle to a directory (e.g. a USB stick carried to another node)
+    Export(node::ExportArgs),
+    /// Store the bundles of a directory written by `dtn export`
+    Import(node::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +91,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Bundle { command: BundleCommand::Create(args) } => create::run(&args),
+        Command::Send(a) => node::send(&a),
+        Command::Recv(a) => node::recv(&a),
+        Command::Ls(a) => node::ls(&a),
+        Command::Show(a) => node::show(&a),
+        Command::Peers(a) => node::peers(&a),
+        Command::Stats(a) => node::stats(&a),
+        Command::Export(a) => node::export(&a),
+        Command::Import(a) => node::import(&a),
     };
     match result {
         Ok(code) => code,

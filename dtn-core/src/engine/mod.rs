@@ -187,6 +187,10 @@ pub struct Engine {
     receipts: Summary,
     pending: BTreeMap<BatchId, Vec<After>>,
     pending_ids: BTreeSet<BundleId>,
+    /// Bundles whose removal is handed to the store but not yet durable, by batch: a metadata update
+    /// read before the removal landed would fail the commit it is in.
+    removing: BTreeSet<BundleId>,
+    removals: BTreeMap<BatchId, Vec<BundleId>>,
     contacts: BTreeMap<Eid, Contact>,
     transfers: BTreeMap<TransferId, Transfer>,
     timers: BTreeSet<(DtnTime, Timer)>,
@@ -219,6 +223,8 @@ impl Engine {
             receipts: Summary::new(),
             pending: BTreeMap::new(),
             pending_ids: BTreeSet::new(),
+            removing: BTreeSet::new(),
+            removals: BTreeMap::new(),
             contacts: BTreeMap::new(),
             transfers: BTreeMap::new(),
             timers: BTreeSet::new(),
@@ -412,10 +418,15 @@ impl Engine {
     fn persist(&mut self, mut ops: Vec<WriteOp>, after: Vec<After>) -> BatchId {
         let batch = self.next_batch;
         self.next_batch += 1;
+        ops.retain(|op| !matches!(op, WriteOp::Update(m) if self.removing.contains(&m.id)));
+        let mut removed = Vec::new();
         for op in &mut ops {
             match op {
                 WriteOp::Insert { meta, .. } => {
                     self.pending_ids.insert(meta.id.clone());
+                }
+                WriteOp::Remove { id, .. } | WriteOp::Tombstone { id, .. } if self.removing.insert(id.clone()) => {
+                    removed.push(id.clone());
                 }
                 // Metadata read before a pending spray update landed must not put the old count back.
                 WriteOp::Update(meta) => {
@@ -426,12 +437,23 @@ impl Engine {
                 _ => {}
             }
         }
+        if !removed.is_empty() {
+            self.removals.insert(batch, removed);
+        }
         self.out.push(Action::Persist { batch, ops });
         self.pending.insert(batch, after);
         batch
     }
 
+    /// A batch's removals are settled (done, or failed and the bundles still there).
+    fn removed(&mut self, batch: BatchId) {
+        for id in self.removals.remove(&batch).unwrap_or_default() {
+            self.removing.remove(&id);
+        }
+    }
+
     fn persisted(&mut self, store: &dyn BundleStore, batch: BatchId) {
+        self.removed(batch);
         let Some(after) = self.pending.remove(&batch) else { return };
         let mut enqueue = Vec::new();
         for a in after {
@@ -511,6 +533,7 @@ impl Engine {
     }
 
     fn persist_failed(&mut self, batch: BatchId, failure: PersistFailure) {
+        self.removed(batch);
         let Some(after) = self.pending.remove(&batch) else { return };
         let reason = match &failure {
             PersistFailure::Full => "store full".to_string(),

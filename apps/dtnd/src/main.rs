@@ -1,0 +1,280 @@
+//! `dtnd`: the node daemon. Settings come from an optional TOML file (`--config`), then flags, which win.
+//! See docs/dtnd.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use dtn_core::bpv7::Eid;
+use dtn_core::routing::{ContactPlan, ProphetParams, RoutingConfig, StaticRoute};
+use dtn_node::{Node, NodeConfig};
+use serde::Deserialize;
+
+/// The DTN bundle router daemon.
+#[derive(Parser, Debug, Default)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (flags override it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Node ID: dtn://name/ or ipn:N.0 (default: dtn://<hostname>/).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Store directory (default: $XDG_DATA_HOME/dtn/store, else ~/.local/share/dtn/store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// TCPCLv4 listen address, or "off" (default 0.0.0.0:4556).
+    #[arg(long)]
+    tcpcl: Option<String>,
+    /// Static peer to keep a session with: tcp://ADDR:PORT (repeatable).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Application API address on loopback, or "off" (default 127.0.0.1:3000).
+    #[arg(long)]
+    api: Option<String>,
+    /// Routing agent: epidemic, spray, prophet, static, contact-plan.
+    #[arg(long)]
+    routing: Option<String>,
+    /// Spray-and-wait copies per bundle (L).
+    #[arg(long)]
+    spray_copies: Option<u32>,
+    /// Static route PATTERN=NEXT_HOP, e.g. "dtn://collector/*=dtn://van/" (repeatable; first match wins).
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// Contact-plan file for --routing contact-plan (docs/routing.md has the format).
+    #[arg(long)]
+    contact_plan: Option<PathBuf>,
+    /// Store quota, e.g. 500M or 20G.
+    #[arg(long)]
+    quota: Option<String>,
+    /// Turn LAN discovery off.
+    #[arg(long)]
+    no_discovery: bool,
+    /// Do not take custody of bundles created here.
+    #[arg(long)]
+    no_custody: bool,
+}
+
+/// The configuration file: the same settings as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    node_id: Option<String>,
+    store: Option<PathBuf>,
+    tcpcl: Option<String>,
+    #[serde(default)]
+    peers: Vec<String>,
+    api: Option<String>,
+    routing: Option<String>,
+    spray_copies: Option<u32>,
+    #[serde(default)]
+    routes: Vec<String>,
+    contact_plan: Option<PathBuf>,
+    quota: Option<String>,
+    discovery: Option<bool>,
+    custody: Option<bool>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    init_logs();
+    let cfg = configure(args)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(run(cfg))
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(cfg: NodeConfig) -> Result<()> {
+    let node = Node::start(cfg).await.context("starting the node")?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Merges the file and the flags into a node configuration.
+fn configure(args: Args) -> Result<NodeConfig> {
+    let file = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<FileConfig>(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let node_id = match args.node_id.or(file.node_id) {
+        Some(s) => s.parse::<Eid>().map_err(|e| anyhow::anyhow!("bad node ID {s:?}: {e}"))?,
+        None => default_node_id()?,
+    };
+    if node_id.node_id() != node_id || node_id.is_null() {
+        bail!("the node ID must be a node ID (dtn://name/ or ipn:N.0), not {node_id}");
+    }
+    let store = match args.store.or(file.store) {
+        Some(p) => p,
+        None => default_store()?,
+    };
+    let mut cfg = NodeConfig::new(node_id.clone(), store);
+    cfg.tcpcl = addr_or_off(args.tcpcl.or(file.tcpcl), "--tcpcl", cfg.tcpcl)?;
+    cfg.api = addr_or_off(args.api.or(file.api), "--api", cfg.api)?;
+    let peers = if args.peers.is_empty() { file.peers } else { args.peers };
+    cfg.peers = peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    if let Some(q) = args.quota.or(file.quota) {
+        cfg.quota = parse_size(&q)?;
+    }
+    cfg.discovery = !args.no_discovery && file.discovery.unwrap_or(true);
+    cfg.custody = !args.no_custody && file.custody.unwrap_or(true);
+    let routes = if args.routes.is_empty() { file.routes } else { args.routes };
+    let copies = args.spray_copies.or(file.spray_copies);
+    let plan = args.contact_plan.or(file.contact_plan);
+    cfg.routing = routing(args.routing.or(file.routing).as_deref(), copies, &routes, plan.as_deref())?;
+    Ok(cfg)
+}
+
+fn routing(name: Option<&str>, copies: Option<u32>, routes: &[String], plan: Option<&Path>) -> Result<RoutingConfig> {
+    Ok(match name.unwrap_or("epidemic") {
+        "epidemic" => RoutingConfig::Epidemic,
+        "spray" | "spray-and-wait" => RoutingConfig::SprayAndWait { copies: copies.unwrap_or(8).max(1) },
+        "prophet" => RoutingConfig::Prophet(ProphetParams::default()),
+        "static" => {
+            if routes.is_empty() {
+                bail!("--routing static needs at least one --route PATTERN=NEXT_HOP");
+            }
+            RoutingConfig::Static(routes.iter().map(|r| parse_route(r)).collect::<Result<_>>()?)
+        }
+        "contact-plan" => {
+            let Some(path) = plan else { bail!("--routing contact-plan needs --contact-plan FILE") };
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let plan = ContactPlan::parse(&text, dtn_node::now()).with_context(|| format!("in {}", path.display()))?;
+            RoutingConfig::ContactPlan(plan)
+        }
+        other => bail!("unknown routing agent {other:?} (epidemic, spray, prophet, static, contact-plan)"),
+    })
+}
+
+fn parse_route(s: &str) -> Result<StaticRoute> {
+    let Some((pattern, hop)) = s.split_once('=') else { bail!("route {s:?}: expected PATTERN=NEXT_HOP") };
+    let pattern = pattern.trim().parse().map_err(|e| anyhow::anyhow!("route {s:?}: {e}"))?;
+    let via: Eid = hop.trim().parse().map_err(|e| anyhow::anyhow!("route {s:?}: bad next hop: {e}"))?;
+    Ok(StaticRoute { pattern, via })
+}
+
+fn addr_or_off(v: Option<String>, flag: &str, default: Option<SocketAddr>) -> Result<Option<SocketAddr>> {
+    match v.as_deref() {
+        None => Ok(default),
+        Some("off") => Ok(None),
+        Some(s) => s.parse().map(Some).with_context(|| format!("{flag} {s:?}: expected ADDR:PORT or off")),
+    }
+}
+
+fn parse_peer(s: &str) -> Result<SocketAddr> {
+    let addr = s.strip_prefix("tcp://").unwrap_or(s).trim_end_matches('/');
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| format!("peer {s:?}: expected tcp://ADDR:PORT"))?
+        .next()
+        .with_context(|| format!("peer {s:?}: no address"))
+}
+
+/// "500M", "20G", "1048576" → bytes.
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => bail!("size {s:?}: unknown unit {c:?} (K, M, G, T)"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = digits.trim().parse().with_context(|| format!("size {s:?}: not a number"))?;
+    n.checked_mul(mult).with_context(|| format!("size {s:?} is too large"))
+}
+
+fn default_node_id() -> Result<Eid> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "localhost".into());
+    let name: String =
+        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    format!("dtn://{name}/").parse().map_err(|e| anyhow::anyhow!("cannot make a node ID from the host name: {e}"))
+}
+
+fn default_store() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".local/share"),
+            None => bail!("no --store given and no home directory to put the store in"),
+        },
+    };
+    Ok(base.join("dtn/store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_bad_values_are_named() {
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("12Q").unwrap_err().to_string().contains("unknown unit"));
+        assert_eq!(parse_peer("tcp://127.0.0.1:4556").unwrap(), "127.0.0.1:4556".parse().unwrap());
+        assert!(parse_peer("tcp://nowhere").is_err());
+        assert!(parse_route("dtn://c/*").is_err());
+        let args = Args {
+            node_id: Some("dtn://a/".into()),
+            store: Some("/tmp/x".into()),
+            tcpcl: Some("off".into()),
+            routing: Some("spray".into()),
+            spray_copies: Some(4),
+            ..Args::default()
+        };
+        let cfg = configure(args).unwrap();
+        assert_eq!(cfg.tcpcl, None);
+        assert!(matches!(cfg.routing, RoutingConfig::SprayAndWait { copies: 4 }));
+        let bad = Args { node_id: Some("dtn://a/x".into()), store: Some("/tmp/x".into()), ..Args::default() };
+        assert!(configure(bad).unwrap_err().to_string().contains("must be a node ID"));
+        let bad = Args { routing: Some("flood".into()), store: Some("/tmp/x".into()), ..Args::default() };
+        assert!(configure(bad).unwrap_err().to_string().contains("unknown routing agent"));
+    }
+
+    #[test]
+    fn config_file_is_strict() {
+        let f: Result<FileConfig, _> = toml::from_str("node-id = \"dtn://a/\"\nrouting = \"prophet\"\n");
+        assert!(f.is_ok());
+        let f: Result<FileConfig, _> = toml::from_str("nodeid = \"dtn://a/\"\n");
+        assert!(f.unwrap_err().to_string().contains("unknown field"));
+    }
+}

@@ -1,0 +1,440 @@
+//! The application API: HTTP on loopback, payloads as raw bodies, everything else JSON. docs/api.md has
+//! every route.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dtn_core::bpv7::{BundleFlags, BundleId, Eid};
+use dtn_core::engine::Submission;
+use dtn_core::store::{BundleMeta, Priority};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::{Delivery, NodeError, NodeHandle};
+
+/// Largest request body: a payload sent in one bundle, or one batch.
+pub const MAX_BODY: usize = 1 << 30;
+/// How long a bundle handed out by `GET /recv?ack=manual` waits for its acknowledgement before it is given
+/// to the next reader.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Api {
+    node: NodeHandle,
+    leases: Arc<Mutex<BTreeMap<BundleId, JoinHandle<()>>>>,
+}
+
+/// Binds the API and serves it until the task is aborted.
+pub async fn serve(addr: SocketAddr, node: NodeHandle) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Io { context: format!("binding the API on {addr}"), source })?;
+    let bound = listener.local_addr().map_err(|source| NodeError::Io { context: "API address".into(), source })?;
+    let app = router(node);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// The API's routes, for embedding in another server.
+pub fn router(node: NodeHandle) -> Router {
+    let api = Api { node, leases: Arc::default() };
+    Router::new()
+        .route("/node", get(node_info))
+        .route("/send", post(send))
+        .route("/send/batch", post(send_batch))
+        .route("/endpoints", post(register).delete(unregister))
+        .route("/recv", get(recv))
+        .route("/recv/ack", post(ack))
+        .route("/ws", get(ws))
+        .route("/bundles", get(list))
+        .route("/bundle", get(show).delete(delete))
+        .route("/bundle/raw", get(raw))
+        .route("/import", post(import))
+        .route("/peers", get(peers))
+        .route("/contacts", get(peers))
+        .route("/stats", get(stats))
+        .route("/link", post(link))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// An error as the API returns it: a status and one line of text.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let code = match e {
+            NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+fn bad(what: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, what.to_string())
+}
+
+fn eid(s: &str, what: &str) -> Result<Eid, ApiError> {
+    s.parse().map_err(|e| bad(format!("bad {what} {s:?}: {e}")))
+}
+
+fn bundle_id(s: &str) -> Result<BundleId, ApiError> {
+    s.parse().map_err(bad)
+}
+
+async fn node_info(State(api): State<Api>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "node": api.node.node_id().to_string() }))
+}
+
+/// Options of `POST /send` and `POST /send/batch`.
+#[derive(Deserialize)]
+struct SendParams {
+    dst: String,
+    src: Option<String>,
+    /// Lifetime in seconds.
+    lifetime: Option<u64>,
+    /// 0 (bulk) to 255; 64 is normal.
+    priority: Option<u8>,
+    /// Comma-separated status reports wanted: received, forwarded, delivered, deleted.
+    report: Option<String>,
+    report_to: Option<String>,
+    #[serde(default)]
+    no_fragment: bool,
+}
+
+impl SendParams {
+    fn submission(&self, payload: Vec<u8>) -> Result<Submission, ApiError> {
+        let mut s = Submission::new(0, eid(&self.dst, "destination")?, payload);
+        if let Some(src) = &self.src {
+            s.source = Some(eid(src, "source")?);
+        }
+        s.lifetime_ms = self.lifetime.map(|l| l.saturating_mul(1000));
+        if let Some(p) = self.priority {
+            s.priority = Priority(p);
+        }
+        if let Some(r) = &self.report {
+            let mut flags = 0;
+            for part in r.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                flags |= match part {
+                    "received" => BundleFlags::REPORT_RECEPTION.0,
+                    "forwarded" => BundleFlags::REPORT_FORWARDING.0,
+                    "delivered" => BundleFlags::REPORT_DELIVERY.0,
+                    "deleted" => BundleFlags::REPORT_DELETION.0,
+                    other => return Err(bad(format!("unknown report {other:?}"))),
+                };
+            }
+            s.reports = BundleFlags(flags);
+        }
+        if let Some(r) = &self.report_to {
+            s.report_to = Some(eid(r, "report-to endpoint")?);
+        }
+        s.must_not_fragment = self.no_fragment;
+        Ok(s)
+    }
+}
+
+#[derive(Serialize)]
+struct Sent {
+    id: String,
+    fragments: usize,
+}
+
+async fn send(State(api): State<Api>, Query(p): Query<SendParams>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let sub = p.submission(body.to_vec())?;
+    let ids = api.node.submit(sub).await?;
+    let first = ids.first().cloned().ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no ID".into()))?;
+    let id = BundleId { fragment: None, ..first }.compact();
+    Ok(axum::Json(Sent { id, fragments: ids.len() }))
+}
+
+/// `POST /send/batch`: the body is any number of payloads, each as a 4-byte big-endian length and the bytes,
+/// all sent with the same options. Every bundle is durable when the answer comes.
+async fn send_batch(
+    State(api): State<Api>,
+    Query(p): Query<SendParams>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut rest = &body[..];
+    let mut subs = Vec::new();
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(bad(format!("batch: truncated length at byte {}", body.len() - rest.len())));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(bad(format!("batch: payload at byte {} is cut short", body.len() - rest.len())));
+        }
+        subs.push(p.submission(tail[..len].to_vec())?);
+        rest = &tail[len..];
+    }
+    // Submitted all at once, so they share group commits.
+    let waits: Vec<_> = subs.into_iter().map(|s| api.node.submit(s)).collect();
+    let mut ids = Vec::with_capacity(waits.len());
+    for r in futures_util::future::join_all(waits).await {
+        let first = r?.into_iter().next().map(|id| BundleId { fragment: None, ..id });
+        ids.extend(first.map(|id| id.compact()));
+    }
+    Ok(axum::Json(serde_json::json!({ "ids": ids })))
+}
+
+#[derive(Deserialize)]
+struct EndpointParams {
+    eid: String,
+}
+
+async fn register(State(api): State<Api>, Query(p): Query<EndpointParams>) -> Result<StatusCode, ApiError> {
+    api.node.register(eid(&p.eid, "endpoint")?)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unregister(State(api): State<Api>, Query(p): Query<EndpointParams>) -> Result<StatusCode, ApiError> {
+    api.node.unregister(eid(&p.eid, "endpoint")?)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RecvParams {
+    endpoint: String,
+    /// Seconds to wait for a bundle; 0 answers at once.
+    #[serde(default)]
+    wait: u64,
+    /// `auto` (default): the bundle counts as delivered once sent. `manual`: it waits for `POST /recv/ack`.
+    ack: Option<String>,
+}
+
+fn delivery_headers(d: &Delivery) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put("x-bundle-id", d.id.compact());
+    put("x-source", d.source.to_string());
+    put("x-destination", d.destination.to_string());
+    put("content-type", "application/octet-stream".into());
+    h
+}
+
+/// `GET /recv`: the next bundle for an endpoint, its payload as the body; 204 when there is none.
+async fn recv(State(api): State<Api>, Query(p): Query<RecvParams>) -> Result<Response, ApiError> {
+    let endpoint = eid(&p.endpoint, "endpoint")?;
+    let manual = match p.ack.as_deref() {
+        None | Some("auto") => false,
+        Some("manual") => true,
+        Some(other) => return Err(bad(format!("ack must be auto or manual, not {other:?}"))),
+    };
+    let next = api.node.next_delivery(endpoint, p.wait > 0);
+    let d = if p.wait > 0 {
+        match tokio::time::timeout(Duration::from_secs(p.wait), next).await {
+            Ok(r) => r?,
+            Err(_) => None,
+        }
+    } else {
+        next.await?
+    };
+    let Some(d) = d else { return Ok(StatusCode::NO_CONTENT.into_response()) };
+    if manual {
+        let node = api.node.clone();
+        let id = d.id.clone();
+        let lease = tokio::spawn(async move {
+            tokio::time::sleep(LEASE).await;
+            node.taken(id, false);
+        });
+        if let Some(old) = api.leases.lock().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), lease) {
+            old.abort();
+        }
+    } else {
+        api.node.taken(d.id.clone(), true);
+    }
+    let headers = delivery_headers(&d);
+    Ok((headers, d.payload).into_response())
+}
+
+#[derive(Deserialize)]
+struct IdParams {
+    id: String,
+}
+
+/// `POST /recv/ack?id=`: the application has the bundle; it is never delivered again.
+async fn ack(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<StatusCode, ApiError> {
+    let id = bundle_id(&p.id)?;
+    let lease = api.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    match lease {
+        Some(l) => {
+            l.abort();
+            api.node.taken(id, true);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not waiting for an acknowledgement", p.id))),
+    }
+}
+
+#[derive(Deserialize)]
+struct WsParams {
+    endpoint: String,
+}
+
+/// `GET /ws?endpoint=`: each bundle as a text frame (JSON: id, source, destination, length) followed by a
+/// binary frame (the payload); counted as delivered once both frames are written.
+async fn ws(State(api): State<Api>, Query(p): Query<WsParams>, up: WebSocketUpgrade) -> Result<Response, ApiError> {
+    let endpoint = eid(&p.endpoint, "endpoint")?;
+    Ok(up.on_upgrade(move |socket| stream_deliveries(api.node, endpoint, socket)))
+}
+
+async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocket) {
+    loop {
+        let d = tokio::select! {
+            d = node.next_delivery(endpoint.clone(), true) => d,
+            // The client hung up (or sent something): stop without taking a bundle.
+            m = socket.recv() => match m {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return,
+            },
+        };
+        let d = match d {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(_) => return,
+        };
+        let head = serde_json::json!({
+            "id": d.id.compact(),
+            "source": d.source.to_string(),
+            "destination": d.destination.to_string(),
+            "length": d.payload.len(),
+        });
+        let id = d.id.clone();
+        let sent = socket.send(Message::Text(head.to_string().into())).await.is_ok()
+            && socket.send(Message::Binary(d.payload.into())).await.is_ok();
+        node.taken(id, sent);
+        if !sent {
+            return;
+        }
+    }
+}
+
+/// A stored bundle as the API lists it.
+#[derive(Serialize)]
+pub struct BundleInfo {
+    /// Compact ID.
+    pub id: String,
+    /// Destination.
+    pub destination: String,
+    /// Encoded size.
+    pub size: u64,
+    /// Priority.
+    pub priority: u8,
+    /// Custody state.
+    pub custody: String,
+    /// Delivery state.
+    pub delivery: String,
+    /// Expiry (DTN time, ms).
+    pub expires_at: u64,
+    /// Spray-and-wait copies.
+    pub copies: u32,
+}
+
+impl From<&BundleMeta> for BundleInfo {
+    fn from(m: &BundleMeta) -> Self {
+        BundleInfo {
+            id: m.id.compact(),
+            destination: m.destination.to_string(),
+            size: m.size,
+            priority: m.priority.0,
+            custody: format!("{:?}", m.custody),
+            delivery: format!("{:?}", m.delivery),
+            expires_at: m.expires_at.0,
+            copies: m.copies,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+}
+
+async fn list(State(api): State<Api>, Query(p): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
+    let metas = api.node.list(p.limit.unwrap_or(10_000))?;
+    Ok(axum::Json(metas.iter().map(BundleInfo::from).collect::<Vec<_>>()))
+}
+
+async fn show(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<impl IntoResponse, ApiError> {
+    let id = bundle_id(&p.id)?;
+    match api.node.meta(&id)? {
+        Some(m) => Ok(axum::Json(BundleInfo::from(&m))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not stored here", p.id))),
+    }
+}
+
+async fn raw(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<Response, ApiError> {
+    let id = bundle_id(&p.id)?;
+    if api.node.meta(&id)?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not stored here", p.id)));
+    }
+    Ok(Body::from(api.node.read(&id)?).into_response())
+}
+
+async fn delete(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<StatusCode, ApiError> {
+    let id = bundle_id(&p.id)?;
+    if api.node.delete(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not stored here", p.id)))
+    }
+}
+
+/// `POST /import`: one encoded bundle, stored as if a peer had sent it (bundles carried by hand).
+async fn import(State(api): State<Api>, body: Bytes) -> Result<StatusCode, ApiError> {
+    if let Err(e) = dtn_core::bpv7::Bundle::decode(&body) {
+        return Err(bad(format!("not a bundle: {e}")));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    api.node.input(crate::core::Input::Received { peer: Eid::Null, bytes: body.to_vec(), durable: tx })?;
+    match rx.await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError(StatusCode::INSUFFICIENT_STORAGE, "the bundle could not be stored".into())),
+        Err(_) => Err(NodeError::Stopped.into()),
+    }
+}
+
+async fn peers(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(api.node.peers().await?))
+}
+
+async fn stats(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(api.node.stats().await?))
+}
+
+#[derive(Deserialize)]
+struct LinkParams {
+    peer: String,
+    up: bool,
+}
+
+/// `POST /link?peer=&up=false`: cuts the sessions to a peer and refuses new ones (`up=true` lets them back).
+async fn link(State(api): State<Api>, Query(p): Query<LinkParams>) -> Result<StatusCode, ApiError> {
+    api.node.set_link(eid(&p.peer, "peer")?, p.up)?;
+    Ok(StatusCode::NO_CONTENT)
+}

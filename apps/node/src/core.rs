@@ -1,0 +1,377 @@
+//! The engine task: the only owner of the router engine. Everything else (convergence layers, the
+//! application API, store commits, timers) talks to it through one channel, so the engine sees one event at
+//! a time in the order they happened, exactly as in the simulator.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dtn_core::bpv7::{BundleId, DtnTime, Eid};
+use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Submission, TransferId};
+use dtn_core::routing::LinkInfo;
+use dtn_core::store::{CommitReport, StoreError, WriteBatch};
+use dtn_store_lmdb::LmdbStore;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::stats::Stats;
+
+/// What the engine task is asked to do.
+pub(crate) enum Input {
+    /// An engine event that needs no answer.
+    Event(Event),
+    /// An application submission; answered once durable (or refused).
+    Submit(Submission, oneshot::Sender<Result<Vec<BundleId>, String>>),
+    /// A bundle from a peer; `durable` is answered once it is durable here (true) or could not be kept
+    /// (false), so the convergence layer acknowledges only durable bytes.
+    Received { peer: Eid, bytes: Vec<u8>, durable: oneshot::Sender<bool> },
+    /// A session to a peer is up; bundles for it go to `tx`.
+    ContactUp { peer: Eid, link: LinkInfo, session: u64, tx: mpsc::UnboundedSender<Outgoing> },
+    /// That session ended.
+    ContactDown { peer: Eid, session: u64 },
+    /// A store commit finished.
+    Committed(BatchId, Result<CommitReport, StoreError>),
+    /// The next bundle waiting for an application at `endpoint`, waiting for one if `wait`.
+    NextDelivery { endpoint: Eid, wait: bool, reply: oneshot::Sender<Option<BundleId>> },
+    /// The application has the bundle (true) or gave it back (false).
+    Taken { id: BundleId, ok: bool },
+    /// Deletes a stored bundle on the operator's request.
+    Delete(BundleId, oneshot::Sender<bool>),
+    /// Peers in contact.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Counters.
+    Stats(oneshot::Sender<Stats>),
+    /// Cut the sessions to a peer (or let them come back).
+    Link { peer: Eid, up: bool },
+    /// Stop: flush what is pending and answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A bundle to send on a session.
+pub(crate) struct Outgoing {
+    pub transfer: TransferId,
+    pub bytes: Vec<u8>,
+}
+
+/// A peer in contact, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerInfo {
+    /// Its node ID.
+    pub node: String,
+    /// Transfers outstanding to it.
+    pub in_flight: usize,
+}
+
+struct Session {
+    id: u64,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    in_flight: usize,
+}
+
+pub(crate) struct Core {
+    engine: Engine,
+    store: Arc<LmdbStore>,
+    inbox: mpsc::UnboundedReceiver<Input>,
+    me: mpsc::UnboundedSender<Input>,
+    timer: Option<DtnTime>,
+    sessions: BTreeMap<Eid, Session>,
+    /// Peers the operator cut: sessions to them are refused until they are let back.
+    pub(crate) blocked: Arc<std::sync::Mutex<BTreeSet<Eid>>>,
+    transfers: BTreeMap<TransferId, Eid>,
+    submissions: BTreeMap<u64, oneshot::Sender<Result<Vec<BundleId>, String>>>,
+    next_token: u64,
+    /// Received bundles waiting for their batches to be durable.
+    durable_waiters: Vec<(BTreeSet<BatchId>, oneshot::Sender<bool>, bool)>,
+    deliveries: BTreeMap<Eid, VecDeque<BundleId>>,
+    handed_out: BTreeMap<BundleId, Eid>,
+    delivery_waiters: BTreeMap<Eid, Vec<oneshot::Sender<Option<BundleId>>>>,
+    deletes: BTreeMap<u64, oneshot::Sender<bool>>,
+    stats: Stats,
+}
+
+/// Milliseconds since the DTN epoch, from the system clock.
+pub fn now() -> DtnTime {
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    DtnTime::from_unix_ms(unix)
+}
+
+impl Core {
+    pub(crate) fn new(
+        engine: Engine,
+        store: Arc<LmdbStore>,
+        inbox: mpsc::UnboundedReceiver<Input>,
+        me: mpsc::UnboundedSender<Input>,
+        blocked: Arc<std::sync::Mutex<BTreeSet<Eid>>>,
+    ) -> Core {
+        Core {
+            engine,
+            store,
+            inbox,
+            me,
+            timer: None,
+            sessions: BTreeMap::new(),
+            blocked,
+            transfers: BTreeMap::new(),
+            submissions: BTreeMap::new(),
+            next_token: 1,
+            durable_waiters: Vec::new(),
+            deliveries: BTreeMap::new(),
+            handed_out: BTreeMap::new(),
+            delivery_waiters: BTreeMap::new(),
+            deletes: BTreeMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.handle(Event::Start);
+        loop {
+            let input = match self.timer {
+                Some(at) => {
+                    let wait = at.0.saturating_sub(now().0);
+                    tokio::select! {
+                        i = self.inbox.recv() => i,
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                            self.timer = None;
+                            self.handle(Event::Timer);
+                            continue;
+                        }
+                    }
+                }
+                None => self.inbox.recv().await,
+            };
+            let Some(input) = input else { break };
+            if let Input::Shutdown(done) = input {
+                self.shutdown().await;
+                let _ = done.send(());
+                break;
+            }
+            self.input(input);
+        }
+    }
+
+    /// Waits for commits already handed to the store, so that every acknowledgement sent is true.
+    async fn shutdown(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.engine.pending_batches() > 0 {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(Input::Committed(b, r))) => self.committed(b, r),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.sessions.clear();
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Event(e) => {
+                if let Event::TransferFinished { transfer }
+                | Event::TransferFailed { transfer }
+                | Event::TransferCut { transfer, .. } = &e
+                    && let Some(peer) = self.transfers.remove(transfer)
+                    && let Some(s) = self.sessions.get_mut(&peer)
+                {
+                    s.in_flight = s.in_flight.saturating_sub(1);
+                }
+                self.handle(e);
+            }
+            Input::Submit(mut sub, reply) => {
+                sub.token = self.next_token;
+                self.next_token += 1;
+                self.submissions.insert(sub.token, reply);
+                self.handle(Event::Submit(sub));
+            }
+            Input::Received { peer, bytes, durable } => {
+                self.stats.received_bytes += bytes.len() as u64;
+                let batches = self.handle(Event::Received { peer, bytes });
+                if batches.is_empty() {
+                    // Nothing to persist: a duplicate, a record, or refused (the notices say which). The
+                    // peer may stop sending it either way.
+                    let _ = durable.send(true);
+                } else {
+                    self.durable_waiters.push((batches, durable, true));
+                }
+            }
+            Input::ContactUp { peer, link, session, tx } => {
+                if self.sessions.contains_key(&peer) {
+                    // One contact per peer: a second session (both sides dialled) is left idle.
+                    return;
+                }
+                self.sessions.insert(peer.clone(), Session { id: session, tx, in_flight: 0 });
+                self.handle(Event::ContactUp { peer, link });
+            }
+            Input::ContactDown { peer, session } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.sessions.remove(&peer);
+                    self.handle(Event::ContactDown { peer });
+                }
+            }
+            Input::Committed(batch, result) => self.committed(batch, result),
+            Input::NextDelivery { endpoint, wait, reply } => {
+                match self.deliveries.get_mut(&endpoint).and_then(VecDeque::pop_front) {
+                    Some(id) => {
+                        self.handed_out.insert(id.clone(), endpoint);
+                        let _ = reply.send(Some(id));
+                    }
+                    None if wait => self.delivery_waiters.entry(endpoint).or_default().push(reply),
+                    None => {
+                        let _ = reply.send(None);
+                    }
+                }
+            }
+            Input::Taken { id, ok } => {
+                let Some(endpoint) = self.handed_out.remove(&id) else { return };
+                if ok {
+                    self.handle(Event::DeliveryAcked { id });
+                } else {
+                    self.deliveries.entry(endpoint).or_default().push_front(id);
+                }
+            }
+            Input::Delete(id, reply) => {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.deletes.insert(token, reply);
+                self.handle(Event::Delete { id, token });
+            }
+            Input::Peers(reply) => {
+                let peers = self
+                    .sessions
+                    .iter()
+                    .map(|(p, s)| PeerInfo { node: p.to_string(), in_flight: s.in_flight })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Input::Stats(reply) => {
+                let mut s = self.stats.clone();
+                s.peers = self.sessions.len();
+                s.store = dtn_core::store::BundleStore::usage(&*self.store).into();
+                let _ = reply.send(s);
+            }
+            Input::Link { peer, up } => {
+                let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+                if up {
+                    blocked.remove(&peer);
+                } else {
+                    blocked.insert(peer.clone());
+                    drop(blocked);
+                    // Dropping the sender ends the session task, which cuts the TCP connection.
+                    if self.sessions.remove(&peer).is_some() {
+                        self.handle(Event::ContactDown { peer });
+                    }
+                }
+            }
+            Input::Shutdown(_) => {}
+        }
+    }
+
+    fn committed(&mut self, batch: BatchId, result: Result<CommitReport, StoreError>) {
+        let ok = result.is_ok();
+        match result {
+            Ok(report) => {
+                if !report.evicted.is_empty() {
+                    self.handle(Event::Evicted(report.evicted));
+                }
+                self.handle(Event::Persisted(vec![batch]));
+            }
+            Err(e) => {
+                let failure = if e.is_full() { PersistFailure::Full } else { PersistFailure::Other(e.to_string()) };
+                self.handle(Event::PersistFailed { batch, failure });
+            }
+        }
+        let mut i = 0;
+        while i < self.durable_waiters.len() {
+            let w = &mut self.durable_waiters[i];
+            if w.0.remove(&batch) {
+                w.2 &= ok;
+            }
+            if w.0.is_empty() {
+                let (_, tx, ok) = self.durable_waiters.swap_remove(i);
+                let _ = tx.send(ok);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Runs one event through the engine and carries out its actions; returns the batches it asked for.
+    fn handle(&mut self, event: Event) -> BTreeSet<BatchId> {
+        let actions = self.engine.handle(&*self.store, now(), event);
+        let mut batches = BTreeSet::new();
+        for a in actions {
+            match a {
+                Action::Persist { batch, ops } => {
+                    batches.insert(batch);
+                    let me = self.me.clone();
+                    self.store.submit_with(WriteBatch { now: now(), ops }, move |r| {
+                        let _ = me.send(Input::Committed(batch, r));
+                    });
+                }
+                Action::Transmit { peer, transfer, bytes, .. } => self.transmit(peer, transfer, bytes),
+                Action::Deliver { endpoint, id } => self.deliver(endpoint, id),
+                Action::Accepted { token, ids } => {
+                    if let Some(reply) = self.submissions.remove(&token) {
+                        let _ = reply.send(Ok(ids));
+                    } else if let Some(reply) = self.deletes.remove(&token) {
+                        let _ = reply.send(true);
+                    }
+                }
+                Action::Rejected { token, reason } => {
+                    if let Some(reply) = self.submissions.remove(&token) {
+                        let _ = reply.send(Err(reason));
+                    } else if let Some(reply) = self.deletes.remove(&token) {
+                        let _ = reply.send(false);
+                    }
+                }
+                Action::SetTimer(t) => self.timer = Some(t),
+                Action::Notice(n) => self.notice(n),
+            }
+        }
+        batches
+    }
+
+    /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
+    fn deliver(&mut self, endpoint: Eid, id: BundleId) {
+        if self.handed_out.contains_key(&id) {
+            return;
+        }
+        while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
+            // A waiter whose request was dropped (client gone) refuses the send; try the next one.
+            if w.send(Some(id.clone())).is_ok() {
+                self.handed_out.insert(id, endpoint);
+                return;
+            }
+        }
+        let q = self.deliveries.entry(endpoint).or_default();
+        if !q.contains(&id) {
+            q.push_back(id);
+        }
+    }
+
+    fn transmit(&mut self, peer: Eid, transfer: TransferId, bytes: Vec<u8>) {
+        self.stats.sent_bytes += bytes.len() as u64;
+        let sent = match self.sessions.get_mut(&peer) {
+            Some(s) => {
+                s.in_flight += 1;
+                s.tx.send(Outgoing { transfer, bytes }).is_ok()
+            }
+            None => false,
+        };
+        if sent {
+            self.transfers.insert(transfer, peer);
+        } else {
+            // The session went away between the engine's decision and now: the engine hears it failed.
+            let _ = self.me.send(Input::Event(Event::TransferFailed { transfer }));
+        }
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.stats.count(&n);
+        match &n {
+            Notice::StoreError(e) => tracing::error!(error = %e, "store"),
+            Notice::Malformed { from, error } => tracing::warn!(%from, %error, "malformed input"),
+            Notice::Refused { id, reason } => tracing::info!(%id, ?reason, "refused"),
+            Notice::Deleted { id, reason } => tracing::info!(%id, reason, "deleted"),
+            other => tracing::debug!(?other),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The node runtime: the router engine of `dtn-core` driven by tokio, with an LMDB store that group-commits,
+//! the TCPCLv4 convergence layer, LAN discovery, timers and the application API.
+//!
+//! `dtnd`, the demos, the integration tests and the Android library all embed this same node:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), dtn_node::NodeError> {
+//! let cfg = dtn_node::NodeConfig::new("dtn://station1/".parse().unwrap(), "/var/lib/dtn".into());
+//! let node = dtn_node::Node::start(cfg).await?;
+//! let id = node.handle().send("dtn://collector/~data".parse().unwrap(), b"21.5 C".to_vec()).await?;
+//! println!("stored as {id:?}");
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+mod config;
+mod core;
+mod links;
+mod stats;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use dtn_core::bpv7::{Bundle, BundleId, Eid, Limits};
+use dtn_core::engine::{Engine, Submission};
+use dtn_core::store::{BundleMeta, BundleStore, Summary};
+use dtn_store_lmdb::LmdbStore;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use config::NodeConfig;
+pub use core::{PeerInfo, now};
+pub use stats::{Stats, StoreUsage};
+
+use crate::core::{Core, Input};
+
+/// Why the node could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] dtn_core::store::StoreError),
+    /// A socket could not be bound or used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node refused the request.
+    #[error("{0}")]
+    Rejected(String),
+    /// The node is shutting down.
+    #[error("the node is stopped")]
+    Stopped,
+    /// A bundle the store returned could not be decoded.
+    #[error("stored bundle unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A running node.
+pub struct Node {
+    handle: NodeHandle,
+    core: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+    api_addr: Option<std::net::SocketAddr>,
+    tcpcl_addr: Option<std::net::SocketAddr>,
+}
+
+/// A cheap, cloneable way to talk to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::UnboundedSender<Input>,
+    store: Arc<LmdbStore>,
+    node_id: Eid,
+}
+
+impl Node {
+    /// Opens the store, starts the engine, the convergence layers and the API.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&cfg.store_dir)
+            .map_err(|source| NodeError::Io { context: format!("creating {}", cfg.store_dir.display()), source })?;
+        let store = Arc::new(LmdbStore::open(&cfg.store_dir, dtn_store_lmdb::Options::with_quota(cfg.quota))?);
+        let engine = Engine::new(cfg.engine_config(), cfg.routing.build(), cfg.seed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let blocked = Arc::new(Mutex::new(BTreeSet::new()));
+        let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone());
+        let core = tokio::spawn(core.run());
+        let handle = NodeHandle { tx, store, node_id: cfg.node_id.clone() };
+        let mut tasks = Vec::new();
+        let links = links::start(&cfg, handle.clone(), blocked).await?;
+        let tcpcl_addr = links.listen_addr;
+        tasks.extend(links.tasks);
+        let mut api_addr = None;
+        if let Some(addr) = cfg.api {
+            let (bound, task) = api::serve(addr, handle.clone()).await?;
+            api_addr = Some(bound);
+            tasks.push(task);
+        }
+        tracing::info!(node = %cfg.node_id, store = %cfg.store_dir.display(), ?tcpcl_addr, ?api_addr, "node started");
+        Ok(Node { handle, core, tasks, api_addr, tcpcl_addr })
+    }
+
+    /// A handle for submitting, receiving and inspecting.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Where the API listens (the bound address, useful with port 0).
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api_addr
+    }
+
+    /// Where TCPCL listens (the bound address, useful with port 0).
+    pub fn tcpcl_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcpcl_addr
+    }
+
+    /// Stops accepting work, waits for pending commits, closes sessions and the store.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let (done, wait) = oneshot::channel();
+        if self.handle.tx.send(Input::Shutdown(done)).is_ok() {
+            let _ = wait.await;
+        }
+        let _ = self.core.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A bundle delivered to an application.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its ID.
+    pub id: BundleId,
+    /// Source endpoint.
+    pub source: Eid,
+    /// Destination endpoint.
+    pub destination: Eid,
+    /// The application data.
+    pub payload: Vec<u8>,
+}
+
+impl NodeHandle {
+    /// This node's ID.
+    pub fn node_id(&self) -> &Eid {
+        &self.node_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Submits a bundle; returns once it is durable, with its ID (one per fragment if it was split).
+    pub async fn submit(&self, sub: Submission) -> Result<Vec<BundleId>, NodeError> {
+        self.ask(|tx| Input::Submit(sub, tx)).await?.map_err(NodeError::Rejected)
+    }
+
+    /// Sends `payload` to `destination` with default options; returns the bundle's ID once durable.
+    pub async fn send(&self, destination: Eid, payload: Vec<u8>) -> Result<BundleId, NodeError> {
+        let ids = self.submit(Submission::new(0, destination, payload)).await?;
+        ids.into_iter().next().map(whole).ok_or_else(|| NodeError::Rejected("nothing was stored".into()))
+    }
+
+    /// Registers an application endpoint: bundles for it are delivered here from now on (and across
+    /// restarts, until unregistered).
+    pub fn register(&self, endpoint: Eid) -> Result<(), NodeError> {
+        self.tx.send(Input::Event(dtn_core::engine::Event::Register(endpoint))).map_err(|_| NodeError::Stopped)
+    }
+
+    /// Unregisters an endpoint; its bundles wait in the store.
+    pub fn unregister(&self, endpoint: Eid) -> Result<(), NodeError> {
+        self.tx.send(Input::Event(dtn_core::engine::Event::Unregister(endpoint))).map_err(|_| NodeError::Stopped)
+    }
+
+    /// The next bundle for `endpoint` (registered), waiting for one if `wait`. The caller must answer with
+    /// [`taken`](Self::taken): until then no one else gets it.
+    pub async fn next_delivery(&self, endpoint: Eid, wait: bool) -> Result<Option<Delivery>, NodeError> {
+        let Some(id) = self.ask(|reply| Input::NextDelivery { endpoint, wait, reply }).await? else {
+            return Ok(None);
+        };
+        match self.read(&id) {
+            Ok(bytes) => {
+                let limits = Limits::default();
+                let b = Bundle::decode_with(&bytes, &limits).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+                let p = b.primary();
+                Ok(Some(Delivery {
+                    id: id.clone(),
+                    source: p.source.clone(),
+                    destination: p.destination.clone(),
+                    payload: b.payload().to_vec(),
+                }))
+            }
+            Err(e) => {
+                self.taken(id, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// The application has the bundle (`ok`, it is never delivered again) or gives it back.
+    pub fn taken(&self, id: BundleId, ok: bool) {
+        let _ = self.tx.send(Input::Taken { id, ok });
+    }
+
+    /// Receives the next bundle for `endpoint` and acknowledges it at once.
+    pub async fn recv(&self, endpoint: Eid) -> Result<Delivery, NodeError> {
+        loop {
+            if let Some(d) = self.next_delivery(endpoint.clone(), true).await? {
+                self.taken(d.id.clone(), true);
+                return Ok(d);
+            }
+        }
+    }
+
+    /// The stored bytes of a bundle.
+    pub fn read(&self, id: &BundleId) -> Result<Vec<u8>, NodeError> {
+        let r = self.store.read_bundle(id)?;
+        dtn_store_lmdb::read_to_vec(r).map_err(|source| NodeError::Io { context: format!("reading {id}"), source })
+    }
+
+    /// Stored bundles, in arrival order per source.
+    pub fn list(&self, limit: usize) -> Result<Vec<BundleMeta>, NodeError> {
+        Ok(self.store.select(&self.store.summary(), limit)?)
+    }
+
+    /// One stored bundle's metadata.
+    pub fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, NodeError> {
+        Ok(self.store.meta(id)?)
+    }
+
+    /// What the store holds, as a summary.
+    pub fn summary(&self) -> Summary {
+        self.store.summary()
+    }
+
+    /// Deletes a stored bundle; false if it is not stored.
+    pub async fn delete(&self, id: BundleId) -> Result<bool, NodeError> {
+        self.ask(|tx| Input::Delete(id, tx)).await
+    }
+
+    /// Peers in contact.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.ask(Input::Peers).await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Result<Stats, NodeError> {
+        self.ask(Input::Stats).await
+    }
+
+    /// Cuts every session to `peer` and refuses new ones (`up = false`), or lets them come back.
+    pub fn set_link(&self, peer: Eid, up: bool) -> Result<(), NodeError> {
+        self.tx.send(Input::Link { peer: peer.node_id(), up }).map_err(|_| NodeError::Stopped)
+    }
+
+    pub(crate) fn input(&self, i: Input) -> Result<(), NodeError> {
+        self.tx.send(i).map_err(|_| NodeError::Stopped)
+    }
+}
+
+/// The whole bundle's ID for a fragment's.
+fn whole(id: BundleId) -> BundleId {
+    BundleId { fragment: None, ..id }
+}

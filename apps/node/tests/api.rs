@@ -1,0 +1,145 @@
+//! The application API end to end on one node: a real LMDB store in a temporary directory, the HTTP API on
+//! loopback, and the blocking client the `dtn` command uses.
+
+use std::time::Duration;
+
+use dtn_client::{Client, ClientError, SendOptions};
+use dtn_node::{Node, NodeConfig};
+
+fn config(dir: &std::path::Path) -> NodeConfig {
+    let mut cfg = NodeConfig::new("dtn://solo/".parse().unwrap(), dir.join("store"));
+    cfg.tcpcl = None;
+    cfg.discovery = false;
+    cfg.api = Some("127.0.0.1:0".parse().unwrap());
+    cfg.seed = 7;
+    cfg
+}
+
+/// Runs blocking client calls off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("client task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_receive_and_restart_keep_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    let ids = blocking(move || {
+        c.register("dtn://solo/~in").unwrap();
+        let a = c.send("dtn://solo/~in", &b"first"[..], Some(5), &SendOptions::default()).unwrap();
+        let b = c.send("dtn://solo/~in", &b"second"[..], Some(6), &SendOptions::default()).unwrap();
+        let got = c.recv("dtn://solo/~in", Duration::from_secs(5), false).unwrap().expect("a bundle");
+        assert_eq!((got.id.as_str(), &got.payload[..]), (a.id.as_str(), &b"first"[..]));
+        (a.id, b.id)
+    })
+    .await;
+    node.shutdown().await;
+
+    // The second bundle was never taken: it is delivered after the restart, the first is not.
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        let got = c.recv("dtn://solo/~in", Duration::from_secs(5), false).unwrap().expect("the second bundle");
+        assert_eq!((got.id.as_str(), &got.payload[..]), (ids.1.as_str(), &b"second"[..]));
+        assert!(c.recv("dtn://solo/~in", Duration::ZERO, false).unwrap().is_none(), "delivered twice");
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_ack_hands_a_bundle_to_one_reader_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        c.register("dtn://solo/~m").unwrap();
+        c.send("dtn://solo/~m", &b"x"[..], Some(1), &SendOptions::default()).unwrap();
+        let got = c.recv("dtn://solo/~m", Duration::from_secs(5), true).unwrap().expect("a bundle");
+        assert!(c.recv("dtn://solo/~m", Duration::ZERO, true).unwrap().is_none(), "handed out twice");
+        c.ack(&got.id).unwrap();
+        assert!(matches!(c.ack(&got.id), Err(ClientError::Node(_))), "acknowledged twice");
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_list_show_delete_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        let payloads: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let ids = c.send_batch("dtn://far/~data", &payloads).unwrap();
+        assert_eq!(ids.len(), 500);
+        let listed = c.list().unwrap();
+        assert_eq!(listed.len(), 500);
+        let shown = c.show(&ids[7]).unwrap();
+        assert_eq!(shown["destination"], "dtn://far/~data");
+        let raw = c.raw(&ids[7]).unwrap();
+        let b = dtn_core::bpv7::Bundle::decode(&raw).unwrap();
+        assert_eq!(b.payload(), 7u32.to_be_bytes());
+        c.delete(&ids[7]).unwrap();
+        assert!(matches!(c.show(&ids[7]), Err(ClientError::Node(m)) if m.contains("not stored")));
+        assert!(matches!(c.delete(&ids[7]), Err(ClientError::Node(_))));
+        let stats = c.stats().unwrap();
+        assert_eq!(stats["store"]["bundles"], 499);
+        assert_eq!(stats["deleted"], 1);
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_one_clear_line_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let addr = node.api_addr().unwrap();
+    let c = Client::new(addr);
+    blocking(move || {
+        let e = c.send("not an eid", &b"x"[..], Some(1), &SendOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("bad destination"), "{e}");
+        assert!(!e.contains('\n'), "{e:?}");
+        let e = c.import(b"\x00garbage").unwrap_err().to_string();
+        assert!(e.contains("not a bundle"), "{e}");
+        let e = c.show("dtn://x/-1").unwrap_err().to_string();
+        assert!(e.contains("not a bundle ID"), "{e}");
+        // Nothing was stored by the bad requests; a good batch of one goes through.
+        assert_eq!(c.list().unwrap().len(), 0);
+        assert_eq!(c.send_batch("dtn://far/", &[vec![1; 10]]).unwrap().len(), 1);
+        // Still serving.
+        c.send("dtn://far/", &b"ok"[..], Some(2), &SendOptions::default()).unwrap();
+        assert_eq!(c.list().unwrap().len(), 2);
+    })
+    .await;
+    node.shutdown().await;
+    // Nothing listens any more: the client says so in one line.
+    let e = blocking(move || Client::new(addr).stats().unwrap_err()).await;
+    assert!(matches!(e, ClientError::NotRunning { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_takes_an_exported_bundle_once() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let na = Node::start(config(a.path())).await.unwrap();
+    let mut cb = config(b.path());
+    cb.node_id = "dtn://other/".parse().unwrap();
+    let nb = Node::start(cb).await.unwrap();
+    let (ca, cb) = (Client::new(na.api_addr().unwrap()), Client::new(nb.api_addr().unwrap()));
+    blocking(move || {
+        let sent = ca.send("dtn://other/~in", &b"carried by hand"[..], Some(15), &SendOptions::default()).unwrap();
+        let raw = ca.raw(&sent.id).unwrap();
+        cb.register("dtn://other/~in").unwrap();
+        cb.import(&raw).unwrap();
+        cb.import(&raw).unwrap();
+        let got = cb.recv("dtn://other/~in", Duration::from_secs(5), false).unwrap().expect("imported bundle");
+        assert_eq!(got.payload, b"carried by hand");
+        assert!(cb.recv("dtn://other/~in", Duration::ZERO, false).unwrap().is_none());
+    })
+    .await;
+    na.shutdown().await;
+    nb.shutdown().await;
+}
