@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub max_bundle: u64,
     /// Seed of the engine's random choices (custody retry jitter).
     pub seed: u64,
+    /// Accept bundles from peers whose primary block has no CRC. RFC 9171 §4.3.1 requires one, but dtn7-rs
+    /// 0.21 sends bundles without it, so interoperating with it needs this (on by default).
+    pub accept_primary_without_crc: bool,
 }
 
 impl NodeConfig {
@@ -62,6 +65,7 @@ impl NodeConfig {
             fragment_payload: Some(1 << 20),
             max_bundle: 256 << 20,
             seed: seed_from_time(),
+            accept_primary_without_crc: true,
         }
     }
 
@@ -70,6 +74,7 @@ impl NodeConfig {
         c.custody = self.custody;
         c.default_lifetime_ms = self.default_lifetime.as_millis() as u64;
         c.fragment_payload = self.fragment_payload;
+        c.limits.require_primary_crc = !self.accept_primary_without_crc;
         c
     }
 }

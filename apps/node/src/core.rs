@@ -74,6 +74,9 @@ pub(crate) struct Core {
     me: mpsc::UnboundedSender<Input>,
     timer: Option<DtnTime>,
     sessions: BTreeMap<Eid, Session>,
+    /// Further sessions with a peer already in contact (both sides dialled, or a peer that dials while we
+    /// do): kept open so the peer can send on them, used for sending if the first one ends.
+    spare: BTreeMap<Eid, Vec<(Session, LinkInfo)>>,
     /// Peers the operator cut: sessions to them are refused until they are let back.
     pub(crate) blocked: Arc<std::sync::Mutex<BTreeSet<Eid>>>,
     transfers: BTreeMap<TransferId, Eid>,
@@ -109,6 +112,7 @@ impl Core {
             me,
             timer: None,
             sessions: BTreeMap::new(),
+            spare: BTreeMap::new(),
             blocked,
             transfers: BTreeMap::new(),
             submissions: BTreeMap::new(),
@@ -160,6 +164,7 @@ impl Core {
             }
         }
         self.sessions.clear();
+        self.spare.clear();
     }
 
     fn input(&mut self, input: Input) {
@@ -193,17 +198,30 @@ impl Core {
                 }
             }
             Input::ContactUp { peer, link, session, tx } => {
+                let s = Session { id: session, tx, in_flight: 0 };
                 if self.sessions.contains_key(&peer) {
-                    // One contact per peer: a second session (both sides dialled) is left idle.
+                    // One contact per peer: the engine sends on the first session only.
+                    self.spare.entry(peer).or_default().push((s, link));
                     return;
                 }
-                self.sessions.insert(peer.clone(), Session { id: session, tx, in_flight: 0 });
+                self.sessions.insert(peer.clone(), s);
                 self.handle(Event::ContactUp { peer, link });
             }
             Input::ContactDown { peer, session } => {
+                if let Some(spares) = self.spare.get_mut(&peer) {
+                    spares.retain(|(s, _)| s.id != session);
+                }
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
                     self.sessions.remove(&peer);
-                    self.handle(Event::ContactDown { peer });
+                    self.handle(Event::ContactDown { peer: peer.clone() });
+                    let next = self.spare.get_mut(&peer).and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
+                    if let Some((s, link)) = next {
+                        self.sessions.insert(peer.clone(), s);
+                        self.handle(Event::ContactUp { peer: peer.clone(), link });
+                    }
+                }
+                if self.spare.get(&peer).is_some_and(Vec::is_empty) {
+                    self.spare.remove(&peer);
                 }
             }
             Input::Committed(batch, result) => self.committed(batch, result),
@@ -255,6 +273,7 @@ impl Core {
                     blocked.insert(peer.clone());
                     drop(blocked);
                     // Dropping the sender ends the session task, which cuts the TCP connection.
+                    self.spare.remove(&peer);
                     if self.sessions.remove(&peer).is_some() {
                         self.handle(Event::ContactDown { peer });
                     }

@@ -135,3 +135,44 @@ async fn neighbours_found_by_beacons_become_contacts() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_do_not_disturb_other_peers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(config(dir.path(), "a")).await.unwrap();
+    let addr = a.tcpcl_addr().unwrap();
+    // Garbage instead of a contact header, a valid header followed by garbage, and a peer that says nothing.
+    let mut junk = tokio::net::TcpStream::connect(addr).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"dtn!\x04\x00").await.unwrap();
+    half.write_all(&[0xff; 64]).await.unwrap();
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+    let mut cb = config(dir.path(), "b");
+    cb.peers = vec![addr];
+    let b = Node::start(cb).await.unwrap();
+    let (ha, hb) = (a.handle(), b.handle());
+    hb.register("dtn://b/~in".parse().unwrap()).unwrap();
+    let id = ha.send("dtn://b/~in".parse().unwrap(), b"still here".to_vec()).await.unwrap();
+    let got = recv(&hb, "dtn://b/~in").await;
+    assert_eq!((got.id, got.payload), (id, b"still here".to_vec()));
+    // The bad connections were closed, not kept.
+    let mut buf = [0u8; 256];
+    for s in [&mut junk, &mut half] {
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a hostile connection was left open");
+    }
+    assert_eq!(ha.stats().await.unwrap().peers, 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
