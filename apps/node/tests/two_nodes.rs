@@ -27,13 +27,19 @@ async fn wait_for_peer(h: &NodeHandle) {
     panic!("no contact came up");
 }
 
+/// Node a listening, node b dialling it.
+async fn pair(dir: &std::path::Path) -> (Node, Node) {
+    let a = Node::start(config(dir, "a")).await.unwrap();
+    let mut cb = config(dir, "b");
+    cb.peers = vec![a.tcpcl_addr().unwrap()];
+    let b = Node::start(cb).await.unwrap();
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_cross_both_ways_and_after_a_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(config(dir.path(), "a")).await.unwrap();
-    let mut cb = config(dir.path(), "b");
-    cb.peers = vec![a.tcpcl_addr().unwrap()];
-    let b = Node::start(cb).await.unwrap();
+    let (a, b) = pair(dir.path()).await;
     let (ha, hb) = (a.handle(), b.handle());
     ha.register("dtn://a/~in".parse().unwrap()).unwrap();
     hb.register("dtn://b/~in".parse().unwrap()).unwrap();
@@ -72,10 +78,7 @@ async fn bundles_cross_both_ways_and_after_a_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_bundles_arrive_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(config(dir.path(), "a")).await.unwrap();
-    let mut cb = config(dir.path(), "b");
-    cb.peers = vec![a.tcpcl_addr().unwrap()];
-    let b = Node::start(cb).await.unwrap();
+    let (a, b) = pair(dir.path()).await;
     let (ha, hb) = (a.handle(), b.handle());
     hb.register("dtn://b/~in".parse().unwrap()).unwrap();
     let sends: Vec<_> = (0..2000u32)

@@ -252,21 +252,7 @@ const NULL: u8 = 0xf6;
 
 /// Writes a CBOR head in shortest form, as serde_cbor does.
 fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
-    let m = major << 5;
-    if arg < 24 {
-        out.push(m | arg as u8);
-    } else if arg <= 0xff {
-        out.extend_from_slice(&[m | 24, arg as u8]);
-    } else if arg <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(arg as u16).to_be_bytes());
-    } else if arg <= 0xffff_ffff {
-        out.push(m | 26);
-        out.extend_from_slice(&(arg as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&arg.to_be_bytes());
-    }
+    dtn_core::bpv7::write_cbor_head(out, major, arg);
 }
 
 /// The few CBOR items a dtn7 beacon uses. Lengths are only ever compared with bounds, never used to

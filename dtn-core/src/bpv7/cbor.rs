@@ -286,7 +286,7 @@ impl<'b> Reader<'b> {
 
 /// Appends the CBOR head (major type + argument) in its shortest form.
 #[inline]
-pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+pub fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let m = major << 5;
     if arg < 24 {
         out.push(m | arg as u8);

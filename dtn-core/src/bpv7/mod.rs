@@ -29,6 +29,7 @@ mod validate;
 pub use block::{Block, BlockData, BlockFlags, BlockType, HopCount, bundle_age_data, hop_count_data};
 pub use builder::BundleBuilder;
 pub use bundle::{Bundle, EncodeError, UnprocessableBlocks};
+pub use cbor::write_head as write_cbor_head;
 pub use crc::{CrcState, CrcType};
 pub use eid::{DtnEid, Eid, IpnEid, IpnForm, SCHEME_DTN, SCHEME_IPN, UnknownEid};
 pub use error::{DecodeError, EidError, ErrorKind};

@@ -353,7 +353,6 @@ impl Engine {
                 return;
             }
         };
-        self.replaced(&meta.id);
         let mut ops = vec![WriteOp::Remove { id: meta.id.clone(), tombstone: None }];
         let mut ids = Vec::new();
         for p in pieces {
@@ -448,10 +447,12 @@ impl Engine {
 
     /// A spray transfer completed: the copies handed over leave this node's count for good.
     fn spray_finished(&mut self, store: &dyn BundleStore, t: &Transfer, give: u32) {
+        // A bundle being removed (split after a cut, delivered) takes no more updates.
+        let going = self.removing.contains(&t.id);
         let hold = self.spray.entry(t.id.clone()).or_default();
         hold.in_flight = hold.in_flight.saturating_sub(give);
         let update = match store.meta(&t.id) {
-            Ok(Some(mut m)) if !hold.replaced => {
+            Ok(Some(mut m)) if !going => {
                 m.copies = hold.count.unwrap_or(m.copies).saturating_sub(give).max(1);
                 hold.count = Some(m.copies);
                 hold.updates += 1;
@@ -478,13 +479,6 @@ impl Engine {
         match self.spray.get(&m.id) {
             Some(h) => h.count.unwrap_or(m.copies).saturating_sub(h.in_flight).max(1),
             None => m.copies,
-        }
-    }
-
-    /// The stored bundle is being replaced by pieces: updates for the old ID would find nothing.
-    fn replaced(&mut self, id: &BundleId) {
-        if let Some(h) = self.spray.get_mut(id) {
-            h.replaced = true;
         }
     }
 
@@ -528,7 +522,8 @@ impl Engine {
             return;
         }
         let mut meta = match store.meta(&t.id) {
-            Ok(Some(m)) if !self.spray.get(&t.id).is_some_and(|h| h.replaced) => m,
+            // Split already (another transfer of it was cut): the pieces stand in for it.
+            Ok(Some(m)) if !self.removing.contains(&t.id) => m,
             Ok(_) => return,
             Err(e) => return self.store_error(e),
         };
@@ -585,7 +580,6 @@ impl Engine {
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.known.insert(&head.id(), t.mode);
         }
-        self.replaced(&t.id);
         self.notice(Notice::SplitAfterCut { id: t.id.clone(), kept });
         self.persist(ops, vec![After::Enqueue(ids)]);
     }

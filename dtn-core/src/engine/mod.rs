@@ -144,8 +144,6 @@ struct SprayHold {
     updates: u32,
     /// Handed to transfers in flight: given back if they fail or are cut.
     in_flight: u32,
-    /// The bundle was split into pieces (which start with the copies left); its ID is about to go.
-    replaced: bool,
 }
 
 /// Where and how to send a status report about a bundle.
