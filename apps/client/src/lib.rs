@@ -48,6 +48,18 @@ pub struct SendOptions {
     pub source: Option<String>,
 }
 
+/// A bundle being received from an endpoint.
+pub struct Receiving {
+    /// Compact bundle ID.
+    pub id: String,
+    /// Source endpoint.
+    pub source: String,
+    /// Payload length, when the node said.
+    pub len: Option<u64>,
+    /// The payload, read from the node as it is consumed.
+    pub payload: Box<dyn Read + Send>,
+}
+
 /// A bundle received from an endpoint.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -165,6 +177,19 @@ impl Client {
     /// The next bundle for `endpoint`, waiting up to `wait` for one. With `manual_ack` the node keeps it
     /// until [`ack`](Self::ack) (or gives it to the next reader after a minute).
     pub fn recv(&self, endpoint: &str, wait: Duration, manual_ack: bool) -> Result<Option<Received>, ClientError> {
+        let Some(mut r) = self.recv_stream(endpoint, wait, manual_ack)? else { return Ok(None) };
+        let mut payload = Vec::new();
+        r.payload.read_to_end(&mut payload).map_err(|e| ClientError::Http(format!("reading the payload: {e}")))?;
+        Ok(Some(Received { id: r.id, source: r.source, payload }))
+    }
+
+    /// Like [`recv`](Self::recv), with the payload as a stream: for payloads too large to hold in memory.
+    pub fn recv_stream(
+        &self,
+        endpoint: &str,
+        wait: Duration,
+        manual_ack: bool,
+    ) -> Result<Option<Receiving>, ClientError> {
         let req = self
             .agent
             .get(self.url("/recv"))
@@ -177,12 +202,9 @@ impl Client {
         }
         let header = |k: &str| r.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let (id, source) = (header("x-bundle-id"), header("x-source"));
-        let mut payload = Vec::new();
-        r.into_body()
-            .into_reader()
-            .read_to_end(&mut payload)
-            .map_err(|e| ClientError::Http(format!("reading the payload: {e}")))?;
-        Ok(Some(Received { id, source, payload }))
+        let len = header("content-length").parse().ok();
+        let payload = Box::new(r.into_body().into_with_config().limit(u64::MAX).reader());
+        Ok(Some(Receiving { id, source, len, payload }))
     }
 
     /// Confirms a bundle received with manual acknowledgement.

@@ -1,7 +1,7 @@
 //! Commands that talk to a running node through its application API (docs/api.md).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,11 +92,44 @@ pub fn send(a: &SendArgs) -> Result<ExitCode> {
             }
             r
         }
-        None => client.send(&a.dst, io::stdin(), None, &opts),
+        None => {
+            // The node stores a large payload part by part and needs its length first: a pipe's length is
+            // known only at its end, so anything beyond one part waits in a temporary file.
+            let mut head = Vec::new();
+            io::stdin().lock().take(SPOOL_OVER + 1).read_to_end(&mut head).context("reading standard input")?;
+            if head.len() as u64 <= SPOOL_OVER {
+                let len = head.len() as u64;
+                client.send(&a.dst, io::Cursor::new(head), Some(len), &opts)
+            } else {
+                let (f, len) = spool(&head)?;
+                client.send(&a.dst, f, Some(len), &opts)
+            }
+        }
     }
     .map_err(client_err)?;
     println!("{}", sent.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard input longer than this is spooled to a temporary file before it is sent.
+const SPOOL_OVER: u64 = 1 << 20;
+
+/// Copies `head` and the rest of standard input to an unnamed temporary file; returns it rewound.
+fn spool(head: &[u8]) -> Result<(fs::File, u64)> {
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("dtn-send-{}.spool", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // Unlinked at once: the file goes away with the process, however it ends.
+    let _ = fs::remove_file(&path);
+    f.write_all(head).context("spooling standard input")?;
+    let rest = io::copy(&mut io::stdin().lock(), &mut f).context("spooling standard input")?;
+    f.seek(io::SeekFrom::Start(0)).context("spooling standard input")?;
+    Ok((f, head.len() as u64 + rest))
 }
 
 #[derive(Args, Debug)]
@@ -128,7 +161,7 @@ pub fn recv(a: &RecvArgs) -> Result<ExitCode> {
     let mut got = 0u64;
     let mut idle = 0u64;
     while a.count.is_none_or(|c| got < c) {
-        let Some(b) = client.recv(&a.endpoint, Duration::from_secs(30), true).map_err(client_err)? else {
+        let Some(mut b) = client.recv_stream(&a.endpoint, Duration::from_secs(30), true).map_err(client_err)? else {
             idle += 30;
             if a.timeout.is_some_and(|t| idle >= t) {
                 anyhow::bail!("no bundle for {} within {} s", a.endpoint, a.timeout.unwrap_or(0));
@@ -139,12 +172,12 @@ pub fn recv(a: &RecvArgs) -> Result<ExitCode> {
         match &a.out {
             Some(dir) => {
                 let path = dir.join(file_name(&b.id));
-                write_synced(&path, &b.payload)?;
+                write_synced(&path, &mut b.payload)?;
                 eprintln!("{} from {} -> {}", b.id, b.source, path.display());
             }
             None => {
                 let mut out = io::stdout().lock();
-                out.write_all(&b.payload).context("writing to standard output")?;
+                io::copy(&mut b.payload, &mut out).context("writing the payload to standard output")?;
                 out.flush().context("writing to standard output")?;
             }
         }
@@ -160,10 +193,10 @@ fn file_name(id: &str) -> String {
 }
 
 /// Writes a file so that it is complete and durable once this returns (temporary name, sync, rename).
-fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+fn write_synced(path: &Path, data: &mut dyn Read) -> Result<()> {
     let tmp = path.with_extension("part");
     let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
+    io::copy(data, &mut f).with_context(|| format!("writing {}", tmp.display()))?;
     f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     if let Some(dir) = path.parent()
@@ -277,7 +310,7 @@ pub fn export(a: &ExportArgs) -> Result<ExitCode> {
             Err(ClientError::Node(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        write_synced(&a.to.join(format!("{}.bundle", file_name(id))), &bytes)?;
+        write_synced(&a.to.join(format!("{}.bundle", file_name(id))), &mut &bytes[..])?;
         n += 1;
     }
     eprintln!("exported {n} bundles to {}", a.to.display());

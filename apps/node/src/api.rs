@@ -14,12 +14,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dtn_core::bpv7::{BundleFlags, BundleId, Eid};
-use dtn_core::engine::Submission;
+use dtn_core::engine::{AduPart, Submission};
 use dtn_core::store::{BundleMeta, Priority};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::{Delivery, NodeError, NodeHandle};
+use crate::{Incoming, NodeError, NodeHandle};
 
 /// Largest request body: a payload sent in one bundle, or one batch.
 pub const MAX_BODY: usize = 1 << 30;
@@ -160,12 +160,113 @@ struct Sent {
     fragments: usize,
 }
 
-async fn send(State(api): State<Api>, Query(p): Query<SendParams>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let sub = p.submission(body.to_vec())?;
-    let ids = api.node.submit(sub).await?;
+/// `POST /send`. A payload longer than the node's part size (with a Content-Length) is read and stored
+/// part by part, each part a fragment of the one bundle, so memory stays at a few parts whatever the size.
+async fn send(
+    State(api): State<Api>,
+    Query(p): Query<SendParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let part = api.node.part_size();
+    let len = match headers.get(axum::http::header::CONTENT_LENGTH) {
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| bad("bad Content-Length"))?),
+        None => None,
+    };
+    let ids = match len {
+        Some(total) if total > part && !p.no_fragment => send_parts(&api, &p, total, body).await?,
+        _ => {
+            let limit = if p.no_fragment || len.is_some() { MAX_BODY } else { usize::try_from(part).unwrap_or(MAX_BODY) };
+            let bytes = match axum::body::to_bytes(body, limit).await {
+                Ok(b) => b,
+                Err(_) if len.is_none() && !p.no_fragment => {
+                    return Err(ApiError(
+                        StatusCode::LENGTH_REQUIRED,
+                        format!("payloads over {part} bytes need a Content-Length (they are stored part by part)"),
+                    ));
+                }
+                Err(e) => return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("reading the payload: {e}"))),
+            };
+            api.node.submit(p.submission(bytes.to_vec())?).await?
+        }
+    };
     let first = ids.first().cloned().ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no ID".into()))?;
     let id = BundleId { fragment: None, ..first }.compact();
     Ok(axum::Json(Sent { id, fragments: ids.len() }))
+}
+
+/// Parts stored ahead of the one being read: enough to keep the disk busy while the network delivers.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Stores a payload of `total` bytes part by part. If the body ends early or a part is refused, the parts
+/// already stored are deleted: a payload is stored whole or not at all.
+async fn send_parts(api: &Api, p: &SendParams, total: u64, body: Body) -> Result<Vec<BundleId>, ApiError> {
+    let mut ids = Vec::new();
+    let result = store_parts(api, p, total, body, &mut ids).await;
+    if result.is_err() {
+        for id in ids {
+            let _ = api.node.delete(id).await;
+        }
+    }
+    result
+}
+
+async fn store_parts(
+    api: &Api,
+    p: &SendParams,
+    total: u64,
+    body: Body,
+    ids: &mut Vec<BundleId>,
+) -> Result<Vec<BundleId>, ApiError> {
+    use futures_util::StreamExt;
+    let part = usize::try_from(api.node.part_size()).unwrap_or(1 << 20);
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::with_capacity(part);
+    let mut offset = 0u64;
+    let mut creation = None;
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        let frame = stream.next().await;
+        let ended = frame.is_none();
+        if let Some(f) = frame {
+            let f = f.map_err(|e| bad(format!("reading the payload: {e}")))?;
+            buf.extend_from_slice(&f);
+            if offset + buf.len() as u64 > total {
+                return Err(bad("the body is longer than its Content-Length"));
+            }
+        }
+        while buf.len() >= part || (ended && !buf.is_empty()) {
+            let rest = if buf.len() > part { buf.split_off(part) } else { Vec::with_capacity(part) };
+            let chunk = std::mem::replace(&mut buf, rest);
+            let n = chunk.len() as u64;
+            let mut sub = p.submission(chunk)?;
+            sub.part = Some(AduPart { total_len: total, offset, creation });
+            offset += n;
+            if creation.is_none() {
+                // The first part fixes the bundle's creation timestamp; the others reuse it.
+                let got = api.node.submit(sub).await?;
+                creation = got.first().map(|id| id.creation);
+                ids.extend(got);
+            } else {
+                in_flight.push_back(api.node.submit_now(sub)?);
+                if in_flight.len() >= PARTS_IN_FLIGHT
+                    && let Some(f) = in_flight.pop_front()
+                {
+                    ids.extend(f.await?);
+                }
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    for f in in_flight {
+        ids.extend(f.await?);
+    }
+    if offset != total {
+        return Err(bad(format!("the body ended after {offset} of {total} bytes")));
+    }
+    Ok(ids.clone())
 }
 
 /// `POST /send/batch`: the body is any number of payloads, each as a 4-byte big-endian length and the bytes,
@@ -188,8 +289,8 @@ async fn send_batch(
         subs.push(p.submission(tail[..len].to_vec())?);
         rest = &tail[len..];
     }
-    // Submitted all at once, so they share group commits.
-    let waits: Vec<_> = subs.into_iter().map(|s| api.node.submit(s)).collect();
+    // Submitted one after another without waiting, so they share group commits.
+    let waits = subs.into_iter().map(|s| api.node.submit_now(s)).collect::<Result<Vec<_>, _>>()?;
     let mut ids = Vec::with_capacity(waits.len());
     for r in futures_util::future::join_all(waits).await {
         let first = r?.into_iter().next().map(|id| BundleId { fragment: None, ..id });
@@ -223,7 +324,7 @@ struct RecvParams {
     ack: Option<String>,
 }
 
-fn delivery_headers(d: &Delivery) -> HeaderMap {
+fn delivery_headers(d: &Incoming) -> HeaderMap {
     let mut h = HeaderMap::new();
     let mut put = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -234,6 +335,7 @@ fn delivery_headers(d: &Delivery) -> HeaderMap {
     put("x-source", d.source.to_string());
     put("x-destination", d.destination.to_string());
     put("content-type", "application/octet-stream".into());
+    put("content-length", d.len.to_string());
     h
 }
 
@@ -265,11 +367,66 @@ async fn recv(State(api): State<Api>, Query(p): Query<RecvParams>) -> Result<Res
         if let Some(old) = api.leases.lock().unwrap_or_else(|e| e.into_inner()).insert(d.id.clone(), lease) {
             old.abort();
         }
-    } else {
-        api.node.taken(d.id.clone(), true);
     }
     let headers = delivery_headers(&d);
-    Ok((headers, d.payload).into_response())
+    let reading = Reading { id: d.id.clone(), incoming: Some(d), node: api.node.clone(), auto: !manual, done: false };
+    let body = futures_util::stream::unfold(reading, |mut r| async move {
+        let inc = r.incoming.take()?;
+        let chunk = read_chunk(inc).await;
+        match chunk {
+            Ok((inc, Some(c))) => {
+                if inc.is_done() {
+                    // The last bytes are with the HTTP layer: with `auto`, this counts as delivered.
+                    r.done = true;
+                    if r.auto {
+                        r.node.taken(r.id.clone(), true);
+                    }
+                } else {
+                    r.incoming = Some(inc);
+                }
+                Some((Ok(Bytes::from(c)), r))
+            }
+            Ok((_, None)) => None,
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), r)),
+        }
+    });
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// A payload being streamed to a reader. Dropped before its end (the reader went away), an automatically
+/// acknowledged bundle is given back, to be delivered again.
+struct Reading {
+    id: BundleId,
+    incoming: Option<Incoming>,
+    node: NodeHandle,
+    auto: bool,
+    done: bool,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if self.auto && !self.done {
+            self.node.taken(self.id.clone(), false);
+        }
+    }
+}
+
+/// The next stretch of a payload, read from the store off the async threads.
+async fn read_chunk(mut inc: Incoming) -> Result<(Incoming, Option<Vec<u8>>), NodeError> {
+    // Small payloads are in memory already: no thread hop.
+    if inc.is_done() {
+        return Ok((inc, None));
+    }
+    if !inc.needs_read() {
+        let c = inc.next_chunk()?;
+        return Ok((inc, c));
+    }
+    tokio::task::spawn_blocking(move || {
+        let c = inc.next_chunk()?;
+        Ok((inc, c))
+    })
+    .await
+    .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?
 }
 
 #[derive(Deserialize)]
@@ -322,11 +479,21 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocke
             "id": d.id.compact(),
             "source": d.source.to_string(),
             "destination": d.destination.to_string(),
-            "length": d.payload.len(),
+            "length": d.len,
         });
         let id = d.id.clone();
-        let sent = socket.send(Message::Text(head.to_string().into())).await.is_ok()
-            && socket.send(Message::Binary(d.payload.into())).await.is_ok();
+        let mut sent = socket.send(Message::Text(head.to_string().into())).await.is_ok();
+        let mut next = Some(d);
+        while sent && let Some(inc) = next.take() {
+            match read_chunk(inc).await {
+                Ok((inc, Some(c))) => {
+                    sent = socket.send(Message::Binary(c.into())).await.is_ok();
+                    next = (!inc.is_done()).then_some(inc);
+                }
+                Ok((_, None)) => {}
+                Err(_) => sent = false,
+            }
+        }
         node.taken(id, sent);
         if !sent {
             return;

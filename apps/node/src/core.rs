@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
-use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Submission, TransferId};
+use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Piece, Submission, TransferId};
 use dtn_core::routing::LinkInfo;
 use dtn_core::store::{CommitReport, StoreError, WriteBatch};
 use dtn_store_lmdb::LmdbStore;
@@ -31,7 +31,7 @@ pub(crate) enum Input {
     /// A store commit finished.
     Committed(BatchId, Result<CommitReport, StoreError>),
     /// The next bundle waiting for an application at `endpoint`, waiting for one if `wait`.
-    NextDelivery { endpoint: Eid, wait: bool, reply: oneshot::Sender<Option<BundleId>> },
+    NextDelivery { endpoint: Eid, wait: bool, reply: oneshot::Sender<Option<(BundleId, Vec<Piece>)>> },
     /// The application has the bundle (true) or gave it back (false).
     Taken { id: BundleId, ok: bool },
     /// Deletes a stored bundle on the operator's request.
@@ -86,7 +86,9 @@ pub(crate) struct Core {
     durable_waiters: Vec<(BTreeSet<BatchId>, oneshot::Sender<bool>, bool)>,
     deliveries: BTreeMap<Eid, VecDeque<BundleId>>,
     handed_out: BTreeMap<BundleId, Eid>,
-    delivery_waiters: BTreeMap<Eid, Vec<oneshot::Sender<Option<BundleId>>>>,
+    delivery_waiters: BTreeMap<Eid, Vec<oneshot::Sender<Option<(BundleId, Vec<Piece>)>>>>,
+    /// Bundles delivered as pieces of stored fragments, until the application has them.
+    pieces: BTreeMap<BundleId, Vec<Piece>>,
     deletes: BTreeMap<u64, oneshot::Sender<bool>>,
     stats: Stats,
 }
@@ -121,6 +123,7 @@ impl Core {
             deliveries: BTreeMap::new(),
             handed_out: BTreeMap::new(),
             delivery_waiters: BTreeMap::new(),
+            pieces: BTreeMap::new(),
             deletes: BTreeMap::new(),
             stats: Stats::default(),
         }
@@ -229,7 +232,8 @@ impl Core {
                 match self.deliveries.get_mut(&endpoint).and_then(VecDeque::pop_front) {
                     Some(id) => {
                         self.handed_out.insert(id.clone(), endpoint);
-                        let _ = reply.send(Some(id));
+                        let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
+                        let _ = reply.send(Some((id, pieces)));
                     }
                     None if wait => self.delivery_waiters.entry(endpoint).or_default().push(reply),
                     None => {
@@ -240,6 +244,7 @@ impl Core {
             Input::Taken { id, ok } => {
                 let Some(endpoint) = self.handed_out.remove(&id) else { return };
                 if ok {
+                    self.pieces.remove(&id);
                     self.handle(Event::DeliveryAcked { id });
                 } else {
                     self.deliveries.entry(endpoint).or_default().push_front(id);
@@ -326,7 +331,7 @@ impl Core {
                     });
                 }
                 Action::Transmit { peer, transfer, bytes, .. } => self.transmit(peer, transfer, bytes),
-                Action::Deliver { endpoint, id } => self.deliver(endpoint, id),
+                Action::Deliver { endpoint, id, pieces } => self.deliver(endpoint, id, pieces),
                 Action::Accepted { token, ids } => {
                     if let Some(reply) = self.submissions.remove(&token) {
                         let _ = reply.send(Ok(ids));
@@ -349,13 +354,16 @@ impl Core {
     }
 
     /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
-    fn deliver(&mut self, endpoint: Eid, id: BundleId) {
+    fn deliver(&mut self, endpoint: Eid, id: BundleId, pieces: Vec<Piece>) {
         if self.handed_out.contains_key(&id) {
             return;
         }
+        if !pieces.is_empty() {
+            self.pieces.insert(id.clone(), pieces.clone());
+        }
         while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
             // A waiter whose request was dropped (client gone) refuses the send; try the next one.
-            if w.send(Some(id.clone())).is_ok() {
+            if w.send(Some((id.clone(), pieces.clone()))).is_ok() {
                 self.handed_out.insert(id, endpoint);
                 return;
             }

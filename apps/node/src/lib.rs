@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use dtn_core::bpv7::{Bundle, BundleId, Eid, Limits};
-use dtn_core::engine::{Engine, Submission};
+use dtn_core::engine::{Engine, Piece, Submission};
 use dtn_core::store::{BundleMeta, BundleStore, Summary};
 use dtn_store_lmdb::LmdbStore;
 use tokio::sync::{mpsc, oneshot};
@@ -75,6 +75,8 @@ pub struct NodeHandle {
     tx: mpsc::UnboundedSender<Input>,
     store: Arc<LmdbStore>,
     node_id: Eid,
+    /// Largest payload per bundle submitted (larger ones are submitted in parts of this size).
+    part_size: u64,
 }
 
 impl Node {
@@ -88,7 +90,7 @@ impl Node {
         let blocked = Arc::new(Mutex::new(BTreeSet::new()));
         let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone());
         let core = tokio::spawn(core.run());
-        let handle = NodeHandle { tx, store, node_id: cfg.node_id.clone() };
+        let handle = NodeHandle { tx, store, node_id: cfg.node_id.clone(), part_size: cfg.fragment_payload.unwrap_or(1 << 20).max(1) };
         let mut tasks = Vec::new();
         let links = links::start(&cfg, handle.clone(), blocked).await?;
         let tcpcl_addr = links.listen_addr;
@@ -147,10 +149,90 @@ pub struct Delivery {
     pub payload: Vec<u8>,
 }
 
+/// A bundle handed to an application, its payload still in the store. [`next_chunk`](Self::next_chunk)
+/// reads it (blocking: call it where blocking is allowed).
+pub struct Incoming {
+    /// Its ID.
+    pub id: BundleId,
+    /// Source endpoint.
+    pub source: Eid,
+    /// Destination endpoint.
+    pub destination: Eid,
+    /// Payload length.
+    pub len: u64,
+    first: Option<Vec<u8>>,
+    rest: std::vec::IntoIter<Piece>,
+    store: Arc<LmdbStore>,
+}
+
+impl Incoming {
+    fn open(store: Arc<LmdbStore>, id: BundleId, pieces: Vec<Piece>) -> Result<Incoming, NodeError> {
+        let whole = [Piece { id: id.clone(), skip: 0, len: u64::MAX }];
+        let mut rest = if pieces.is_empty() { whole.to_vec() } else { pieces }.into_iter();
+        let first = rest.next().ok_or_else(|| NodeError::Corrupt(format!("{id}: nothing to deliver")))?;
+        let (source, destination, data) = read_piece(&store, &first)?;
+        let len = if first.len == u64::MAX { data.len() as u64 } else { data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>() };
+        Ok(Incoming { id, source, destination, len, first: Some(data), rest, store })
+    }
+
+    /// The next stretch of the payload, `None` after the last.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NodeError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        match self.rest.next() {
+            Some(p) => Ok(Some(read_piece(&self.store, &p)?.2)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the next chunk has to be read from the store (the first is in memory already).
+    pub fn needs_read(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Whether every stretch has been read.
+    pub fn is_done(&self) -> bool {
+        self.first.is_none() && self.rest.as_slice().is_empty()
+    }
+
+    /// Reads the whole payload into memory.
+    pub fn into_delivery(mut self) -> Result<Delivery, NodeError> {
+        let mut payload = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        while let Some(c) = self.next_chunk()? {
+            payload.extend_from_slice(&c);
+        }
+        Ok(Delivery { id: self.id, source: self.source, destination: self.destination, payload })
+    }
+}
+
+/// Reads one piece of a delivery: the stored bundle's source, destination and the stretch of its payload.
+fn read_piece(store: &LmdbStore, p: &Piece) -> Result<(Eid, Eid, Vec<u8>), NodeError> {
+    let r = store.read_bundle(&p.id)?;
+    let bytes = dtn_store_lmdb::read_to_vec(r)
+        .map_err(|source| NodeError::Io { context: format!("reading {}", p.id), source })?;
+    // Checked on the way in; a bundle from dtn7-rs may lack the primary-block CRC.
+    let limits = Limits { require_primary_crc: false, ..Limits::default() };
+    let b = Bundle::decode_with(&bytes, &limits).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+    let payload = b.payload();
+    let start = usize::try_from(p.skip).unwrap_or(usize::MAX).min(payload.len());
+    let end = start.saturating_add(usize::try_from(p.len).unwrap_or(usize::MAX)).min(payload.len());
+    if p.len != u64::MAX && (end - start) as u64 != p.len {
+        return Err(NodeError::Corrupt(format!("{} holds fewer payload bytes than its piece", p.id)));
+    }
+    let pr = b.primary();
+    Ok((pr.source.clone(), pr.destination.clone(), payload[start..end].to_vec()))
+}
+
 impl NodeHandle {
     /// This node's ID.
     pub fn node_id(&self) -> &Eid {
         &self.node_id
+    }
+
+    /// Payloads longer than this are best submitted in parts of this size ([`Submission::part`]).
+    pub fn part_size(&self) -> u64 {
+        self.part_size
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, NodeError> {
@@ -162,6 +244,17 @@ impl NodeHandle {
     /// Submits a bundle; returns once it is durable, with its ID (one per fragment if it was split).
     pub async fn submit(&self, sub: Submission) -> Result<Vec<BundleId>, NodeError> {
         self.ask(|tx| Input::Submit(sub, tx)).await?.map_err(NodeError::Rejected)
+    }
+
+    /// Submits a bundle at once and returns a future for its answer (submissions made one after another
+    /// this way share group commits).
+    pub fn submit_now(
+        &self,
+        sub: Submission,
+    ) -> Result<impl Future<Output = Result<Vec<BundleId>, NodeError>> + use<>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Input::Submit(sub, tx)).map_err(|_| NodeError::Stopped)?;
+        Ok(async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) })
     }
 
     /// Sends `payload` to `destination` with default options; returns the bundle's ID once durable.
@@ -182,24 +275,19 @@ impl NodeHandle {
     }
 
     /// The next bundle for `endpoint` (registered), waiting for one if `wait`. The caller must answer with
-    /// [`taken`](Self::taken): until then no one else gets it.
-    pub async fn next_delivery(&self, endpoint: Eid, wait: bool) -> Result<Option<Delivery>, NodeError> {
-        let Some(id) = self.ask(|reply| Input::NextDelivery { endpoint, wait, reply }).await? else {
+    /// [`taken`](Self::taken): until then no one else gets it. The payload is read from the store piece by
+    /// piece as the caller asks for it, so a payload of any size takes memory for one piece.
+    pub async fn next_delivery(&self, endpoint: Eid, wait: bool) -> Result<Option<Incoming>, NodeError> {
+        let Some((id, pieces)) = self.ask(|reply| Input::NextDelivery { endpoint, wait, reply }).await? else {
             return Ok(None);
         };
-        match self.read(&id) {
-            Ok(bytes) => {
-                // Checked on the way in; a bundle from dtn7-rs may lack the primary-block CRC.
-                let limits = Limits { require_primary_crc: false, ..Limits::default() };
-                let b = Bundle::decode_with(&bytes, &limits).map_err(|e| NodeError::Corrupt(e.to_string()))?;
-                let p = b.primary();
-                Ok(Some(Delivery {
-                    id: id.clone(),
-                    source: p.source.clone(),
-                    destination: p.destination.clone(),
-                    payload: b.payload().to_vec(),
-                }))
-            }
+        let store = self.store.clone();
+        let id2 = id.clone();
+        let opened = tokio::task::spawn_blocking(move || Incoming::open(store, id2, pieces))
+            .await
+            .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
+        match opened {
+            Ok(d) => Ok(Some(d)),
             Err(e) => {
                 self.taken(id, false);
                 Err(e)
@@ -212,12 +300,16 @@ impl NodeHandle {
         let _ = self.tx.send(Input::Taken { id, ok });
     }
 
-    /// Receives the next bundle for `endpoint` and acknowledges it at once.
+    /// Receives the next bundle for `endpoint`, whole, and acknowledges it.
     pub async fn recv(&self, endpoint: Eid) -> Result<Delivery, NodeError> {
         loop {
             if let Some(d) = self.next_delivery(endpoint.clone(), true).await? {
-                self.taken(d.id.clone(), true);
-                return Ok(d);
+                let id = d.id.clone();
+                let got = tokio::task::spawn_blocking(move || d.into_delivery())
+                    .await
+                    .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
+                self.taken(id, got.is_ok());
+                return got;
             }
         }
     }

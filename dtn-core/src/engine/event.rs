@@ -32,6 +32,33 @@ pub struct Submission {
     pub report_to: Option<Eid>,
     /// Forbid fragmentation.
     pub must_not_fragment: bool,
+    /// This payload is one part of a larger application data unit, submitted part by part so that an
+    /// application can stream a payload of any size: each part becomes a fragment of the same bundle.
+    pub part: Option<AduPart>,
+}
+
+/// Where a submitted part sits in its application data unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AduPart {
+    /// Length of the whole application data unit.
+    pub total_len: u64,
+    /// Offset of this part in it.
+    pub offset: u64,
+    /// The bundle's creation timestamp: `None` for the first part submitted (the engine assigns one and
+    /// returns it in the fragment IDs of [`Action::Accepted`]), that timestamp for every later part.
+    pub creation: Option<crate::bpv7::CreationTimestamp>,
+}
+
+/// One stretch of a payload delivered in pieces: `len` payload bytes of stored fragment `id`, after
+/// skipping its first `skip` payload bytes (fragments may overlap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The stored fragment.
+    pub id: BundleId,
+    /// Payload bytes of it to skip.
+    pub skip: u64,
+    /// Payload bytes of it to take.
+    pub len: u64,
 }
 
 impl Submission {
@@ -47,6 +74,7 @@ impl Submission {
             reports: crate::bpv7::BundleFlags::default(),
             report_to: None,
             must_not_fragment: false,
+            part: None,
         }
     }
 }
@@ -172,8 +200,12 @@ pub enum Action {
     Deliver {
         /// The endpoint.
         endpoint: Eid,
-        /// The bundle (read it from the store).
+        /// The bundle (read it from the store, unless `pieces` says otherwise).
         id: BundleId,
+        /// Empty for a bundle stored whole. For a bundle that arrived in fragments, its payload is these
+        /// stretches of stored fragments, in order: fragments are not copied into one bundle first, so
+        /// that a payload of any size is delivered with memory and disk for one piece at a time.
+        pieces: Vec<Piece>,
     },
     /// A submission is durable and will be forwarded (one ID per fragment when it was fragmented), or a
     /// [`Event::Delete`] is durable.

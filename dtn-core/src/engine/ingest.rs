@@ -1,15 +1,16 @@
 //! Bundles coming in: from local applications, from peers (whole or cut short), and administrative records
 //! addressed to this node. Also local reassembly of fragments.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::{After, Engine, ReportTo, StatusKind};
 use crate::bpv7::admin::{self, AdminRecord, StatusAssertion, StatusReport};
 use crate::bpv7::{
     BlockFlags, BlockType, Bundle, BundleBuilder, BundleFlags, BundleId, CreationTimestamp, DtnTime, Eid, Limits,
-    covers, fragment, fragment_from_prefix, reassemble,
+    covers, fragment, fragment_from_prefix,
 };
-use crate::engine::{Action, Notice, Submission};
+use crate::engine::{Action, Notice, Piece, Submission};
 use crate::proto::{self, BundleClass, CustodyRequest, OurRecord, Refusal};
 use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, TombstoneReason, WriteOp};
 
@@ -38,8 +39,31 @@ impl Engine {
         if sub.destination.is_null() {
             return self.reject(token, "the destination is the null endpoint".into());
         }
+        if let Some(part) = sub.part {
+            let end = part.offset.checked_add(sub.payload.len() as u64);
+            if end.is_none_or(|e| e > part.total_len) || sub.payload.is_empty() {
+                return self.reject(
+                    token,
+                    format!(
+                        "part of {} bytes at offset {} does not fit an ADU of {} bytes",
+                        sub.payload.len(),
+                        part.offset,
+                        part.total_len
+                    ),
+                );
+            }
+            if sub.must_not_fragment {
+                return self.reject(token, "a payload submitted in parts is fragmented by definition".into());
+            }
+        }
         let local = self.is_local(&sub.destination);
-        let (seq, seq_op) = self.take_seq();
+        let (creation, seq_op) = match sub.part.and_then(|p| p.creation) {
+            Some(c) => (c, None),
+            None => {
+                let (seq, op) = self.take_seq();
+                (CreationTimestamp { time: self.creation_time(), sequence: seq }, Some(op))
+            }
+        };
         let lifetime = sub.lifetime_ms.unwrap_or(self.cfg.default_lifetime_ms);
         let mut flags = BundleFlags(sub.reports.0 & BundleFlags::ALL_REPORTS.0);
         if sub.must_not_fragment {
@@ -47,7 +71,7 @@ impl Engine {
         }
         let class = BundleClass { priority: sub.priority, unique_seq: true };
         let mut b = BundleBuilder::new(source, sub.destination.clone())
-            .creation(CreationTimestamp { time: self.creation_time(), sequence: seq })
+            .creation(creation)
             .lifetime_ms(lifetime)
             .flags(flags)
             .extension_block(proto::BUNDLE_CLASS_BLOCK, BlockFlags::REPLICATE_IN_FRAGMENTS, class.encode());
@@ -56,6 +80,11 @@ impl Engine {
         }
         if !self.cfg.has_clock {
             b = b.bundle_age_ms(0);
+        }
+        if let Some(part) = sub.part {
+            // Every part carries every extension block: required for the replicated ones, harmless for the
+            // rest, and it keeps each part a complete bundle on its own.
+            b = b.fragment(part.offset, part.total_len);
         }
         if let Some(h) = self.cfg.hop_limit {
             b = b.hop_limit(h);
@@ -74,7 +103,7 @@ impl Engine {
         };
         let custody = if self.cfg.custody || local { Custody::Held } else { Custody::None };
         let copies = self.agent.initial_copies();
-        let mut ops = vec![seq_op];
+        let mut ops: Vec<WriteOp> = seq_op.into_iter().collect();
         let mut ids = Vec::with_capacity(pieces.len());
         for p in pieces {
             let bytes = p.to_vec();
@@ -439,46 +468,41 @@ impl Engine {
         if !covers(&ranges, total) {
             return;
         }
-        let Some(entry) = self.reassembly.remove(&key) else { return };
-        let mut raw = Vec::with_capacity(entry.pieces.len());
-        for pid in entry.pieces.values() {
-            match self.read_stored(store, pid) {
-                Some(b) => raw.push(b),
-                // A piece vanished (expired, evicted): wait for it to come again.
-                None => return,
-            }
-        }
-        let mut pieces = Vec::with_capacity(raw.len());
-        for r in &raw {
-            match Bundle::decode_with(r, &TRUSTED) {
-                Ok(b) => pieces.push(b),
-                Err(e) => return self.notice(Notice::StoreError(format!("stored fragment unreadable: {e}"))),
-            }
-        }
-        let whole = match reassemble(&pieces) {
-            Ok(w) => w,
-            Err(e) => return self.notice(Notice::StoreError(format!("reassembly of {}: {e}", pieces[0].id()))),
-        };
-        let first = match store.meta(&pieces[0].id()) {
+        // Every byte is here. The fragments stay as they are and are handed out as pieces of one payload:
+        // copying them into one bundle would need memory (or disk) for the whole payload again.
+        let pieces = pieces_in_order(&entry.pieces);
+        let Some(first) = pieces.first() else { return };
+        let first = match store.meta(&first.id) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => return self.store_error(e),
         };
-        let bytes = whole.to_vec();
-        let mut meta = first.clone();
-        meta.id = whole.id();
-        meta.size = bytes.len() as u64;
-        meta.total_adu_len = None;
-        let whole_id = meta.id.clone();
-        // Pieces go first so that the whole fits where they were, even in a full store.
-        let mut ops: Vec<WriteOp> = entry
-            .pieces
-            .values()
-            .map(|pid| WriteOp::Remove { id: pid.clone(), tombstone: Some(TombstoneReason::Delivered) })
-            .collect();
-        ops.push(WriteOp::Insert { meta, payload: Payload::Bytes(bytes) });
-        self.persist(ops, vec![After::Deliver(whole_id)]);
+        let Some(endpoint) = self.local_endpoint(&first.destination) else { return };
+        self.out.push(Action::Deliver { endpoint, id: whole, pieces });
     }
+
+    /// The pieces of a bundle whose fragments are all here (None if they are not).
+    pub(super) fn assembled(&self, whole: &BundleId) -> Option<Vec<Piece>> {
+        let entry = self.reassembly.get(&(whole.source.clone(), whole.creation))?;
+        let ranges: Vec<(u64, u64)> = entry.pieces.keys().copied().collect();
+        covers(&ranges, entry.total).then(|| pieces_in_order(&entry.pieces))
+    }
+}
+
+/// Stretches of overlapping fragments (keyed by offset and length) that spell the payload once, in order.
+fn pieces_in_order(fragments: &BTreeMap<(u64, u64), BundleId>) -> Vec<Piece> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    for (&(off, len), id) in fragments {
+        let end = off + len;
+        if end <= at || off > at {
+            // Wholly inside what earlier pieces gave, or (never, once covered) a gap.
+            continue;
+        }
+        out.push(Piece { id: id.clone(), skip: at - off, len: end - at });
+        at = end;
+    }
+    out
 }
 
 /// How a bundle's ID is keyed in summaries, from its class block.

@@ -27,7 +27,7 @@ mod ingest;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use event::{Action, BatchId, Event, Notice, PersistFailure, Submission, TransferId};
+pub use event::{Action, AduPart, BatchId, Event, Notice, PersistFailure, Piece, Submission, TransferId};
 
 use crate::bpv7::admin::reason;
 use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid, Limits};
@@ -121,8 +121,6 @@ enum After {
     Enqueue(Vec<BundleId>),
     /// A delivered bundle's tombstone is durable.
     Delivered { id: BundleId, mode: crate::store::SeqMode, report: Option<ReportTo> },
-    /// Local delivery of a reassembled bundle.
-    Deliver(BundleId),
     /// Notices to emit once durable.
     Notices(Vec<Notice>),
     /// Custody signals to send once durable: (custodian, disposition code, id).
@@ -390,11 +388,11 @@ impl Engine {
             let Some(last) = page.last() else { return };
             after = Some(last.arrival);
             for m in page {
-                if m.delivery == Delivery::LocalPending {
+                if m.delivery == Delivery::LocalPending && !self.removing.contains(&m.id) {
                     if m.id.fragment.is_some() {
                         self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
                     } else if deliver {
-                        self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id });
+                        self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id, pieces: Vec::new() });
                     }
                 }
             }
@@ -402,6 +400,11 @@ impl Engine {
     }
 
     fn delivery_acked(&mut self, store: &dyn BundleStore, id: BundleId) {
+        if id.fragment.is_none()
+            && let Some(pieces) = self.assembled(&id)
+        {
+            return self.pieces_delivered(store, id, pieces);
+        }
         let meta = match store.meta(&id) {
             Ok(Some(m)) if m.delivery == Delivery::LocalPending => m,
             Ok(_) => return,
@@ -409,6 +412,30 @@ impl Engine {
         };
         let report = self.report_wanted(store, &id, crate::bpv7::BundleFlags::REPORT_DELIVERY);
         let ops = vec![WriteOp::Remove { id: id.clone(), tombstone: Some(crate::store::TombstoneReason::Delivered) }];
+        self.persist(ops, vec![After::Delivered { id, mode: meta.seq_mode, report }]);
+    }
+
+    /// A bundle delivered in pieces: its fragments go, and the whole bundle's tombstone stands for them
+    /// (later copies of any fragment are recognised as delivered).
+    fn pieces_delivered(&mut self, store: &dyn BundleStore, id: BundleId, pieces: Vec<Piece>) {
+        let Some(first) = pieces.first() else { return };
+        let meta = match store.meta(&first.id) {
+            Ok(Some(m)) if m.delivery == Delivery::LocalPending => m,
+            Ok(_) => return,
+            Err(e) => return self.store_error(e),
+        };
+        let report = self
+            .report_wanted(store, &first.id, crate::bpv7::BundleFlags::REPORT_DELIVERY)
+            .map(|r| ReportTo { id: id.clone(), ..r });
+        // Every fragment goes, also those wholly overlapped by others (not among the pieces).
+        let Some(entry) = self.reassembly.remove(&(id.source.clone(), id.creation)) else { return };
+        let tombstone = |reason| crate::store::Tombstone { reason, expires_at: meta.expires_at, seq_mode: meta.seq_mode };
+        let mut ops: Vec<WriteOp> = entry
+            .pieces
+            .into_values()
+            .map(|id| WriteOp::Remove { id, tombstone: Some(crate::store::TombstoneReason::Delivered) })
+            .collect();
+        ops.push(WriteOp::Tombstone { id: id.clone(), tombstone: tombstone(crate::store::TombstoneReason::Delivered) });
         self.persist(ops, vec![After::Delivered { id, mode: meta.seq_mode, report }]);
     }
 
@@ -506,10 +533,6 @@ impl Engine {
                         self.status_report(r, StatusKind::Delivered, 0);
                     }
                 }
-                After::Deliver(id) => {
-                    self.pending_ids.remove(&id);
-                    self.deliver_stored(store, &id);
-                }
                 After::Notices(ns) => {
                     for n in ns {
                         self.notice(n);
@@ -562,9 +585,6 @@ impl Engine {
                         self.pending_ids.remove(id);
                     }
                 }
-                After::Deliver(id) => {
-                    self.pending_ids.remove(&id);
-                }
                 After::Delivered { .. } | After::Notices(_) | After::Signal(..) => {}
                 // The copies were handed over all the same: they stay deducted (the sweep forgets them once the
                 // bundle is gone).
@@ -605,7 +625,7 @@ impl Engine {
         }
         self.drop_pieces(&(id.source.clone(), id.creation));
         if let Some(ep) = self.local_endpoint(&meta.destination) {
-            self.out.push(Action::Deliver { endpoint: ep, id: id.clone() });
+            self.out.push(Action::Deliver { endpoint: ep, id: id.clone(), pieces: Vec::new() });
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 
 use dtn_core::bpv7::{Bundle, BundleId, DtnTime, Eid, Limits, admin::reason};
-use dtn_core::engine::{Action, Config, Engine, Event, Notice, PersistFailure, Submission};
+use dtn_core::engine::{Action, Config, Engine, Event, Notice, PersistFailure, Piece, Submission};
 use dtn_core::routing::{LinkInfo, RoutingAgent};
 use dtn_core::store::{BundleMeta, BundleStore, MemStore, WriteBatch};
 
@@ -35,7 +35,7 @@ pub struct Node {
     pub timer: Option<DtnTime>,
     /// Whether the application acknowledges deliveries at once.
     pub auto_ack: bool,
-    pub unacked: Vec<BundleId>,
+    pub unacked: Vec<(BundleId, Vec<Piece>)>,
     pub restarts: u64,
     /// IDs ever held in custody here (for the custody invariant).
     pub ever_custodial: BTreeSet<BundleId>,
@@ -213,8 +213,8 @@ impl Net {
             Op::AutoAck(i, on) => {
                 self.nodes[i].auto_ack = on;
                 if on {
-                    for id in std::mem::take(&mut self.nodes[i].unacked) {
-                        self.ack(i, id);
+                    for (id, pieces) in std::mem::take(&mut self.nodes[i].unacked) {
+                        self.ack(i, id, &pieces);
                     }
                 }
             }
@@ -280,11 +280,11 @@ impl Net {
                     }
                 },
                 Action::Transmit { peer, transfer, id, bytes, .. } => self.carry(i, peer, transfer, id, bytes),
-                Action::Deliver { id, .. } => {
+                Action::Deliver { id, pieces, .. } => {
                     if self.nodes[i].auto_ack {
-                        self.ack(i, id);
-                    } else if !self.nodes[i].unacked.contains(&id) {
-                        self.nodes[i].unacked.push(id);
+                        self.ack(i, id, &pieces);
+                    } else if !self.nodes[i].unacked.iter().any(|(u, _)| *u == id) {
+                        self.nodes[i].unacked.push((id, pieces));
                     }
                 }
                 Action::SetTimer(t) => self.nodes[i].timer = Some(t),
@@ -310,8 +310,18 @@ impl Net {
     }
 
     /// The application reads the bundle and acknowledges it.
-    fn ack(&mut self, i: usize, id: BundleId) {
-        let payload = read_payload(&self.nodes[i].store, &id);
+    fn ack(&mut self, i: usize, id: BundleId, pieces: &[Piece]) {
+        let payload = if pieces.is_empty() {
+            read_payload(&self.nodes[i].store, &id)
+        } else {
+            let mut all = Vec::new();
+            for p in pieces {
+                let fragment = read_payload(&self.nodes[i].store, &p.id);
+                let (skip, len) = (p.skip as usize, p.len as usize);
+                all.extend_from_slice(fragment.get(skip..skip + len).unwrap_or_default());
+            }
+            all
+        };
         self.deliveries.entry(id.clone()).or_default().push((i, payload));
         self.queue.push_back((i, Event::DeliveryAcked { id }));
     }
