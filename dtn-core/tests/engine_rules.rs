@@ -309,3 +309,33 @@ fn operator_deletes_a_stored_bundle_for_good() {
     net.run_until(at(50));
     assert!(net.rejected.get(&3).is_some_and(|r| r.contains("not stored")));
 }
+
+#[test]
+fn a_payload_submitted_in_parts_is_delivered_once_whole_from_its_fragments() {
+    use dtn_core::engine::AduPart;
+    let mut net = pair();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let part = |token, range: std::ops::Range<usize>, creation| {
+        let mut s = Submission::new(token, eid("dtn://b/app"), data[range.clone()].to_vec());
+        s.part = Some(AduPart { total_len: data.len() as u64, offset: range.start as u64, creation });
+        s
+    };
+    net.at(at(2100), Op::Submit(0, part(1, 0..4000, None)));
+    net.run_until(at(2200));
+    let creation = net.accepted[&1][0].creation;
+    // Overlapping parts, out of order, and one that does not fit the ADU.
+    net.at(at(2300), Op::Submit(0, part(2, 6000..10_000, Some(creation))));
+    net.at(at(2310), Op::Submit(0, part(3, 3000..7000, Some(creation))));
+    let mut bad = part(4, 9000..10_000, Some(creation));
+    bad.part = Some(AduPart { total_len: 9500, offset: 9000, creation: Some(creation) });
+    net.at(at(2320), Op::Submit(0, bad));
+    net.run_until(at(5000));
+    assert!(net.rejected[&4].contains("does not fit"), "{:?}", net.rejected);
+    let ids: Vec<_> = net.accepted.values().flatten().collect();
+    assert!(ids.iter().all(|id| id.creation == creation && id.fragment.is_some()), "{ids:?}");
+    let whole = dtn_core::bpv7::BundleId { fragment: None, ..ids[0].clone() };
+    let got = &net.deliveries[&whole];
+    assert_eq!(got.len(), 1, "delivered {} times", got.len());
+    assert!(got[0].1 == data, "the payload came back changed ({} bytes)", got[0].1.len());
+    assert!(net.held(1).is_empty(), "b keeps delivered fragments: {:?}", net.held(1));
+}

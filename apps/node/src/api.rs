@@ -174,9 +174,10 @@ async fn send(
         None => None,
     };
     let ids = match len {
-        Some(total) if total > part && !p.no_fragment => send_parts(&api, &p, total, body).await?,
+        Some(total) if total > part && !p.no_fragment => send_parts(&api, p, total, body).await?,
         _ => {
-            let limit = if p.no_fragment || len.is_some() { MAX_BODY } else { usize::try_from(part).unwrap_or(MAX_BODY) };
+            let limit =
+                if p.no_fragment || len.is_some() { MAX_BODY } else { usize::try_from(part).unwrap_or(MAX_BODY) };
             let bytes = match axum::body::to_bytes(body, limit).await {
                 Ok(b) => b,
                 Err(_) if len.is_none() && !p.no_fragment => {
@@ -200,15 +201,21 @@ const PARTS_IN_FLIGHT: usize = 4;
 
 /// Stores a payload of `total` bytes part by part. If the body ends early or a part is refused, the parts
 /// already stored are deleted: a payload is stored whole or not at all.
-async fn send_parts(api: &Api, p: &SendParams, total: u64, body: Body) -> Result<Vec<BundleId>, ApiError> {
-    let mut ids = Vec::new();
-    let result = store_parts(api, p, total, body, &mut ids).await;
-    if result.is_err() {
-        for id in ids {
-            let _ = api.node.delete(id).await;
+async fn send_parts(api: &Api, p: SendParams, total: u64, body: Body) -> Result<Vec<BundleId>, ApiError> {
+    let api = api.clone();
+    // A task of its own: if the client goes away, the server drops this request's future, and the
+    // clean-up must run all the same.
+    let task = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let result = store_parts(&api, &p, total, body, &mut ids).await;
+        if result.is_err() {
+            for id in ids {
+                let _ = api.node.delete(id).await;
+            }
         }
-    }
-    result
+        result
+    });
+    task.await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the payload: {e}")))?
 }
 
 async fn store_parts(
@@ -225,48 +232,60 @@ async fn store_parts(
     let mut offset = 0u64;
     let mut creation = None;
     let mut in_flight = std::collections::VecDeque::new();
-    loop {
-        let frame = stream.next().await;
-        let ended = frame.is_none();
-        if let Some(f) = frame {
-            let f = f.map_err(|e| bad(format!("reading the payload: {e}")))?;
-            buf.extend_from_slice(&f);
-            if offset + buf.len() as u64 > total {
-                return Err(bad("the body is longer than its Content-Length"));
-            }
-        }
-        while buf.len() >= part || (ended && !buf.is_empty()) {
-            let rest = if buf.len() > part { buf.split_off(part) } else { Vec::with_capacity(part) };
-            let chunk = std::mem::replace(&mut buf, rest);
-            let n = chunk.len() as u64;
-            let mut sub = p.submission(chunk)?;
-            sub.part = Some(AduPart { total_len: total, offset, creation });
-            offset += n;
-            if creation.is_none() {
-                // The first part fixes the bundle's creation timestamp; the others reuse it.
-                let got = api.node.submit(sub).await?;
-                creation = got.first().map(|id| id.creation);
-                ids.extend(got);
-            } else {
-                in_flight.push_back(api.node.submit_now(sub)?);
-                if in_flight.len() >= PARTS_IN_FLIGHT
-                    && let Some(f) = in_flight.pop_front()
-                {
-                    ids.extend(f.await?);
+    let read = async {
+        loop {
+            let frame = stream.next().await;
+            let ended = frame.is_none();
+            if let Some(f) = frame {
+                let f = f.map_err(|e| bad(format!("reading the payload: {e}")))?;
+                buf.extend_from_slice(&f);
+                if offset + buf.len() as u64 > total {
+                    return Err(bad("the body is longer than its Content-Length"));
                 }
             }
+            while buf.len() >= part || (ended && !buf.is_empty()) {
+                let rest = if buf.len() > part { buf.split_off(part) } else { Vec::with_capacity(part) };
+                let chunk = std::mem::replace(&mut buf, rest);
+                let n = chunk.len() as u64;
+                let mut sub = p.submission(chunk)?;
+                sub.part = Some(AduPart { total_len: total, offset, creation });
+                offset += n;
+                if creation.is_none() {
+                    // The first part fixes the bundle's creation timestamp; the others reuse it.
+                    let got = api.node.submit(sub).await?;
+                    creation = got.first().map(|id| id.creation);
+                    ids.extend(got);
+                } else {
+                    in_flight.push_back(api.node.submit_now(sub)?);
+                    if in_flight.len() >= PARTS_IN_FLIGHT
+                        && let Some(f) = in_flight.pop_front()
+                    {
+                        ids.extend(f.await?);
+                    }
+                }
+            }
+            if ended {
+                break;
+            }
         }
-        if ended {
-            break;
+        if offset != total {
+            return Err(bad(format!("the body ended after {offset} of {total} bytes")));
         }
+        Ok(())
     }
+    .await;
+    // Every part handed to the node is accounted for, so that a failure can delete them all.
+    let mut failed = read.err();
     for f in in_flight {
-        ids.extend(f.await?);
+        match f.await {
+            Ok(got) => ids.extend(got),
+            Err(e) => failed = failed.or(Some(e.into())),
+        }
     }
-    if offset != total {
-        return Err(bad(format!("the body ended after {offset} of {total} bytes")));
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ids.clone()),
     }
-    Ok(ids.clone())
 }
 
 /// `POST /send/batch`: the body is any number of payloads, each as a 4-byte big-endian length and the bytes,

@@ -90,7 +90,12 @@ impl Node {
         let blocked = Arc::new(Mutex::new(BTreeSet::new()));
         let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone());
         let core = tokio::spawn(core.run());
-        let handle = NodeHandle { tx, store, node_id: cfg.node_id.clone(), part_size: cfg.fragment_payload.unwrap_or(1 << 20).max(1) };
+        let handle = NodeHandle {
+            tx,
+            store,
+            node_id: cfg.node_id.clone(),
+            part_size: cfg.fragment_payload.unwrap_or(1 << 20).max(1),
+        };
         let mut tasks = Vec::new();
         let links = links::start(&cfg, handle.clone(), blocked).await?;
         let tcpcl_addr = links.listen_addr;
@@ -171,7 +176,11 @@ impl Incoming {
         let mut rest = if pieces.is_empty() { whole.to_vec() } else { pieces }.into_iter();
         let first = rest.next().ok_or_else(|| NodeError::Corrupt(format!("{id}: nothing to deliver")))?;
         let (source, destination, data) = read_piece(&store, &first)?;
-        let len = if first.len == u64::MAX { data.len() as u64 } else { data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>() };
+        let len = if first.len == u64::MAX {
+            data.len() as u64
+        } else {
+            data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>()
+        };
         Ok(Incoming { id, source, destination, len, first: Some(data), rest, store })
     }
 

@@ -143,3 +143,70 @@ async fn import_takes_an_exported_bundle_once() {
     na.shutdown().await;
     nb.shutdown().await;
 }
+
+/// Writes a raw HTTP request (the client library would not send a lying Content-Length) and returns the
+/// status line, or what reading it gave.
+fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_payloads_are_stored_in_parts_and_delivered_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.fragment_payload = Some(64 << 10);
+    let node = Node::start(cfg).await.unwrap();
+    let addr = node.api_addr().unwrap();
+    let c = Client::new(addr);
+    blocking(move || {
+        c.register("dtn://solo/~in").unwrap();
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 256) as u8).collect();
+        let sent = c
+            .send(
+                "dtn://solo/~in",
+                std::io::Cursor::new(data.clone()),
+                Some(data.len() as u64),
+                &SendOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(sent.fragments, 16, "1,000,003 bytes in parts of 64 KiB");
+        let got = c.recv("dtn://solo/~in", Duration::from_secs(10), false).unwrap().expect("the payload");
+        assert_eq!(got.id, sent.id);
+        assert!(got.payload == data, "the payload came back changed ({} bytes)", got.payload.len());
+
+        // A body that ends before its Content-Length: the parts already stored are deleted.
+        let head = "POST /send?dst=dtn://solo/~in HTTP/1.1\r\nhost: x\r\ncontent-length: 500000\r\n\r\n";
+        let status = raw_request(addr, head, &vec![1u8; 300_000]);
+        assert!(!status.contains(" 200 "), "a cut body was accepted: {status}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !c.list().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "parts of a cut payload stay: {:?}", c.list().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            c.recv("dtn://solo/~in", Duration::from_secs(1), false).unwrap().is_none(),
+            "a cut payload was delivered"
+        );
+
+        // Without a length, a payload longer than one part is refused with a clear answer.
+        let head = "POST /send?dst=dtn://solo/~in HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+        let mut body = format!("{:x}\r\n", 100_000).into_bytes();
+        body.extend(vec![2u8; 100_000]);
+        body.extend(b"\r\n0\r\n\r\n");
+        let status = raw_request(addr, head, &body);
+        assert!(status.contains(" 411 "), "{status}");
+        // The node still serves.
+        c.send("dtn://solo/~in", &b"after"[..], Some(5), &SendOptions::default()).unwrap();
+        assert_eq!(c.recv("dtn://solo/~in", Duration::from_secs(5), false).unwrap().unwrap().payload, b"after");
+    })
+    .await;
+    node.shutdown().await;
+}

@@ -429,7 +429,8 @@ impl Engine {
             .map(|r| ReportTo { id: id.clone(), ..r });
         // Every fragment goes, also those wholly overlapped by others (not among the pieces).
         let Some(entry) = self.reassembly.remove(&(id.source.clone(), id.creation)) else { return };
-        let tombstone = |reason| crate::store::Tombstone { reason, expires_at: meta.expires_at, seq_mode: meta.seq_mode };
+        let tombstone =
+            |reason| crate::store::Tombstone { reason, expires_at: meta.expires_at, seq_mode: meta.seq_mode };
         let mut ops: Vec<WriteOp> = entry
             .pieces
             .into_values()
