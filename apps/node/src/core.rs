@@ -31,7 +31,7 @@ pub(crate) enum Input {
     /// A store commit finished.
     Committed(BatchId, Result<CommitReport, StoreError>),
     /// The next bundle waiting for an application at `endpoint`, waiting for one if `wait`.
-    NextDelivery { endpoint: Eid, wait: bool, reply: oneshot::Sender<Option<(BundleId, Vec<Piece>)>> },
+    NextDelivery { endpoint: Eid, wait: bool, reply: DeliveryReply },
     /// The application has the bundle (true) or gave it back (false).
     Taken { id: BundleId, ok: bool },
     /// Deletes a stored bundle on the operator's request.
@@ -45,6 +45,9 @@ pub(crate) enum Input {
     /// Stop: flush what is pending and answer.
     Shutdown(oneshot::Sender<()>),
 }
+
+/// Answer to [`Input::NextDelivery`]: a bundle and, if it came in fragments, the pieces of its payload.
+pub(crate) type DeliveryReply = oneshot::Sender<Option<(BundleId, Vec<Piece>)>>;
 
 /// A bundle to send on a session.
 pub(crate) struct Outgoing {
@@ -86,7 +89,7 @@ pub(crate) struct Core {
     durable_waiters: Vec<(BTreeSet<BatchId>, oneshot::Sender<bool>, bool)>,
     deliveries: BTreeMap<Eid, VecDeque<BundleId>>,
     handed_out: BTreeMap<BundleId, Eid>,
-    delivery_waiters: BTreeMap<Eid, Vec<oneshot::Sender<Option<(BundleId, Vec<Piece>)>>>>,
+    delivery_waiters: BTreeMap<Eid, Vec<DeliveryReply>>,
     /// Bundles delivered as pieces of stored fragments, until the application has them.
     pieces: BTreeMap<BundleId, Vec<Piece>>,
     deletes: BTreeMap<u64, oneshot::Sender<bool>>,
