@@ -124,7 +124,10 @@ async fn establish(
         idle_after: cfg.idle_timeout,
         stall_after: ka.map(|k| 2 * k).unwrap_or(cfg.negotiation_timeout).max(cfg.negotiation_timeout),
     };
-    tokio::spawn(writer::run(wr, ctrl_rx, data_rx, ka, shared.clone()));
+    // KEEPALIVE after half the interval of silence, not the whole: some peers (dtn7-rs 0.21) end a session
+    // that was silent for exactly one interval, and a keepalive sent on the dot loses that race.
+    let ka_every = ka.map(|k| (k / 2).max(Duration::from_secs(1)));
+    tokio::spawn(writer::run(wr, ctrl_rx, data_rx, ka_every, shared.clone()));
     tokio::spawn(sender::run(shared.clone(), req_rx, data_tx));
     tokio::spawn(driver.run());
     let handle = SessionHandle { inner: Arc::new(HandleInner { shared, requests: req_tx }) };

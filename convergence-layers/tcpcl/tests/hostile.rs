@@ -294,6 +294,17 @@ async fn silent_peer_gets_keepalives_then_idle_timeout() {
     server.assert_serves().await;
 }
 
+/// dtn7-rs ends a session silent for one keepalive interval: ours must come well before that.
+#[tokio::test]
+async fn keepalives_come_within_half_the_interval() {
+    let mut server = Server::start(cfg("dtn://server/")).await;
+    let (_h, _ev, mut raw) = established(&mut server, 4).await;
+    let t0 = Instant::now();
+    assert_eq!(raw.recv().await, Some(Message::Keepalive));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(3500), "first keepalive after {took:?} of a 4 s interval");
+}
+
 #[tokio::test]
 async fn peer_that_never_acks_fills_the_window_and_no_more() {
     let mut s_cfg = cfg("dtn://server/");
