@@ -24,6 +24,9 @@ pub(crate) enum Input {
     /// A bundle from a peer; `durable` is answered once it is durable here (true) or could not be kept
     /// (false), so the convergence layer acknowledges only durable bytes.
     Received { peer: Eid, bytes: Vec<u8>, durable: oneshot::Sender<bool> },
+    /// Part of a bundle from a peer (a checkpoint of a long transfer, or its end after one): the payload
+    /// bytes of `bytes` beyond the first `skip` are kept as a fragment; answered like `Received`.
+    ReceivedPartial { peer: Eid, bytes: Vec<u8>, skip: u64, durable: oneshot::Sender<bool> },
     /// A session to a peer is up; bundles for it go to `tx`.
     ContactUp { peer: Eid, link: LinkInfo, session: u64, tx: mpsc::UnboundedSender<Outgoing> },
     /// That session ended.
@@ -195,13 +198,11 @@ impl Core {
             Input::Received { peer, bytes, durable } => {
                 self.stats.received_bytes += bytes.len() as u64;
                 let batches = self.handle(Event::Received { peer, bytes });
-                if batches.is_empty() {
-                    // Nothing to persist: a duplicate, a record, or refused (the notices say which). The
-                    // peer may stop sending it either way.
-                    let _ = durable.send(true);
-                } else {
-                    self.durable_waiters.push((batches, durable, true));
-                }
+                self.wait_durable(batches, durable);
+            }
+            Input::ReceivedPartial { peer, bytes, skip, durable } => {
+                let batches = self.handle(Event::ReceivedPartial { peer, bytes, skip });
+                self.wait_durable(batches, durable);
             }
             Input::ContactUp { peer, link, session, tx } => {
                 let s = Session { id: session, tx, in_flight: 0 };
@@ -288,6 +289,16 @@ impl Core {
                 }
             }
             Input::Shutdown(_) => {}
+        }
+    }
+
+    /// Answers `durable` once `batches` are durable (at once if there are none: a duplicate, a record, or
+    /// refused, as the notices say; the peer may stop sending it either way).
+    fn wait_durable(&mut self, batches: BTreeSet<BatchId>, durable: oneshot::Sender<bool>) {
+        if batches.is_empty() {
+            let _ = durable.send(true);
+        } else {
+            self.durable_waiters.push((batches, durable, true));
         }
     }
 

@@ -199,24 +199,47 @@ async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHand
             dtn_tcpcl::Event::Segment(seg) => {
                 let t = match &mut current {
                     Some(t) if t.id == seg.transfer_id => t,
-                    _ => current.insert(Incoming { id: seg.transfer_id, bytes: Vec::new(), acks: Vec::new() }),
+                    _ => current.insert(Incoming::new(seg.transfer_id)),
                 };
-                if t.bytes.len() as u64 + seg.data.len() as u64 > max {
+                if seg.len_so_far() > max {
                     let _ = h.refuse(seg.transfer_id, RefuseReason::NoResources).await;
                     current = None;
                     continue;
                 }
                 t.bytes.extend_from_slice(&seg.data);
                 t.acks.push(seg.len_so_far());
-                if seg.end
-                    && let Some(t) = current.take()
-                {
+                if seg.end {
+                    let Some(t) = current.take() else { continue };
                     let (durable, stored) = oneshot::channel();
-                    let bytes = t.bytes;
-                    if node.input(Input::Received { peer: peer.clone(), bytes, durable }).is_err() {
+                    let input = if t.kept > 0 {
+                        Input::ReceivedPartial { peer: peer.clone(), bytes: t.bytes, skip: t.kept, durable }
+                    } else {
+                        Input::Received { peer: peer.clone(), bytes: t.bytes, durable }
+                    };
+                    if node.input(input).is_err() {
                         break;
                     }
-                    let _ = acks_tx.send((t.id, t.acks, stored));
+                    let _ = acks_tx.send(Acks { id: t.id, lens: t.acks, last: true, stored: Some(stored) });
+                    continue;
+                }
+                match t.piece() {
+                    Piece::Wait => {}
+                    // Cannot be kept in part: acknowledged as it arrives, so that a sender with a window smaller
+                    // than the bundle goes on; a cut loses it and the sender sends it again whole.
+                    Piece::Unsplittable => {
+                        let lens = std::mem::take(&mut t.acks);
+                        let _ = acks_tx.send(Acks { id: t.id, lens, last: false, stored: None });
+                    }
+                    // What arrived of a long transfer is kept as a fragment and acknowledged once durable: a cut
+                    // from here on costs the sender only the rest, and only the bytes since are held here.
+                    Piece::Keep { bytes, skip } => {
+                        let (durable, stored) = oneshot::channel();
+                        if node.input(Input::ReceivedPartial { peer: peer.clone(), bytes, skip, durable }).is_err() {
+                            break;
+                        }
+                        let lens = std::mem::take(&mut t.acks);
+                        let _ = acks_tx.send(Acks { id: t.id, lens, last: false, stored: Some(stored) });
+                    }
                 }
             }
             dtn_tcpcl::Event::Ended(end) => {
@@ -235,26 +258,91 @@ async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHand
 /// An incoming transfer being assembled.
 struct Incoming {
     id: u64,
+    /// The bundle's encoding up to its payload data, then the payload bytes not yet kept as a piece.
     bytes: Vec<u8>,
-    /// Cumulative lengths to acknowledge, one per segment received.
+    /// Cumulative lengths to acknowledge, one per segment received and not yet acknowledged.
     acks: Vec<u64>,
+    /// Where the payload data starts and how long it is, once the header has arrived.
+    span: Option<(usize, u64, bool)>,
+    /// Payload bytes kept as pieces.
+    kept: u64,
+}
+
+/// Payload bytes of a transfer kept as one piece: a cut costs at most this much again, and it is what the
+/// receiver holds in memory of a transfer. Below the sending windows of ours (8 MiB) and dtn7-rs.
+const PIECE: u64 = 4 << 20;
+
+enum Piece {
+    /// Nothing to do yet.
+    Wait,
+    /// A bundle that must not be fragmented: it cannot be kept in part.
+    Unsplittable,
+    /// Keep these payload bytes (see `Event::ReceivedPartial`).
+    Keep { bytes: Vec<u8>, skip: u64 },
+}
+
+impl Incoming {
+    fn new(id: u64) -> Incoming {
+        Incoming { id, bytes: Vec::new(), acks: Vec::new(), span: None, kept: 0 }
+    }
+
+    /// Whether the bytes since the last piece make a new one; if so, they are handed over and only the
+    /// header stays.
+    fn piece(&mut self) -> Piece {
+        if self.span.is_none() {
+            // A header that does not parse is reported when the transfer ends.
+            let limits = dtn_core::bpv7::Limits { require_primary_crc: false, ..Default::default() };
+            if let Ok(Some((start, len, whole))) = dtn_core::bpv7::payload_span(&self.bytes, &limits) {
+                self.span = usize::try_from(start).ok().map(|s| (s, len, whole));
+            }
+        }
+        let Some((start, len, must_not_fragment)) = self.span else { return Piece::Wait };
+        if must_not_fragment {
+            return Piece::Unsplittable;
+        }
+        let new = self.bytes.len().saturating_sub(start) as u64;
+        // The last bytes of the payload wait for the end of the transfer, which checks the rest of it.
+        if new < PIECE || self.kept + new >= len {
+            return Piece::Wait;
+        }
+        let head = self.bytes[..start].to_vec();
+        let bytes = std::mem::replace(&mut self.bytes, head);
+        let skip = self.kept;
+        self.kept += new;
+        Piece::Keep { bytes, skip }
+    }
+}
+
+/// Acknowledgements of part of a transfer, to send once its bytes are durable.
+struct Acks {
+    id: u64,
+    /// Cumulative lengths, one per segment.
+    lens: Vec<u64>,
+    /// The last of the transfer (the final acknowledgement carries the end flag).
+    last: bool,
+    /// Answers whether the bytes are durable; `None` to acknowledge at once.
+    stored: Option<oneshot::Receiver<bool>>,
 }
 
 /// Acknowledges received transfers in arrival order, each once the engine reports it durable.
-async fn ack_loop(h: SessionHandle, mut rx: mpsc::UnboundedReceiver<(u64, Vec<u64>, oneshot::Receiver<bool>)>) {
-    while let Some((id, acks, stored)) = rx.recv().await {
-        match stored.await {
+async fn ack_loop(h: SessionHandle, mut rx: mpsc::UnboundedReceiver<Acks>) {
+    while let Some(a) = rx.recv().await {
+        let durable = match a.stored {
+            Some(stored) => stored.await,
+            None => Ok(true),
+        };
+        match durable {
             Ok(true) => {
-                let last = acks.len().saturating_sub(1);
-                for (i, len) in acks.into_iter().enumerate() {
-                    if h.ack(id, len, i == last).await.is_err() {
+                let n = a.lens.len();
+                for (i, len) in a.lens.into_iter().enumerate() {
+                    if h.ack(a.id, len, a.last && i + 1 == n).await.is_err() {
                         return;
                     }
                 }
             }
             // Not stored (store full, store error, node stopping): the sender keeps it.
             _ => {
-                if h.refuse(id, RefuseReason::NoResources).await.is_err() {
+                if h.refuse(a.id, RefuseReason::NoResources).await.is_err() {
                     return;
                 }
             }

@@ -180,6 +180,51 @@ pub fn fragment_from_prefix(prefix: &[u8], limits: &Limits) -> Result<Option<Bun
     template.piece(piece, true, &[data]).map(Some)
 }
 
+/// Where a bundle's payload data lies, from the first bytes of its encoding: `(data_start, data_len,
+/// must_not_fragment)`, or `None` while those bytes do not reach the payload data yet.
+pub fn payload_span(prefix: &[u8], limits: &Limits) -> Result<Option<(u64, u64, bool)>, FragmentError> {
+    match decode_header(prefix, limits) {
+        Ok((h, _)) => Ok(Some((
+            h.payload.data_start as u64,
+            h.payload.data_len,
+            h.primary.flags.contains(BundleFlags::MUST_NOT_FRAGMENT),
+        ))),
+        Err(e) if e.is_truncated() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reactive fragmentation of a transfer kept piece by piece while it arrives: `piece` is the bundle's
+/// encoding up to its payload data, followed by the payload bytes from `skip` on (as many as arrived; bytes
+/// past the payload, its block's CRC and the bundle's end, are ignored). Returns the fragment holding those
+/// payload bytes, at ADU offset `skip` past the bundle's own, or `None` if no payload byte follows. With
+/// `skip` 0 this is [`fragment_from_prefix`]. The payload block's CRC covers the whole payload and cannot be
+/// checked on a piece; pieces get CRCs of their own.
+pub fn fragment_from_piece(piece: &[u8], skip: u64, limits: &Limits) -> Result<Option<Bundle<'static>>, FragmentError> {
+    if skip == 0 {
+        return fragment_from_prefix(piece, limits);
+    }
+    let h = match decode_header(piece, limits) {
+        Ok((h, _)) => h,
+        Err(e) if e.is_truncated() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if h.primary.flags.contains(BundleFlags::MUST_NOT_FRAGMENT) {
+        return Err(FragmentError::MustNotFragment);
+    }
+    let data_start = h.payload.data_start;
+    let left = h.payload.data_len.saturating_sub(skip);
+    let available = (piece.len().saturating_sub(data_start) as u64).min(left);
+    if available == 0 {
+        return Ok(None);
+    }
+    let data = piece.get(data_start..data_start + to_index(available)?).unwrap_or_default();
+    let (own, total) = own_range(&h.primary, h.payload.data_len);
+    let head = piece.get(h.payload_at..data_start).unwrap_or_default();
+    let template = Template::new(&h.primary, h.primary_encoded, &h.blocks, head)?;
+    template.piece(Some(FragmentInfo { offset: own + skip, total_adu_len: total }), false, &[data]).map(Some)
+}
+
 /// Reassembles a bundle from its fragments (RFC 9171 §5.9), given in any order, with duplicates and overlaps.
 ///
 /// The result has the primary block of the fragment at offset 0 without fragment flag and fields (CRC

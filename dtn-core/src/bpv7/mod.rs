@@ -34,7 +34,8 @@ pub use crc::{CrcState, CrcType};
 pub use eid::{DtnEid, Eid, IpnEid, IpnForm, SCHEME_DTN, SCHEME_IPN, UnknownEid};
 pub use error::{DecodeError, EidError, ErrorKind};
 pub use fragment::{
-    FragmentError, covers, fragment, fragment_from_prefix, fragment_range, payload_bytes_within, reassemble,
+    FragmentError, covers, fragment, fragment_from_piece, fragment_from_prefix, fragment_range, payload_bytes_within,
+    payload_span, reassemble,
 };
 pub use id::{BundleId, BundleIdError};
 pub use primary::{BundleFlags, FragmentInfo, PrimaryBlock};

@@ -119,12 +119,18 @@ pub enum Event {
         /// The encoded bundle.
         bytes: Vec<u8>,
     },
-    /// A transfer from a peer was cut; these are the bytes durably received (reactive fragmentation).
+    /// A transfer from a peer was cut; these are the bytes durably received (reactive fragmentation). Also
+    /// used while a long transfer is still arriving, to keep what arrived so far in pieces (the convergence
+    /// layer acknowledges each once durable, so a cut resumes from there, and holds only the bytes since the
+    /// last piece).
     ReceivedPartial {
         /// The peer's node ID.
         peer: Eid,
-        /// The durable prefix of the encoded bundle.
+        /// With `skip` 0, a prefix of the encoded bundle. Otherwise the encoding up to the payload data
+        /// followed by payload bytes from `skip` on ([`crate::bpv7::fragment_from_piece`]).
         bytes: Vec<u8>,
+        /// Payload bytes earlier pieces of the transfer kept.
+        skip: u64,
     },
     /// A contact came up.
     ContactUp {

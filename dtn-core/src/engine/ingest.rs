@@ -8,7 +8,7 @@ use super::{After, Engine, ReportTo, StatusKind};
 use crate::bpv7::admin::{self, AdminRecord, StatusAssertion, StatusReport};
 use crate::bpv7::{
     BlockFlags, BlockType, Bundle, BundleBuilder, BundleFlags, BundleId, CreationTimestamp, DtnTime, Eid, Limits,
-    covers, fragment, fragment_from_prefix,
+    covers, fragment, fragment_from_piece,
 };
 use crate::engine::{Action, Notice, Piece, Submission};
 use crate::proto::{self, BundleClass, CustodyRequest, OurRecord, Refusal};
@@ -168,9 +168,10 @@ impl Engine {
 
     /// Reactive fragmentation, receiving side: the durable prefix of a cut transfer becomes a fragment of
     /// its own, so the sender only has to send the rest.
-    pub(super) fn received_partial(&mut self, store: &dyn BundleStore, peer: Eid, bytes: &[u8]) {
+    pub(super) fn received_partial(&mut self, store: &dyn BundleStore, peer: Eid, bytes: &[u8], skip: u64) {
         let peer = peer.node_id();
-        match fragment_from_prefix(bytes, &self.cfg.limits) {
+        let kept = fragment_from_piece(bytes, skip, &self.cfg.limits);
+        match kept {
             Ok(Some(frag)) => {
                 let v = frag.to_vec();
                 match Bundle::decode_with(&v, &TRUSTED) {

@@ -273,7 +273,7 @@ impl Engine {
             Event::Submit(sub) => self.submit(sub),
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
             Event::Received { peer, bytes } => self.received(store, peer, &bytes),
-            Event::ReceivedPartial { peer, bytes } => self.received_partial(store, peer, &bytes),
+            Event::ReceivedPartial { peer, bytes, skip } => self.received_partial(store, peer, &bytes, skip),
             Event::ContactUp { peer, link } => self.contact_up(store, peer, link),
             Event::ContactDown { peer } => self.contact_down(peer),
             Event::TransferFinished { transfer } => self.transfer_finished(store, transfer),

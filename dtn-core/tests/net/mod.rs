@@ -343,7 +343,7 @@ impl Net {
                 self.txs.push(Tx { contact, from, to, id, len: left, finished: false });
                 let me = self.nodes[from].eid.clone();
                 let prefix = bytes[..left as usize].to_vec();
-                self.queue.push_back((to, Event::ReceivedPartial { peer: me, bytes: prefix }));
+                self.queue.push_back((to, Event::ReceivedPartial { peer: me, bytes: prefix, skip: 0 }));
                 self.queue.push_back((from, Event::TransferCut { transfer, durable: left }));
                 self.link_down(from, to);
             }
