@@ -33,15 +33,23 @@ struct Api {
     leases: Arc<Mutex<BTreeMap<BundleId, JoinHandle<()>>>>,
 }
 
-/// Binds the API and serves it until the task is aborted.
-pub async fn serve(addr: SocketAddr, node: NodeHandle) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
+/// Binds the API and serves it until `stop` fires (then open connections are closed and the task ends,
+/// so nothing holds the node's store any more) or the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Io { context: format!("binding the API on {addr}"), source })?;
     let bound = listener.local_addr().map_err(|source| NodeError::Io { context: "API address".into(), source })?;
     let app = router(node);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let stopping = async move {
+            let _ = stop.await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });

@@ -65,6 +65,7 @@ pub struct Node {
     handle: NodeHandle,
     core: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    api: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     api_addr: Option<std::net::SocketAddr>,
     tcpcl_addr: Option<std::net::SocketAddr>,
 }
@@ -101,13 +102,15 @@ impl Node {
         let tcpcl_addr = links.listen_addr;
         tasks.extend(links.tasks);
         let mut api_addr = None;
+        let mut api = None;
         if let Some(addr) = cfg.api {
-            let (bound, task) = api::serve(addr, handle.clone()).await?;
+            let (stop, stopped) = oneshot::channel();
+            let (bound, task) = api::serve(addr, handle.clone(), stopped).await?;
             api_addr = Some(bound);
-            tasks.push(task);
+            api = Some((stop, task));
         }
         tracing::info!(node = %cfg.node_id, store = %cfg.store_dir.display(), ?tcpcl_addr, ?api_addr, "node started");
-        Ok(Node { handle, core, tasks, api_addr, tcpcl_addr })
+        Ok(Node { handle, core, tasks, api, api_addr, tcpcl_addr })
     }
 
     /// A handle for submitting, receiving and inspecting.
@@ -129,6 +132,15 @@ impl Node {
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some((stop, task)) = self.api {
+            // Connections end with the server (a reader waiting for a bundle is cut after a moment), so
+            // none keeps the store open once this returns.
+            let _ = stop.send(());
+            let abort = task.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
+                abort.abort();
+            }
         }
         let (done, wait) = oneshot::channel();
         if self.handle.tx.send(Input::Shutdown(done)).is_ok() {
