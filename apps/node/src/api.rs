@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use dtn_core::bpv7::{BundleFlags, BundleId, Eid};
 use dtn_core::engine::{AduPart, Submission};
 use dtn_core::store::{BundleMeta, Priority};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -215,13 +216,15 @@ async fn send_parts(api: &Api, p: SendParams, total: u64, body: Body) -> Result<
     // clean-up must run all the same.
     let task = tokio::spawn(async move {
         let mut ids = Vec::new();
-        let result = store_parts(&api, &p, total, body, &mut ids).await;
-        if result.is_err() {
-            for id in ids {
-                let _ = api.node.delete(id).await;
+        match store_parts(&api, &p, total, body, &mut ids).await {
+            Ok(()) => Ok(ids),
+            Err(e) => {
+                for id in ids {
+                    let _ = api.node.delete(id).await;
+                }
+                Err(e)
             }
         }
-        result
     });
     task.await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the payload: {e}")))?
 }
@@ -232,8 +235,7 @@ async fn store_parts(
     total: u64,
     body: Body,
     ids: &mut Vec<BundleId>,
-) -> Result<Vec<BundleId>, ApiError> {
-    use futures_util::StreamExt;
+) -> Result<(), ApiError> {
     let part = usize::try_from(api.node.part_size()).unwrap_or(1 << 20);
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::with_capacity(part);
@@ -290,10 +292,7 @@ async fn store_parts(
             Err(e) => failed = failed.or(Some(e.into())),
         }
     }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(ids.clone()),
-    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// `POST /send/batch`: the body is any number of payloads, each as a 4-byte big-endian length and the bytes,
@@ -396,26 +395,15 @@ async fn recv(State(api): State<Api>, Query(p): Query<RecvParams>) -> Result<Res
         }
     }
     let headers = delivery_headers(&d);
-    let reading = Reading { id: d.id.clone(), incoming: Some(d), node: api.node.clone(), auto: !manual, done: false };
-    let body = futures_util::stream::unfold(reading, |mut r| async move {
-        let inc = r.incoming.take()?;
-        let chunk = read_chunk(inc).await;
-        match chunk {
-            Ok((inc, Some(c))) => {
-                if inc.is_done() {
-                    // The last bytes are with the HTTP layer: with `auto`, this counts as delivered.
-                    r.done = true;
-                    if r.auto {
-                        r.node.taken(r.id.clone(), true);
-                    }
-                } else {
-                    r.incoming = Some(inc);
-                }
-                Some((Ok(Bytes::from(c)), r))
+    let mut reading = Reading { id: d.id.clone(), node: api.node.clone(), auto: !manual, done: false };
+    let body = payload_chunks(d).map(move |c| match c {
+        Ok((c, last)) => {
+            if last {
+                reading.finish();
             }
-            Ok((_, None)) => None,
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), r)),
+            Ok(Bytes::from(c))
         }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
     });
     Ok((headers, Body::from_stream(body)).into_response())
 }
@@ -424,10 +412,19 @@ async fn recv(State(api): State<Api>, Query(p): Query<RecvParams>) -> Result<Res
 /// acknowledged bundle is given back, to be delivered again.
 struct Reading {
     id: BundleId,
-    incoming: Option<Incoming>,
     node: NodeHandle,
     auto: bool,
     done: bool,
+}
+
+impl Reading {
+    /// The last bytes are with the HTTP layer: with `auto`, this counts as delivered.
+    fn finish(&mut self) {
+        self.done = true;
+        if self.auto {
+            self.node.taken(self.id.clone(), true);
+        }
+    }
 }
 
 impl Drop for Reading {
@@ -436,6 +433,20 @@ impl Drop for Reading {
             self.node.taken(self.id.clone(), false);
         }
     }
+}
+
+/// A delivery's payload as a stream of chunks, each with whether it is the last.
+fn payload_chunks(inc: Incoming) -> impl futures_util::Stream<Item = Result<(Vec<u8>, bool), NodeError>> {
+    futures_util::stream::unfold(Some(inc), |inc| async move {
+        match read_chunk(inc?).await {
+            Ok((inc, Some(c))) => {
+                let last = inc.is_done();
+                Some((Ok((c, last)), (!last).then_some(inc)))
+            }
+            Ok((_, None)) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// The next stretch of a payload, read from the store off the async threads.
@@ -510,16 +521,12 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocke
         });
         let id = d.id.clone();
         let mut sent = socket.send(Message::Text(head.to_string().into())).await.is_ok();
-        let mut next = Some(d);
-        while sent && let Some(inc) = next.take() {
-            match read_chunk(inc).await {
-                Ok((inc, Some(c))) => {
-                    sent = socket.send(Message::Binary(c.into())).await.is_ok();
-                    next = (!inc.is_done()).then_some(inc);
-                }
-                Ok((_, None)) => {}
-                Err(_) => sent = false,
-            }
+        let mut chunks = std::pin::pin!(payload_chunks(d));
+        while sent && let Some(c) = chunks.next().await {
+            sent = match c {
+                Ok((c, _)) => socket.send(Message::Binary(c.into())).await.is_ok(),
+                Err(_) => false,
+            };
         }
         node.taken(id, sent);
         if !sent {

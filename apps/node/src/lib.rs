@@ -264,7 +264,7 @@ impl NodeHandle {
 
     /// Submits a bundle; returns once it is durable, with its ID (one per fragment if it was split).
     pub async fn submit(&self, sub: Submission) -> Result<Vec<BundleId>, NodeError> {
-        self.ask(|tx| Input::Submit(sub, tx)).await?.map_err(NodeError::Rejected)
+        self.submit_now(sub)?.await
     }
 
     /// Submits a bundle at once and returns a future for its answer (submissions made one after another

@@ -223,16 +223,16 @@ async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHand
                     continue;
                 }
                 match t.piece() {
-                    Piece::Wait => {}
+                    Checkpoint::Wait => {}
                     // Cannot be kept in part: acknowledged as it arrives, so that a sender with a window smaller
                     // than the bundle goes on; a cut loses it and the sender sends it again whole.
-                    Piece::Unsplittable => {
+                    Checkpoint::Unsplittable => {
                         let lens = std::mem::take(&mut t.acks);
                         let _ = acks_tx.send(Acks { id: t.id, lens, last: false, stored: None });
                     }
                     // What arrived of a long transfer is kept as a fragment and acknowledged once durable: a cut
                     // from here on costs the sender only the rest, and only the bytes since are held here.
-                    Piece::Keep { bytes, skip } => {
+                    Checkpoint::Keep { bytes, skip } => {
                         let (durable, stored) = oneshot::channel();
                         if node.input(Input::ReceivedPartial { peer: peer.clone(), bytes, skip, durable }).is_err() {
                             break;
@@ -272,7 +272,7 @@ struct Incoming {
 /// receiver holds in memory of a transfer. Below the sending windows of ours (8 MiB) and dtn7-rs.
 const PIECE: u64 = 4 << 20;
 
-enum Piece {
+enum Checkpoint {
     /// Nothing to do yet.
     Wait,
     /// A bundle that must not be fragmented: it cannot be kept in part.
@@ -288,7 +288,7 @@ impl Incoming {
 
     /// Whether the bytes since the last piece make a new one; if so, they are handed over and only the
     /// header stays.
-    fn piece(&mut self) -> Piece {
+    fn piece(&mut self) -> Checkpoint {
         if self.span.is_none() {
             // A header that does not parse is reported when the transfer ends.
             let limits = dtn_core::bpv7::Limits { require_primary_crc: false, ..Default::default() };
@@ -296,20 +296,20 @@ impl Incoming {
                 self.span = usize::try_from(start).ok().map(|s| (s, len, whole));
             }
         }
-        let Some((start, len, must_not_fragment)) = self.span else { return Piece::Wait };
+        let Some((start, len, must_not_fragment)) = self.span else { return Checkpoint::Wait };
         if must_not_fragment {
-            return Piece::Unsplittable;
+            return Checkpoint::Unsplittable;
         }
         let new = self.bytes.len().saturating_sub(start) as u64;
         // The last bytes of the payload wait for the end of the transfer, which checks the rest of it.
         if new < PIECE || self.kept + new >= len {
-            return Piece::Wait;
+            return Checkpoint::Wait;
         }
         let head = self.bytes[..start].to_vec();
         let bytes = std::mem::replace(&mut self.bytes, head);
         let skip = self.kept;
         self.kept += new;
-        Piece::Keep { bytes, skip }
+        Checkpoint::Keep { bytes, skip }
     }
 }
 

@@ -143,6 +143,5 @@ impl Engine {
         self.persist(ops, vec![After::Notices(notices)]);
         // Spray bookkeeping left by failed commits of bundles since removed.
         self.spray.retain(|id, h| h.in_flight > 0 || store.contains(id).unwrap_or(true));
-        self.retry_reassembly(store);
     }
 }

@@ -170,8 +170,7 @@ impl Engine {
     /// its own, so the sender only has to send the rest.
     pub(super) fn received_partial(&mut self, store: &dyn BundleStore, peer: Eid, bytes: &[u8], skip: u64) {
         let peer = peer.node_id();
-        let kept = fragment_from_piece(bytes, skip, &self.cfg.limits);
-        match kept {
+        match fragment_from_piece(bytes, skip, &self.cfg.limits) {
             Ok(Some(frag)) => {
                 let v = frag.to_vec();
                 match Bundle::decode_with(&v, &TRUSTED) {
@@ -443,14 +442,7 @@ impl Engine {
         self.persist(ops, Vec::new());
     }
 
-    /// Tries again to reassemble fragments waiting here (after a reassembly that failed for lack of room).
-    pub(super) fn retry_reassembly(&mut self, store: &dyn BundleStore) {
-        for ep in self.endpoints.clone() {
-            self.deliver_waiting(store, &ep, false);
-        }
-    }
-
-    /// Records a stored fragment for a local endpoint and reassembles once every byte is here.
+    /// Records a stored fragment for a local endpoint; once every byte is here, hands the payload out as pieces.
     pub(super) fn note_fragment(&mut self, store: &dyn BundleStore, id: &BundleId, total: u64) {
         let key = (id.source.clone(), id.creation);
         let Some((off, len)) = id.fragment else { return };
