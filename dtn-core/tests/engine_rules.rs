@@ -216,6 +216,29 @@ fn a_custodian_keeps_its_copy_until_released() {
     assert_eq!(net.deliveries.len(), 1);
 }
 
+/// Over a link whose acknowledgement means durable (our TCPCL), a bundle handed to its destination node is
+/// settled by the acknowledgement: no custody request, no signal, and the sender's copy goes at once. To any
+/// other next hop, or over a link without that promise, custody works as before.
+#[test]
+fn a_durable_acknowledgement_from_the_destination_settles_custody() {
+    for durable in [true, false] {
+        let mut net = Net::new();
+        net.durable_acks = durable;
+        let a = net.add(config("a"), 1 << 20, epidemic, 1);
+        let b = net.add(config("b"), 1 << 20, epidemic, 2);
+        net.at(at(0), Op::Register(b, eid("dtn://b/app")));
+        for k in 0..5 {
+            net.at(at(0), Op::Submit(a, Submission::new(k, eid("dtn://b/app"), vec![7; 100])));
+        }
+        net.at(at(1000), Op::Up(a, b, None));
+        net.run_until(at(5000));
+        assert_eq!(net.deliveries.len(), 5, "durable acks {durable}");
+        assert!(net.held(a).is_empty(), "durable acks {durable}: a kept {:?}", net.held(a));
+        let signals = net.notices_of(|n| matches!(n, Notice::CustodyAccepted { .. }));
+        assert_eq!(signals, if durable { 0 } else { 5 }, "durable acks {durable}");
+    }
+}
+
 #[test]
 fn a_full_node_refuses_custody_with_a_reason_and_the_custodian_keeps_it() {
     let mut net = Net::new();

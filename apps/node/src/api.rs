@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use dtn_core::bpv7::{BundleFlags, BundleId, Eid};
 use dtn_core::engine::{AduPart, Submission};
 use dtn_core::store::{BundleMeta, Priority};
+use futures_util::SinkExt;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -500,40 +501,52 @@ async fn ws(State(api): State<Api>, Query(p): Query<WsParams>, up: WebSocketUpgr
 
 async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocket) {
     loop {
-        let d = tokio::select! {
-            d = node.next_delivery(endpoint.clone(), true) => d,
+        let batch = tokio::select! {
+            d = node.next_deliveries(endpoint.clone(), true, WS_BATCH) => d,
             // The client hung up (or sent something): stop without taking a bundle.
             m = socket.recv() => match m {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 _ => return,
             },
         };
-        let d = match d {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(_) => return,
-        };
-        let head = serde_json::json!({
-            "id": d.id.compact(),
-            "source": d.source.to_string(),
-            "destination": d.destination.to_string(),
-            "length": d.len,
-        });
-        let id = d.id.clone();
-        let mut sent = socket.send(Message::Text(head.to_string().into())).await.is_ok();
-        let mut chunks = std::pin::pin!(payload_chunks(d));
-        while sent && let Some(c) = chunks.next().await {
-            sent = match c {
-                Ok((c, _)) => socket.send(Message::Binary(c.into())).await.is_ok(),
-                Err(_) => false,
-            };
+        let Ok(batch) = batch else { return };
+        // Frames are queued and flushed once per batch; the bundles count as delivered only after the flush.
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut sent = true;
+        for d in batch {
+            let id = d.id.clone();
+            if !sent {
+                node.taken(id, false);
+                continue;
+            }
+            let head = serde_json::json!({
+                "id": d.id.compact(),
+                "source": d.source.to_string(),
+                "destination": d.destination.to_string(),
+                "length": d.len,
+            });
+            sent = socket.feed(Message::Text(head.to_string().into())).await.is_ok();
+            let mut chunks = std::pin::pin!(payload_chunks(d));
+            while sent && let Some(c) = chunks.next().await {
+                sent = match c {
+                    Ok((c, _)) => socket.feed(Message::Binary(c.into())).await.is_ok(),
+                    Err(_) => false,
+                };
+            }
+            ids.push((id, sent));
         }
-        node.taken(id, sent);
+        sent = sent && socket.flush().await.is_ok();
+        for (id, ok) in ids {
+            node.taken(id, ok && sent);
+        }
         if !sent {
             return;
         }
     }
 }
+
+/// Bundles taken per round on a WebSocket stream.
+const WS_BATCH: usize = 256;
 
 /// A stored bundle as the API lists it.
 #[derive(Serialize)]

@@ -33,8 +33,8 @@ pub(crate) enum Input {
     ContactDown { peer: Eid, session: u64 },
     /// A store commit finished.
     Committed(BatchId, Result<CommitReport, StoreError>),
-    /// The next bundle waiting for an application at `endpoint`, waiting for one if `wait`.
-    NextDelivery { endpoint: Eid, wait: bool, reply: DeliveryReply },
+    /// Up to `max` bundles waiting for an application at `endpoint`, in order; waits for one if `wait`.
+    NextDelivery { endpoint: Eid, wait: bool, max: usize, reply: DeliveryReply },
     /// The application has the bundle (true) or gave it back (false).
     Taken { id: BundleId, ok: bool },
     /// Deletes a stored bundle on the operator's request.
@@ -49,8 +49,8 @@ pub(crate) enum Input {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Answer to [`Input::NextDelivery`]: a bundle and, if it came in fragments, the pieces of its payload.
-pub(crate) type DeliveryReply = oneshot::Sender<Option<(BundleId, Vec<Piece>)>>;
+/// Answer to [`Input::NextDelivery`]: bundles and, for one that came in fragments, the pieces of its payload.
+pub(crate) type DeliveryReply = oneshot::Sender<Vec<(BundleId, Vec<Piece>)>>;
 
 /// A bundle to send on a session.
 pub(crate) struct Outgoing {
@@ -88,15 +88,47 @@ pub(crate) struct Core {
     transfers: BTreeMap<TransferId, Eid>,
     submissions: BTreeMap<u64, oneshot::Sender<Result<Vec<BundleId>, String>>>,
     next_token: u64,
-    /// Received bundles waiting for their batches to be durable.
-    durable_waiters: Vec<(BTreeSet<BatchId>, oneshot::Sender<bool>, bool)>,
-    deliveries: BTreeMap<Eid, VecDeque<BundleId>>,
+    /// Received bundles waiting for their batches to be durable: (batches left, reply, all ok so far), and
+    /// which of them each batch holds up. Thousands wait at once when small bundles stream in.
+    durable_waiters: BTreeMap<u64, (usize, oneshot::Sender<bool>, bool)>,
+    waiting_on: BTreeMap<BatchId, Vec<u64>>,
+    deliveries: BTreeMap<Eid, DeliveryQueue>,
     handed_out: BTreeMap<BundleId, Eid>,
     delivery_waiters: BTreeMap<Eid, Vec<DeliveryReply>>,
     /// Bundles delivered as pieces of stored fragments, until the application has them.
     pieces: BTreeMap<BundleId, Vec<Piece>>,
     deletes: BTreeMap<u64, oneshot::Sender<bool>>,
     stats: Stats,
+}
+
+/// Bundles waiting for an application at one endpoint, in delivery order, each once. Applications often
+/// fall behind (a reader that starts after a van unloads), so the queue can be long: membership is a set
+/// lookup, not a scan.
+#[derive(Default)]
+struct DeliveryQueue {
+    order: VecDeque<BundleId>,
+    queued: BTreeSet<BundleId>,
+}
+
+impl DeliveryQueue {
+    fn push(&mut self, id: BundleId) {
+        if self.queued.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+    }
+
+    /// Back to the front: the application that took it let it go unread.
+    fn put_back(&mut self, id: BundleId) {
+        if self.queued.insert(id.clone()) {
+            self.order.push_front(id);
+        }
+    }
+
+    fn pop(&mut self) -> Option<BundleId> {
+        let id = self.order.pop_front()?;
+        self.queued.remove(&id);
+        Some(id)
+    }
 }
 
 /// Milliseconds since the DTN epoch, from the system clock.
@@ -125,7 +157,8 @@ impl Core {
             transfers: BTreeMap::new(),
             submissions: BTreeMap::new(),
             next_token: 1,
-            durable_waiters: Vec::new(),
+            durable_waiters: BTreeMap::new(),
+            waiting_on: BTreeMap::new(),
             deliveries: BTreeMap::new(),
             handed_out: BTreeMap::new(),
             delivery_waiters: BTreeMap::new(),
@@ -232,16 +265,25 @@ impl Core {
                 }
             }
             Input::Committed(batch, result) => self.committed(batch, result),
-            Input::NextDelivery { endpoint, wait, reply } => {
-                match self.deliveries.get_mut(&endpoint).and_then(VecDeque::pop_front) {
-                    Some(id) => {
-                        self.handed_out.insert(id.clone(), endpoint);
-                        let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
-                        let _ = reply.send(Some((id, pieces)));
-                    }
-                    None if wait => self.delivery_waiters.entry(endpoint).or_default().push(reply),
-                    None => {
-                        let _ = reply.send(None);
+            Input::NextDelivery { endpoint, wait, max, reply } => {
+                let mut out = Vec::new();
+                while out.len() < max.max(1)
+                    && let Some(id) = self.deliveries.get_mut(&endpoint).and_then(DeliveryQueue::pop)
+                {
+                    let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
+                    out.push((id, pieces));
+                }
+                if out.is_empty() && wait {
+                    return self.delivery_waiters.entry(endpoint).or_default().push(reply);
+                }
+                for (id, _) in &out {
+                    self.handed_out.insert(id.clone(), endpoint.clone());
+                }
+                if let Err(out) = reply.send(out) {
+                    // The application went away while asking: the bundles wait for the next one.
+                    for (id, _) in out.into_iter().rev() {
+                        self.handed_out.remove(&id);
+                        self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
                     }
                 }
             }
@@ -251,7 +293,7 @@ impl Core {
                     self.pieces.remove(&id);
                     self.handle(Event::DeliveryAcked { id });
                 } else {
-                    self.deliveries.entry(endpoint).or_default().push_front(id);
+                    self.deliveries.entry(endpoint).or_default().put_back(id);
                 }
             }
             Input::Delete(id, reply) => {
@@ -298,7 +340,12 @@ impl Core {
         if batches.is_empty() {
             let _ = durable.send(true);
         } else {
-            self.durable_waiters.push((batches, durable, true));
+            let token = self.next_token;
+            self.next_token += 1;
+            for b in &batches {
+                self.waiting_on.entry(*b).or_default().push(token);
+            }
+            self.durable_waiters.insert(token, (batches.len(), durable, true));
         }
     }
 
@@ -316,17 +363,14 @@ impl Core {
                 self.handle(Event::PersistFailed { batch, failure });
             }
         }
-        let mut i = 0;
-        while i < self.durable_waiters.len() {
-            let w = &mut self.durable_waiters[i];
-            if w.0.remove(&batch) {
-                w.2 &= ok;
-            }
-            if w.0.is_empty() {
-                let (_, tx, ok) = self.durable_waiters.swap_remove(i);
+        for token in self.waiting_on.remove(&batch).unwrap_or_default() {
+            let Some(w) = self.durable_waiters.get_mut(&token) else { continue };
+            w.0 -= 1;
+            w.2 &= ok;
+            if w.0 == 0
+                && let Some((_, tx, ok)) = self.durable_waiters.remove(&token)
+            {
                 let _ = tx.send(ok);
-            } else {
-                i += 1;
             }
         }
     }
@@ -377,15 +421,12 @@ impl Core {
         }
         while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
             // A waiter whose request was dropped (client gone) refuses the send; try the next one.
-            if w.send(Some((id.clone(), pieces.clone()))).is_ok() {
+            if w.send(vec![(id.clone(), pieces.clone())]).is_ok() {
                 self.handed_out.insert(id, endpoint);
                 return;
             }
         }
-        let q = self.deliveries.entry(endpoint).or_default();
-        if !q.contains(&id) {
-            q.push_back(id);
-        }
+        self.deliveries.entry(endpoint).or_default().push(id);
     }
 
     fn transmit(&mut self, peer: Eid, transfer: TransferId, bytes: Vec<u8>) {

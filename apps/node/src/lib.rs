@@ -299,20 +299,39 @@ impl NodeHandle {
     /// [`taken`](Self::taken): until then no one else gets it. The payload is read from the store piece by
     /// piece as the caller asks for it, so a payload of any size takes memory for one piece.
     pub async fn next_delivery(&self, endpoint: Eid, wait: bool) -> Result<Option<Incoming>, NodeError> {
-        let Some((id, pieces)) = self.ask(|reply| Input::NextDelivery { endpoint, wait, reply }).await? else {
-            return Ok(None);
-        };
+        Ok(self.next_deliveries(endpoint, wait, 1).await?.pop())
+    }
+
+    /// Up to `max` bundles waiting at `endpoint`, in delivery order (waiting for one if `wait`); each is the
+    /// caller's until it calls [`NodeHandle::taken`]. Taking many at once is what lets an application keep
+    /// up with small bundles: one request and one read of the store for all of them.
+    pub async fn next_deliveries(&self, endpoint: Eid, wait: bool, max: usize) -> Result<Vec<Incoming>, NodeError> {
+        let ids = self.ask(|reply| Input::NextDelivery { endpoint, wait, max, reply }).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let store = self.store.clone();
-        let id2 = id.clone();
-        let opened = tokio::task::spawn_blocking(move || Incoming::open(store, id2, pieces))
-            .await
-            .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
-        match opened {
-            Ok(d) => Ok(Some(d)),
-            Err(e) => {
-                self.taken(id, false);
-                Err(e)
+        let opened = tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|(id, pieces)| (id.clone(), Incoming::open(store.clone(), id, pieces)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
+        let mut out = Vec::with_capacity(opened.len());
+        let mut first_error = None;
+        for (id, r) in opened {
+            match r {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    self.taken(id, false);
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
         }
     }
 

@@ -185,7 +185,7 @@ async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHand
     let (tx, rx) = mpsc::unbounded_channel();
     let p = h.params();
     let class = if p.peer_addr.ip().is_loopback() { LinkClass::Wired } else { LinkClass::Wifi };
-    let link = LinkInfo { class, rate: None, mtu: Some(p.peer_transfer_mru), volume: None };
+    let link = LinkInfo { class, rate: None, mtu: Some(p.peer_transfer_mru), volume: None, durable_acks: true };
     tracing::info!(%peer, addr = %p.peer_addr, "contact up");
     if node.input(Input::ContactUp { peer: peer.clone(), link, session, tx }).is_err() {
         return;

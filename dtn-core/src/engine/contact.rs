@@ -34,6 +34,7 @@ pub(super) struct Contact {
     /// Bundles to offer, most urgent first: (priority, arrival, ID).
     queue: BTreeSet<(Reverse<Priority>, u64, BundleId)>,
     in_flight: usize,
+    in_flight_bytes: u64,
     volume_left: Option<u64>,
     /// Bundles the peer refused or that failed on this contact: not offered again until the next one.
     refused: BTreeSet<BundleId>,
@@ -56,6 +57,8 @@ pub(super) struct Transfer {
     payload_len: u64,
     adu_offset: u64,
     report: Option<ReportTo>,
+    /// Bytes sent, counted in the contact's window until the transmission ends.
+    size: u64,
 }
 
 impl Engine {
@@ -74,6 +77,7 @@ impl Engine {
                 to_request: Summary::new(),
                 queue: BTreeSet::new(),
                 in_flight: 0,
+                in_flight_bytes: 0,
                 volume_left: link.volume,
                 refused: BTreeSet::new(),
             },
@@ -215,7 +219,10 @@ impl Engine {
     pub(super) fn pump(&mut self, store: &dyn BundleStore, peer: &Eid) {
         loop {
             let Some(c) = self.contacts.get_mut(peer) else { return };
-            if !c.ready || c.in_flight >= self.cfg.max_in_flight {
+            if !c.ready
+                || c.in_flight >= self.cfg.max_in_flight
+                || (c.in_flight > 0 && c.in_flight_bytes >= self.cfg.max_in_flight_bytes)
+            {
                 return;
             }
             let Some((_, _, id)) = c.queue.pop_first() else { return };
@@ -273,7 +280,14 @@ impl Engine {
             Ok(b) => b,
             Err(e) => return self.notice(Notice::StoreError(format!("stored bundle {} unreadable: {e}", meta.id))),
         };
-        let custody = decision == Decision::Forward && meta.custody.is_custodian() && !bundle.is_admin_record();
+        // Custody to the destination node itself over a link whose acknowledgement means durable adds nothing
+        // but a signal and two store writes per bundle: the acknowledgement settles it.
+        let acked_is_enough = self.contacts.get(peer).is_some_and(|c| c.ours && c.link.durable_acks)
+            && meta.destination.node_id() == *peer;
+        let custody = decision == Decision::Forward
+            && meta.custody.is_custodian()
+            && !bundle.is_admin_record()
+            && !acked_is_enough;
         let bytes = match self.outgoing(&bundle, meta, decision, custody) {
             Ok(b) => b,
             Err(e) => return self.notice(Notice::StoreError(format!("cannot prepare {} for sending: {e}", meta.id))),
@@ -301,6 +315,7 @@ impl Engine {
         self.next_transfer += 1;
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.in_flight += 1;
+        c.in_flight_bytes += bytes.len() as u64;
         c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
         // Known from the start, so that nothing queued meanwhile (a custody retry, an offer) sends it again.
         c.known.insert(&meta.id, meta.seq_mode);
@@ -320,6 +335,7 @@ impl Engine {
                 payload_len,
                 adu_offset,
                 report,
+                size: bytes.len() as u64,
             },
         );
         self.out.push(Action::Transmit {
@@ -406,6 +422,7 @@ impl Engine {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
             c.known.insert(&t.id, t.mode);
         }
         self.notice(Notice::Forwarded { id: t.id.clone(), to: t.peer.clone() });
@@ -502,6 +519,7 @@ impl Engine {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
             c.refused.insert(t.id.clone());
         }
         self.release_reserved(&t);
@@ -514,6 +532,7 @@ impl Engine {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
             c.refused.insert(t.id.clone());
         }
         self.release_reserved(&t);
@@ -586,34 +605,46 @@ impl Engine {
 
     /// Learns that bundles were delivered somewhere: replicas here are dropped, and the news spreads on.
     pub(super) fn learn_delivered(&mut self, store: &dyn BundleStore, delivered: &Summary) {
-        let mut known = store.delivered_summary();
-        known.union_with(&self.receipts);
-        let delta = delivered.difference(&known);
+        let mut delta = Summary::new();
+        let mut fragments = Vec::new();
+        store.with_summaries(&mut |mine, known| {
+            delta = delivered.difference(known).difference(&self.receipts);
+            // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
+            for (source, s) in mine.sources() {
+                if delta.sources().all(|(d, _)| d != source) {
+                    continue;
+                }
+                for frag in s.fragment_ids(source) {
+                    let whole = BundleId { fragment: None, ..frag.clone() };
+                    if delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime) {
+                        fragments.push(frag);
+                    }
+                }
+            }
+        });
         if delta.is_empty() {
             return;
         }
-        self.receipts.union_with(&delta);
         self.new_receipts.union_with(&delta);
         let mut held = match store.select(&delta, usize::MAX) {
             Ok(h) => h,
             Err(e) => return self.store_error(e),
         };
-        // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
-        let mine = store.summary();
-        for (source, s) in mine.sources() {
-            if delta.sources().all(|(d, _)| d != source) {
-                continue;
-            }
-            for frag in s.fragment_ids(source) {
-                let whole = BundleId { fragment: None, ..frag.clone() };
-                if (delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime))
-                    && let Ok(Some(m)) = store.meta(&frag)
-                    && !held.iter().any(|h| h.id == m.id)
-                {
-                    held.push(m);
-                }
+        for frag in fragments {
+            if let Ok(Some(m)) = store.meta(&frag)
+                && !held.iter().any(|h| h.id == m.id)
+            {
+                held.push(m);
             }
         }
+        // What is held here gets a tombstone, which the store's delivered summary lists from then on; only
+        // the rest needs remembering as receipts.
+        let mut rest = delta;
+        for m in &held {
+            rest.remove(&m.id, m.seq_mode);
+        }
+        let save_receipts = !rest.is_empty();
+        self.receipts.union_with(&rest);
         let mut ops = Vec::with_capacity(held.len() + 1);
         let mut notices = Vec::with_capacity(held.len());
         for m in held {
@@ -625,7 +656,9 @@ impl Engine {
             notices.push(Notice::DeliveredElsewhere { id: m.id.clone() });
             ops.push(WriteOp::Tombstone { id: m.id, tombstone });
         }
-        ops.push(WriteOp::PutState { key: keys::RECEIPTS.to_vec(), value: Some(self.receipts.to_bytes()) });
+        if save_receipts {
+            ops.push(WriteOp::PutState { key: keys::RECEIPTS.to_vec(), value: Some(self.receipts.to_bytes()) });
+        }
         self.persist(ops, vec![After::Notices(notices)]);
     }
 
@@ -666,10 +699,11 @@ impl Engine {
     pub(super) fn peer_offer(&mut self, store: &dyn BundleStore, peer: &Eid, o: Offer) {
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.known.union_with(&o.held);
-        let mut have = store.summary();
-        have.union_with(&store.delivered_summary());
-        have.union_with(&self.receipts);
-        c.to_request.union_with(&o.held.difference(&have));
+        let mut lacking = Summary::new();
+        store.with_summaries(&mut |held, delivered| {
+            lacking = o.held.difference(held).difference(delivered).difference(&self.receipts);
+        });
+        c.to_request.union_with(&lacking);
         if o.wanted.is_empty() {
             return;
         }

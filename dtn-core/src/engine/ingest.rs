@@ -280,7 +280,9 @@ impl Engine {
             return true;
         }
         // Pieces held here may cover it already (this node split it after a cut transfer).
-        covered(&store.summary(), id)
+        let mut is_covered = false;
+        store.with_summaries(&mut |held, _| is_covered = covered(held, id));
+        is_covered
     }
 
     fn duplicate(&mut self, store: &dyn BundleStore, peer: Eid, id: BundleId, custodian: Option<Eid>) {

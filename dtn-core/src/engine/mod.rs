@@ -53,9 +53,14 @@ pub struct Config {
     /// Submitted bundles with a larger payload are fragmented at the source (proactive fragmentation), so
     /// one large camera frame never holds up small sensor bundles for long.
     pub fragment_payload: Option<u64>,
-    /// Transmissions outstanding per contact; more waiting bundles stay in the engine's priority queue so a
-    /// newly arrived urgent bundle goes next.
+    /// Transmissions outstanding per contact, and their bytes; more waiting bundles stay in the engine's
+    /// priority queue so a newly arrived urgent bundle goes next. The byte bound is what keeps that wait short
+    /// (one transmission goes out whatever its size); the count bound keeps the bookkeeping small. Each
+    /// transmission waits for the peer's store to commit before it counts as done, so the window must cover
+    /// a commit's latency at the link's rate: small bundles need many in flight.
     pub max_in_flight: usize,
+    /// See [`Config::max_in_flight`].
+    pub max_in_flight_bytes: u64,
     /// First custody retransmission timeout; doubled on each retry.
     pub custody_retry_ms: u64,
     /// Longest custody retransmission timeout.
@@ -81,7 +86,8 @@ impl Config {
             default_lifetime_ms: 7 * 86_400_000,
             custody: true,
             fragment_payload: Some(1 << 20),
-            max_in_flight: 8,
+            max_in_flight: 4096,
+            max_in_flight_bytes: 8 << 20,
             custody_retry_ms: 30_000,
             custody_retry_max_ms: 3_600_000,
             receipt_retention_ms: 7 * 86_400_000,

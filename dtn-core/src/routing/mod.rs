@@ -52,6 +52,10 @@ pub struct LinkInfo {
     pub mtu: Option<u64>,
     /// Bytes the contact is expected to carry in total (scheduled contacts), if known.
     pub volume: Option<u64>,
+    /// A finished transmission means the bundle is durable at the peer, when the peer runs our router: our
+    /// TCPCL acknowledges only stored bytes. A bundle handed this way to its destination needs no custody
+    /// signal.
+    pub durable_acks: bool,
 }
 
 /// This node, as an agent sees it.

@@ -589,6 +589,11 @@ impl BundleStore for MemStore {
         lock(&self.inner).delivered.clone()
     }
 
+    fn with_summaries(&self, f: &mut dyn FnMut(&Summary, &Summary)) {
+        let inner = lock(&self.inner);
+        f(&inner.held, &inner.delivered)
+    }
+
     fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(lock(&self.inner).state.get(key).cloned())
     }

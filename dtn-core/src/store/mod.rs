@@ -406,6 +406,11 @@ pub trait BundleStore {
     /// Summary of the bundles known delivered (tombstones with reason `Delivered`).
     fn delivered_summary(&self) -> Summary;
 
+    /// Calls `f` with the summaries of the bundles held and of those known delivered, borrowed: both grow
+    /// with the store, and the engine consults them on every offer and receipt, so copying them there made
+    /// each such message cost as much as the whole store.
+    fn with_summaries(&self, f: &mut dyn FnMut(&Summary, &Summary));
+
     /// A node-state value.
     fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 

@@ -519,6 +519,12 @@ impl BundleStore for LmdbStore {
         self.shared.delivered.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn with_summaries(&self, f: &mut dyn FnMut(&Summary, &Summary)) {
+        let held = self.shared.held.read().unwrap_or_else(|e| e.into_inner());
+        let delivered = self.shared.delivered.read().unwrap_or_else(|e| e.into_inner());
+        f(&held, &delivered)
+    }
+
     fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let s = &self.shared;
         let _g = s.gate();

@@ -92,6 +92,9 @@ pub struct Net {
     pub trace: Vec<String>,
     /// Check the custody invariant after every event (slower).
     pub check_custody: bool,
+    /// Contacts come up as links whose finished transfers mean the bundle is durable at the peer (as over
+    /// our TCPCL); here every transfer is stored before it finishes, so that holds.
+    pub durable_acks: bool,
     pub events: u64,
     /// Bundles the stores evicted to make room, as their commits reported them: (time, node, metadata).
     pub evicted: Vec<(DtnTime, usize, BundleMeta)>,
@@ -115,6 +118,7 @@ impl Net {
             record: false,
             trace: Vec::new(),
             check_custody: false,
+            durable_acks: false,
             events: 0,
             evicted: Vec::new(),
         }
@@ -190,8 +194,9 @@ impl Net {
                 self.contact_seq += 1;
                 self.links.insert(key, Link { contact: self.contact_seq, budget });
                 let (ea, eb) = (self.nodes[a].eid.clone(), self.nodes[b].eid.clone());
-                self.queue.push_back((a, Event::ContactUp { peer: eb, link: LinkInfo::default() }));
-                self.queue.push_back((b, Event::ContactUp { peer: ea, link: LinkInfo::default() }));
+                let link = LinkInfo { durable_acks: self.durable_acks, ..LinkInfo::default() };
+                self.queue.push_back((a, Event::ContactUp { peer: eb, link }));
+                self.queue.push_back((b, Event::ContactUp { peer: ea, link }));
             }
             Op::Down(a, b) => self.link_down(a, b),
             Op::Submit(i, s) => self.queue.push_back((i, Event::Submit(s))),
