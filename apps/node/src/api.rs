@@ -316,8 +316,7 @@ async fn send_batch(
         subs.push(p.submission(tail[..len].to_vec())?);
         rest = &tail[len..];
     }
-    // Submitted one after another without waiting, so they share group commits.
-    let waits = subs.into_iter().map(|s| api.node.submit_now(s)).collect::<Result<Vec<_>, _>>()?;
+    let waits = api.node.submit_batch_now(subs)?;
     let mut ids = Vec::with_capacity(waits.len());
     for r in futures_util::future::join_all(waits).await {
         let first = r?.into_iter().next().map(|id| BundleId { fragment: None, ..id });

@@ -21,6 +21,8 @@ pub(crate) enum Input {
     Event(Event),
     /// An application submission; answered once durable (or refused).
     Submit(Submission, oneshot::Sender<Result<Vec<BundleId>, String>>),
+    /// Many submissions stored in one write; each answered on its own.
+    SubmitBatch(Vec<(Submission, oneshot::Sender<Result<Vec<BundleId>, String>>)>),
     /// A bundle from a peer; `durable` is answered once it is durable here (true) or could not be kept
     /// (false), so the convergence layer acknowledges only durable bytes.
     Received { peer: Eid, bytes: Vec<u8>, durable: oneshot::Sender<bool> },
@@ -227,6 +229,16 @@ impl Core {
                 self.next_token += 1;
                 self.submissions.insert(sub.token, reply);
                 self.handle(Event::Submit(sub));
+            }
+            Input::SubmitBatch(subs) => {
+                let mut batch = Vec::with_capacity(subs.len());
+                for (mut sub, reply) in subs {
+                    sub.token = self.next_token;
+                    self.next_token += 1;
+                    self.submissions.insert(sub.token, reply);
+                    batch.push(sub);
+                }
+                self.handle(Event::SubmitBatch(batch));
             }
             Input::Received { peer, bytes, durable } => {
                 self.stats.received_bytes += bytes.len() as u64;

@@ -278,6 +278,24 @@ impl NodeHandle {
         Ok(async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) })
     }
 
+    /// Submits many bundles to be stored in one write (all or none); returns a future per submission, in
+    /// order, each answered once the batch is durable.
+    #[allow(clippy::type_complexity)]
+    pub fn submit_batch_now(
+        &self,
+        subs: Vec<Submission>,
+    ) -> Result<Vec<impl Future<Output = Result<Vec<BundleId>, NodeError>> + use<>>, NodeError> {
+        let mut batch = Vec::with_capacity(subs.len());
+        let mut answers = Vec::with_capacity(subs.len());
+        for sub in subs {
+            let (tx, rx) = oneshot::channel::<Result<Vec<BundleId>, String>>();
+            batch.push((sub, tx));
+            answers.push(async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) });
+        }
+        self.tx.send(Input::SubmitBatch(batch)).map_err(|_| NodeError::Stopped)?;
+        Ok(answers)
+    }
+
     /// Sends `payload` to `destination` with default options; returns the bundle's ID once durable.
     pub async fn send(&self, destination: Eid, payload: Vec<u8>) -> Result<BundleId, NodeError> {
         let ids = self.submit(Submission::new(0, destination, payload)).await?;

@@ -99,6 +99,9 @@ pub enum Event {
     Unregister(Eid),
     /// An application submitted a bundle.
     Submit(Submission),
+    /// An application submitted many bundles at once (a batch of small readings): they are stored in one
+    /// write, all or none, and each is answered on its own token.
+    SubmitBatch(Vec<Submission>),
     /// The operator deletes a stored bundle (RFC 9171 reason "no additional information"). Answered with
     /// [`Action::Accepted`] once the deletion is durable, or [`Action::Rejected`] if it is not stored.
     Delete {

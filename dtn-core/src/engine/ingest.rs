@@ -31,19 +31,55 @@ fn known_block(t: BlockType) -> bool {
 
 impl Engine {
     pub(super) fn submit(&mut self, sub: Submission) {
+        if let Some((ops, after)) = self.prepare_submission(sub) {
+            self.persist(ops, vec![after]);
+        }
+    }
+
+    /// Many submissions stored in one write: all of them or, if that write fails, none (each is answered
+    /// on its own token either way). A submission refused before storing does not hold up the rest.
+    pub(super) fn submit_batch(&mut self, subs: Vec<Submission>) {
+        let mut ops = Vec::with_capacity(subs.len() + 1);
+        let mut afters = Vec::with_capacity(subs.len());
+        let mut seq = None;
+        for sub in subs {
+            let Some((mut o, after)) = self.prepare_submission(sub) else { continue };
+            // Each submission writes the sequence counter; only the last value matters.
+            o.retain(|op| match op {
+                WriteOp::PutState { key, .. } if key.as_slice() == super::keys::SEQ => {
+                    seq = Some(op.clone());
+                    false
+                }
+                _ => true,
+            });
+            ops.append(&mut o);
+            afters.push(after);
+        }
+        ops.extend(seq);
+        if !afters.is_empty() {
+            self.persist(ops, afters);
+        }
+    }
+
+    /// Builds a submitted bundle and the writes that store it; `None` once it has been rejected.
+    fn prepare_submission(&mut self, sub: Submission) -> Option<(Vec<WriteOp>, After)> {
         let token = sub.token;
+        let reject = |e: &mut Self, reason: String| {
+            e.reject(token, reason);
+            None
+        };
         let source = sub.source.clone().unwrap_or_else(|| self.cfg.node.clone());
         if source.node_id() != self.cfg.node {
-            return self.reject(token, format!("source {source} is not an endpoint of this node ({})", self.cfg.node));
+            return reject(self, format!("source {source} is not an endpoint of this node ({})", self.cfg.node));
         }
         if sub.destination.is_null() {
-            return self.reject(token, "the destination is the null endpoint".into());
+            return reject(self, "the destination is the null endpoint".into());
         }
         if let Some(part) = sub.part {
             let end = part.offset.checked_add(sub.payload.len() as u64);
             if end.is_none_or(|e| e > part.total_len) || sub.payload.is_empty() {
-                return self.reject(
-                    token,
+                return reject(
+                    self,
                     format!(
                         "part of {} bytes at offset {} does not fit an ADU of {} bytes",
                         sub.payload.len(),
@@ -53,7 +89,7 @@ impl Engine {
                 );
             }
             if sub.must_not_fragment {
-                return self.reject(token, "a payload submitted in parts is fragmented by definition".into());
+                return reject(self, "a payload submitted in parts is fragmented by definition".into());
             }
         }
         let local = self.is_local(&sub.destination);
@@ -92,12 +128,12 @@ impl Engine {
         let payload_len = sub.payload.len() as u64;
         let bundle = match b.payload(sub.payload).build() {
             Ok(b) => b,
-            Err(e) => return self.reject(token, format!("cannot build the bundle: {e}")),
+            Err(e) => return reject(self, format!("cannot build the bundle: {e}")),
         };
         let pieces = match self.cfg.fragment_payload {
             Some(max) if payload_len > max && !sub.must_not_fragment => match fragment(&bundle, max.max(1)) {
                 Ok(p) => p,
-                Err(e) => return self.reject(token, format!("cannot fragment the bundle: {e}")),
+                Err(e) => return reject(self, format!("cannot fragment the bundle: {e}")),
             },
             _ => vec![bundle],
         };
@@ -111,7 +147,7 @@ impl Engine {
             ids.push(meta.id.clone());
             ops.push(WriteOp::Insert { meta, payload: Payload::Bytes(bytes) });
         }
-        self.persist(ops, vec![After::Submitted { token, ids, local }]);
+        Some((ops, After::Submitted { token, ids, local }))
     }
 
     fn reject(&mut self, token: u64, reason: String) {

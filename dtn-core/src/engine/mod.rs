@@ -277,6 +277,7 @@ impl Engine {
             Event::Unregister(ep) => self.unregister(ep),
             Event::Delete { id, token } => self.delete(store, id, token),
             Event::Submit(sub) => self.submit(sub),
+            Event::SubmitBatch(subs) => self.submit_batch(subs),
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
             Event::Received { peer, bytes } => self.received(store, peer, &bytes),
             Event::ReceivedPartial { peer, bytes, skip } => self.received_partial(store, peer, &bytes, skip),
