@@ -20,9 +20,9 @@ pub(crate) enum Input {
     /// An engine event that needs no answer.
     Event(Event),
     /// An application submission; answered once durable (or refused).
-    Submit(Submission, oneshot::Sender<Result<Vec<BundleId>, String>>),
+    Submit(Submission, SubmitReply),
     /// Many submissions stored in one write; each answered on its own.
-    SubmitBatch(Vec<(Submission, oneshot::Sender<Result<Vec<BundleId>, String>>)>),
+    SubmitBatch(Vec<(Submission, SubmitReply)>),
     /// A bundle from a peer; `durable` is answered once it is durable here (true) or could not be kept
     /// (false), so the convergence layer acknowledges only durable bytes.
     Received { peer: Eid, bytes: Vec<u8>, durable: oneshot::Sender<bool> },
@@ -50,6 +50,9 @@ pub(crate) enum Input {
     /// Stop: flush what is pending and answer.
     Shutdown(oneshot::Sender<()>),
 }
+
+/// Answer to a submission: the stored IDs (one per fragment), or why it was refused.
+pub(crate) type SubmitReply = oneshot::Sender<Result<Vec<BundleId>, String>>;
 
 /// Answer to [`Input::NextDelivery`]: bundles and, for one that came in fragments, the pieces of its payload.
 pub(crate) type DeliveryReply = oneshot::Sender<Vec<(BundleId, Vec<Piece>)>>;

@@ -280,7 +280,6 @@ impl NodeHandle {
 
     /// Submits many bundles to be stored in one write (all or none); returns a future per submission, in
     /// order, each answered once the batch is durable.
-    #[allow(clippy::type_complexity)]
     pub fn submit_batch_now(
         &self,
         subs: Vec<Submission>,

@@ -18,7 +18,7 @@ use crate::error::SessionError;
 use crate::msg::Message;
 use crate::state::{Ctrl, Ended, OutSegment, Shared};
 
-/// Control messages are batched into one write up to this size.
+/// Control messages, and small data segments, are batched into one write up to this size.
 const BATCH: usize = 64 << 10;
 /// Segment data below this size is copied next to its header so that both go in one write.
 const COALESCE: usize = 16 << 10;
@@ -81,15 +81,25 @@ impl Writer {
                 s = data.recv(), if data_open => match s {
                     None => data_open = false,
                     Some(seg) => {
-                        self.buf.extend_from_slice(&seg.header);
-                        if seg.data.len() < COALESCE {
-                            self.buf.extend_from_slice(&seg.data);
-                        } else {
-                            let header = std::mem::take(&mut self.buf);
-                            self.write(&header).await?;
-                            self.buf = header;
-                            self.buf.clear();
-                            self.write(&seg.data).await?;
+                        // Small segments already queued go out in the same write: one system call for many
+                        // small bundles.
+                        let mut next = Some(seg);
+                        while let Some(seg) = next.take() {
+                            self.buf.extend_from_slice(&seg.header);
+                            if seg.data.len() < COALESCE {
+                                self.buf.extend_from_slice(&seg.data);
+                            } else {
+                                let header = std::mem::take(&mut self.buf);
+                                self.write(&header).await?;
+                                self.buf = header;
+                                self.buf.clear();
+                                self.write(&seg.data).await?;
+                                break;
+                            }
+                            if self.buf.len() >= BATCH {
+                                break;
+                            }
+                            next = data.try_recv().ok();
                         }
                     }
                 },
