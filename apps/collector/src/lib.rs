@@ -1,0 +1,407 @@
+//! The collector's archive (the van's disk).
+//!
+//! Every sensor batch handed over is written as rows of a CSV file per station and sensor
+//! (`<dir>/<station>/<sensor>.csv`; camera stills as `<dir>/<station>/<sensor>/<batch>.jpg`) and recorded in
+//! `<dir>/manifest.jsonl`, one line per batch. The manifest is the archive's memory: it says which batches
+//! are in, so a batch delivered twice (a replica from another path, or a redelivery after a crash) is
+//! counted as a duplicate and not written again, and the completeness report lists the gaps.
+//!
+//! Crash safety: [`Collector::sync`] makes the data files durable before the manifest lines that name them,
+//! and the caller acknowledges deliveries only after it. At open, rows written after the last manifest line
+//! of their file (a crash between the two) are cut off, so those batches are simply written again when the
+//! node redelivers them.
+
+mod report;
+mod time;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use dtn_sensor::{Batch, Clock, FormatError, SensorKind};
+use serde::{Deserialize, Serialize};
+
+pub use report::{Report, SensorReport, StationReport};
+
+/// Why the archive could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The payload is not a sensor batch we can read; the archive is unchanged.
+    #[error(transparent)]
+    Batch(#[from] FormatError),
+    /// Disk trouble, with the file concerned.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The archive's own files disagree (edited by hand, or a disk that lost synced data).
+    #[error("archive {0}")]
+    Corrupt(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> CollectError {
+    let context = context.into();
+    move |source| CollectError::Io { context, source }
+}
+
+/// What [`Collector::add`] did with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// Written to the archive.
+    Stored {
+        /// Station.
+        station: String,
+        /// Sensor.
+        sensor: String,
+        /// Batch number.
+        seq: u64,
+        /// Readings written.
+        readings: usize,
+    },
+    /// Already in the archive: not written again.
+    Duplicate {
+        /// Station.
+        station: String,
+        /// Sensor.
+        sensor: String,
+        /// Batch number.
+        seq: u64,
+    },
+}
+
+/// One manifest line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    station: String,
+    sensor: String,
+    kind: String,
+    seq: u64,
+    readings: u64,
+    /// Payload bytes of the batch.
+    bytes: u64,
+    /// Length of the sensor's CSV file once this batch's rows were in it.
+    csv_len: u64,
+}
+
+/// What the archive knows of one sensor.
+#[derive(Debug, Clone)]
+struct SensorState {
+    kind: SensorKind,
+    seen: BTreeSet<u64>,
+    duplicates: u64,
+    readings: u64,
+    bytes: u64,
+    csv_len: u64,
+}
+
+/// The archive, open for writing.
+pub struct Collector {
+    dir: PathBuf,
+    sensors: BTreeMap<(String, String), SensorState>,
+    files: BTreeMap<(String, String), BufWriter<File>>,
+    /// Manifest lines of batches written but not yet synced.
+    pending: Vec<u8>,
+    /// Image files written since the last sync, to sync with it.
+    images: Vec<PathBuf>,
+    manifest: File,
+    rejected: u64,
+}
+
+impl Collector {
+    /// Opens (or creates) an archive in `dir`, picking up where a previous run (or a crash) left it.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Collector, CollectError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let manifest_path = dir.join("manifest.jsonl");
+        let mut sensors: BTreeMap<(String, String), SensorState> = BTreeMap::new();
+        let mut good_len = 0u64;
+        if let Ok(f) = File::open(&manifest_path) {
+            let mut r = BufReader::new(f);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = r.read_line(&mut line).map_err(io_err(format!("reading {}", manifest_path.display())))?;
+                if n == 0 || !line.ends_with('\n') {
+                    // End, or a line cut short by a crash: that batch was not acknowledged, so it comes again.
+                    break;
+                }
+                let e: Entry = match serde_json::from_str(&line) {
+                    Ok(e) => e,
+                    Err(_) => break,
+                };
+                let kind: SensorKind = e.kind.parse()?;
+                let s = sensors.entry((e.station, e.sensor)).or_insert_with(|| SensorState {
+                    kind,
+                    seen: BTreeSet::new(),
+                    duplicates: 0,
+                    readings: 0,
+                    bytes: 0,
+                    csv_len: 0,
+                });
+                s.seen.insert(e.seq);
+                s.readings += e.readings;
+                s.bytes += e.bytes;
+                s.csv_len = e.csv_len;
+                good_len += n as u64;
+            }
+        }
+        let manifest = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&manifest_path)
+            .map_err(io_err(format!("opening {}", manifest_path.display())))?;
+        manifest.set_len(good_len).map_err(io_err(format!("trimming {}", manifest_path.display())))?;
+        let mut c = Collector {
+            dir,
+            sensors,
+            files: BTreeMap::new(),
+            pending: Vec::new(),
+            images: Vec::new(),
+            manifest,
+            rejected: 0,
+        };
+        c.trim_data_files()?;
+        Ok(c)
+    }
+
+    /// Cuts rows written after the last manifest line of their file.
+    fn trim_data_files(&mut self) -> Result<(), CollectError> {
+        for ((station, sensor), s) in &self.sensors {
+            let p = csv_path(&self.dir, station, sensor);
+            let len = fs::metadata(&p).map_err(io_err(format!("reading {}", p.display())))?.len();
+            if len < s.csv_len {
+                return Err(CollectError::Corrupt(format!(
+                    "{} is {len} bytes but the manifest says {} were written",
+                    p.display(),
+                    s.csv_len
+                )));
+            }
+            if len > s.csv_len {
+                let f = OpenOptions::new().write(true).open(&p).map_err(io_err(format!("opening {}", p.display())))?;
+                f.set_len(s.csv_len).map_err(io_err(format!("trimming {}", p.display())))?;
+                f.sync_data().map_err(io_err(format!("syncing {}", p.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The archive directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Adds a batch (a bundle's payload). `received_unix_ms` and `age_ms` place the readings of a station
+    /// without a clock in time (see [`Batch::unix_times`]). Not durable until [`Collector::sync`].
+    pub fn add(&mut self, payload: &[u8], received_unix_ms: u64, age_ms: Option<u64>) -> Result<Added, CollectError> {
+        let batch = match Batch::decode(payload) {
+            Ok(b) => b,
+            Err(e) => {
+                self.rejected += 1;
+                return Err(e.into());
+            }
+        };
+        let key = (batch.station.clone(), batch.sensor.clone());
+        if let Some(s) = self.sensors.get_mut(&key) {
+            if s.kind != batch.kind {
+                self.rejected += 1;
+                return Err(CollectError::Batch(FormatError::Invalid {
+                    station: batch.station,
+                    sensor: batch.sensor,
+                    seq: batch.seq,
+                    what: format!("a {} batch for a sensor that sent {} before", batch.kind.name(), s.kind.name()),
+                }));
+            }
+            if s.seen.contains(&batch.seq) {
+                s.duplicates += 1;
+                return Ok(Added::Duplicate { station: batch.station, sensor: batch.sensor, seq: batch.seq });
+            }
+        }
+        let rows = self.rows(&batch, received_unix_ms, age_ms);
+        if let Some(image) = &batch.image {
+            let d = self.dir.join(safe(&batch.station)).join(safe(&batch.sensor));
+            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            let p = d.join(format!("{:08}.jpg", batch.seq));
+            let tmp = d.join(format!(".{:08}.jpg.tmp", batch.seq));
+            fs::write(&tmp, image).map_err(io_err(format!("writing {}", tmp.display())))?;
+            File::open(&tmp).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", tmp.display())))?;
+            fs::rename(&tmp, &p).map_err(io_err(format!("renaming to {}", p.display())))?;
+            self.images.push(d);
+        }
+        let (csv_len, kind) = {
+            let w = self.writer(&batch)?;
+            w.write_all(rows.as_bytes()).map_err(io_err("writing rows"))?;
+            let s = self.sensors.entry(key.clone()).or_insert_with(|| SensorState {
+                kind: batch.kind,
+                seen: BTreeSet::new(),
+                duplicates: 0,
+                readings: 0,
+                bytes: 0,
+                csv_len: 0,
+            });
+            s.csv_len += rows.len() as u64;
+            s.seen.insert(batch.seq);
+            s.readings += batch.readings.len() as u64;
+            s.bytes += payload.len() as u64;
+            (s.csv_len, s.kind)
+        };
+        let entry = Entry {
+            station: batch.station.clone(),
+            sensor: batch.sensor.clone(),
+            kind: kind.name().to_string(),
+            seq: batch.seq,
+            readings: batch.readings.len() as u64,
+            bytes: payload.len() as u64,
+            csv_len,
+        };
+        serde_json::to_writer(&mut self.pending, &entry)
+            .map_err(|e| CollectError::Corrupt(format!("cannot write a manifest line: {e}")))?;
+        self.pending.push(b'\n');
+        Ok(Added::Stored {
+            station: batch.station,
+            sensor: batch.sensor,
+            seq: batch.seq,
+            readings: batch.readings.len(),
+        })
+    }
+
+    /// The CSV writer of a batch's sensor, creating the file (with its header) on first use.
+    fn writer(&mut self, batch: &Batch) -> Result<&mut BufWriter<File>, CollectError> {
+        let key = (batch.station.clone(), batch.sensor.clone());
+        if !self.files.contains_key(&key) {
+            let p = csv_path(&self.dir, &batch.station, &batch.sensor);
+            if let Some(d) = p.parent() {
+                fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(io_err(format!("opening {}", p.display())))?;
+            let fresh = self.sensors.get(&key).is_none_or(|s| s.csv_len == 0);
+            if fresh {
+                // Rows no manifest line names were never acknowledged: they come again.
+                f.set_len(0).map_err(io_err(format!("trimming {}", p.display())))?;
+            }
+            let mut w = BufWriter::with_capacity(64 << 10, f);
+            if fresh {
+                let header = csv_header(batch.kind);
+                w.write_all(header.as_bytes()).map_err(io_err(format!("writing {}", p.display())))?;
+                // The header counts as written by the first batch.
+                self.sensors.entry(key.clone()).or_insert_with(|| SensorState {
+                    kind: batch.kind,
+                    seen: BTreeSet::new(),
+                    duplicates: 0,
+                    readings: 0,
+                    bytes: 0,
+                    csv_len: 0,
+                });
+                if let Some(s) = self.sensors.get_mut(&key) {
+                    s.csv_len = header.len() as u64;
+                }
+            }
+            self.files.insert(key.clone(), w);
+        }
+        self.files.get_mut(&key).ok_or_else(|| CollectError::Corrupt("writer vanished".into()))
+    }
+
+    fn rows(&self, batch: &Batch, received_unix_ms: u64, age_ms: Option<u64>) -> String {
+        let unix = batch.unix_times(received_unix_ms, age_ms);
+        let mut out = String::with_capacity(batch.readings.len() * 48);
+        for (i, r) in batch.readings.iter().enumerate() {
+            use std::fmt::Write as _;
+            let t = unix.as_ref().and_then(|u| u.get(i).copied());
+            let (unix_ms, utc) = match t {
+                Some(t) => (t.to_string(), time::iso8601(t)),
+                None => (String::new(), String::new()),
+            };
+            let uptime = if batch.clock == Clock::Uptime { r.t.to_string() } else { String::new() };
+            let _ = write!(out, "{unix_ms},{utc},{uptime},{}", batch.seq);
+            for v in &r.values {
+                let _ = write!(out, ",{v}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Makes everything added so far durable: data files first, then the manifest lines that name them.
+    /// Acknowledge deliveries only after this returns.
+    pub fn sync(&mut self) -> Result<(), CollectError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for w in self.files.values_mut() {
+            w.flush().map_err(io_err("flushing a data file"))?;
+            w.get_ref().sync_data().map_err(io_err("syncing a data file"))?;
+        }
+        // New image and CSV files must be findable after a crash, like their contents.
+        let mut dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.images).into_iter().collect();
+        for (station, _) in self.files.keys() {
+            dirs.insert(self.dir.join(safe(station)));
+        }
+        dirs.insert(self.dir.clone());
+        for d in dirs {
+            if let Ok(f) = File::open(&d) {
+                let _ = f.sync_all();
+            }
+        }
+        self.manifest.write_all(&self.pending).map_err(io_err("writing the manifest"))?;
+        self.manifest.sync_data().map_err(io_err("syncing the manifest"))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Batches refused as unreadable since the archive was opened.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// What the archive holds, per station and sensor, with gaps and duplicates.
+    pub fn report(&self) -> Report {
+        let mut stations: BTreeMap<String, StationReport> = BTreeMap::new();
+        for ((station, sensor), s) in &self.sensors {
+            let st = stations.entry(station.clone()).or_default();
+            st.sensors.insert(sensor.clone(), SensorReport::of(s.kind, &s.seen, s.duplicates, s.readings, s.bytes));
+        }
+        Report { stations, rejected: self.rejected }
+    }
+}
+
+fn csv_header(kind: SensorKind) -> String {
+    let mut h = String::from("time_unix_ms,time_utc,uptime_ms,batch");
+    for a in kind.axes() {
+        h.push(',');
+        h.push_str(a);
+        h.push('_');
+        h.push_str(kind.unit());
+    }
+    h.push('\n');
+    h
+}
+
+fn csv_path(dir: &Path, station: &str, sensor: &str) -> PathBuf {
+    dir.join(safe(station)).join(format!("{}.csv", safe(sensor)))
+}
+
+/// A name as one path component, keeping distinct names distinct: `bme280/temperature` becomes
+/// `bme280%2Ftemperature`. (Batch decoding already refused `..`, a leading `/` and control characters.)
+fn safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '\\' => out.push_str("%5C"),
+            ':' => out.push_str("%3A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
