@@ -360,6 +360,18 @@ impl Collector {
         self.rejected
     }
 
+    /// Writes the report next to the data: `report.txt` for people, `report.json` for scripts.
+    pub fn write_report(&self) -> Result<Report, CollectError> {
+        let r = self.report();
+        let text = format!("{}\n{r}", r.per_station());
+        let json = serde_json::to_vec_pretty(&r).map_err(|e| CollectError::Corrupt(format!("report: {e}")))?;
+        for (name, bytes) in [("report.txt", text.into_bytes()), ("report.json", json)] {
+            let p = self.dir.join(name);
+            fs::write(&p, bytes).map_err(io_err(format!("writing {}", p.display())))?;
+        }
+        Ok(r)
+    }
+
     /// What the archive holds, per station and sensor, with gaps and duplicates.
     pub fn report(&self) -> Report {
         let mut stations: BTreeMap<String, StationReport> = BTreeMap::new();

@@ -95,6 +95,32 @@ impl StationReport {
     }
 }
 
+impl Report {
+    /// One line per station: sensors, batches, readings, missing batches (gaps), duplicates dropped.
+    pub fn per_station(&self) -> String {
+        let mut out = format!(
+            "{:<16} {:>7} {:>8} {:>9} {:>8} {:>6} {:>11}\n",
+            "station", "sensors", "batches", "readings", "missing", "dups", "bytes"
+        );
+        for (name, st) in &self.stations {
+            out.push_str(&format!(
+                "{name:<16} {:>7} {:>8} {:>9} {:>8} {:>6} {:>11}\n",
+                st.sensors.len(),
+                st.batches(),
+                st.readings(),
+                st.missing(),
+                st.duplicates(),
+                st.bytes()
+            ));
+        }
+        if self.rejected > 0 {
+            out.push_str(&format!("{} payloads were not sensor batches and were set aside\n", self.rejected));
+        }
+        out
+    }
+}
+
+/// Per station and sensor, with the gaps spelled out.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(

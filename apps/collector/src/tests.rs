@@ -118,3 +118,21 @@ fn names_map_to_distinct_files() {
     assert_ne!(safe("a/b"), safe("a%2Fb"));
     assert!(!safe("x/y\\z:w").contains(['/', '\\', ':']));
 }
+
+#[test]
+fn the_report_is_written_beside_the_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Collector::open(dir.path()).expect("open");
+    for seq in [0, 2] {
+        c.add(&batch("hill-1", "t", seq), 0, None).expect("add");
+    }
+    c.sync().expect("sync");
+    let r = c.write_report().expect("report");
+    assert_eq!(r.stations["hill-1"].missing(), 1);
+    let text = fs::read_to_string(dir.path().join("report.txt")).expect("report.txt");
+    // The per-sensor line names the missing batch.
+    assert!(text.lines().any(|l| l.starts_with("hill-1") && l.ends_with("  1")), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("report.json")).expect("report.json")).expect("json");
+    assert_eq!(json["stations"]["hill-1"]["sensors"]["t"]["gaps"][0][0], 1);
+}

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 environment failure (I/O), 2 bad input (arguments or bundle data).
 
 mod create;
+mod demo;
 mod inspect;
 mod node;
 mod render;
@@ -54,6 +55,11 @@ enum Command {
     Export(node::ExportArgs),
     /// Store the bundles of a directory written by `dtn export`
     Import(node::ImportArgs),
+    /// Run the whole story on this machine with real nodes
+    Demo {
+        #[command(subcommand)]
+        command: demo::DemoCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => node::stats(&a),
         Command::Export(a) => node::export(&a),
         Command::Import(a) => node::import(&a),
+        Command::Demo { command } => demo::run(&command),
     };
     match result {
         Ok(code) => code,

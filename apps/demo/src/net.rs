@@ -1,0 +1,69 @@
+//! A set of nodes on loopback, and the links between them.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dtn_core::bpv7::Eid;
+use dtn_core::routing::RoutingConfig;
+use dtn_node::{Node, NodeConfig, NodeHandle};
+
+/// One running node of the demo.
+pub struct DemoNode {
+    /// Its name (`s1`, `van`, …).
+    pub name: String,
+    /// Its node ID.
+    pub eid: Eid,
+    /// The running node.
+    pub node: Node,
+    /// A handle to it.
+    pub handle: NodeHandle,
+}
+
+/// Free loopback ports, one per node, so that every node's peers can be configured before any starts.
+pub fn free_ports(n: usize) -> Result<Vec<SocketAddr>> {
+    // Held together until all are known, so no two are the same.
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()
+        .context("finding free ports")?;
+    listeners.iter().map(|l| l.local_addr().context("reading a port")).collect()
+}
+
+/// Starts a node called `name` listening on `addr`, dialling `peers`, storing under `dir/name`.
+pub async fn start(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    peers: Vec<SocketAddr>,
+    routing: RoutingConfig,
+    quota: u64,
+    seed: u64,
+) -> Result<DemoNode> {
+    let eid: Eid = format!("dtn://{name}/").parse().with_context(|| format!("node name {name}"))?;
+    let mut cfg = NodeConfig::new(eid.clone(), dir.join(name));
+    cfg.tcpcl = Some(addr);
+    cfg.peers = peers;
+    cfg.discovery = false;
+    cfg.api = None;
+    cfg.routing = routing;
+    cfg.quota = quota;
+    cfg.seed = seed;
+    cfg.default_lifetime = Duration::from_secs(30 * 24 * 3600);
+    let node = Node::start(cfg).await.with_context(|| format!("starting node {name}"))?;
+    let handle = node.handle();
+    Ok(DemoNode { name: name.to_string(), eid, node, handle })
+}
+
+/// Brings the link between two nodes up or down, on both sides (either may be dialling).
+pub fn set_link(a: &DemoNode, b: &DemoNode, up: bool) -> Result<()> {
+    a.handle.set_link(b.eid.clone(), up).context("node stopped")?;
+    b.handle.set_link(a.eid.clone(), up).context("node stopped")?;
+    Ok(())
+}
+
+/// Bundles a node holds now.
+pub async fn held(n: &DemoNode) -> u64 {
+    n.handle.stats().await.map(|s| s.store.bundles).unwrap_or(0)
+}
