@@ -132,7 +132,8 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Runs the demo, printing what happens to `out`.
+/// Runs the demo, printing what happens to `out`. Needs tokio's multi-threaded runtime: the van's collector
+/// writes and syncs its archive in place on a worker thread.
 pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) -> Result<WeatherSummary> {
     if opts.stations < 1 {
         bail!("the demo needs at least one station");
