@@ -98,6 +98,12 @@ struct SensorState {
     csv_len: u64,
 }
 
+impl SensorState {
+    fn new(kind: SensorKind) -> Self {
+        SensorState { kind, seen: BTreeSet::new(), duplicates: 0, readings: 0, bytes: 0, csv_len: 0 }
+    }
+}
+
 /// The archive, open for writing.
 pub struct Collector {
     dir: PathBuf,
@@ -134,14 +140,7 @@ impl Collector {
                     Err(_) => break,
                 };
                 let kind: SensorKind = e.kind.parse()?;
-                let s = sensors.entry((e.station, e.sensor)).or_insert_with(|| SensorState {
-                    kind,
-                    seen: BTreeSet::new(),
-                    duplicates: 0,
-                    readings: 0,
-                    bytes: 0,
-                    csv_len: 0,
-                });
+                let s = sensors.entry((e.station, e.sensor)).or_insert_with(|| SensorState::new(kind));
                 s.seen.insert(e.seq);
                 s.readings += e.readings;
                 s.bytes += e.bytes;
@@ -234,14 +233,7 @@ impl Collector {
         let (csv_len, kind) = {
             let w = self.writer(&batch)?;
             w.write_all(rows.as_bytes()).map_err(io_err("writing rows"))?;
-            let s = self.sensors.entry(key.clone()).or_insert_with(|| SensorState {
-                kind: batch.kind,
-                seen: BTreeSet::new(),
-                duplicates: 0,
-                readings: 0,
-                bytes: 0,
-                csv_len: 0,
-            });
+            let s = self.sensors.entry(key.clone()).or_insert_with(|| SensorState::new(batch.kind));
             s.csv_len += rows.len() as u64;
             s.seen.insert(batch.seq);
             s.readings += batch.readings.len() as u64;
@@ -291,17 +283,8 @@ impl Collector {
                 let header = csv_header(batch.kind);
                 w.write_all(header.as_bytes()).map_err(io_err(format!("writing {}", p.display())))?;
                 // The header counts as written by the first batch.
-                self.sensors.entry(key.clone()).or_insert_with(|| SensorState {
-                    kind: batch.kind,
-                    seen: BTreeSet::new(),
-                    duplicates: 0,
-                    readings: 0,
-                    bytes: 0,
-                    csv_len: 0,
-                });
-                if let Some(s) = self.sensors.get_mut(&key) {
-                    s.csv_len = header.len() as u64;
-                }
+                self.sensors.entry(key.clone()).or_insert_with(|| SensorState::new(batch.kind)).csv_len =
+                    header.len() as u64;
             }
             self.files.insert(key.clone(), w);
         }

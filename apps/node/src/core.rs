@@ -91,7 +91,7 @@ pub(crate) struct Core {
     /// Peers the operator cut: sessions to them are refused until they are let back.
     pub(crate) blocked: Arc<std::sync::Mutex<BTreeSet<Eid>>>,
     transfers: BTreeMap<TransferId, Eid>,
-    submissions: BTreeMap<u64, oneshot::Sender<Result<Vec<BundleId>, String>>>,
+    submissions: BTreeMap<u64, SubmitReply>,
     next_token: u64,
     /// Received bundles waiting for their batches to be durable: (batches left, reply, all ok so far), and
     /// which of them each batch holds up. Thousands wait at once when small bundles stream in.
@@ -227,20 +227,12 @@ impl Core {
                 }
                 self.handle(e);
             }
-            Input::Submit(mut sub, reply) => {
-                sub.token = self.next_token;
-                self.next_token += 1;
-                self.submissions.insert(sub.token, reply);
+            Input::Submit(sub, reply) => {
+                let sub = self.awaiting(sub, reply);
                 self.handle(Event::Submit(sub));
             }
             Input::SubmitBatch(subs) => {
-                let mut batch = Vec::with_capacity(subs.len());
-                for (mut sub, reply) in subs {
-                    sub.token = self.next_token;
-                    self.next_token += 1;
-                    self.submissions.insert(sub.token, reply);
-                    batch.push(sub);
-                }
+                let batch = subs.into_iter().map(|(sub, reply)| self.awaiting(sub, reply)).collect();
                 self.handle(Event::SubmitBatch(batch));
             }
             Input::Received { peer, bytes, durable } => {
@@ -362,6 +354,14 @@ impl Core {
             }
             self.durable_waiters.insert(token, (batches.len(), durable, true));
         }
+    }
+
+    /// Gives a submission a token the engine answers on, and remembers who waits for that answer.
+    fn awaiting(&mut self, mut sub: Submission, reply: SubmitReply) -> Submission {
+        sub.token = self.next_token;
+        self.next_token += 1;
+        self.submissions.insert(sub.token, reply);
+        sub
     }
 
     fn committed(&mut self, batch: BatchId, result: Result<CommitReport, StoreError>) {

@@ -273,9 +273,9 @@ impl NodeHandle {
         &self,
         sub: Submission,
     ) -> Result<impl Future<Output = Result<Vec<BundleId>, NodeError>> + use<>, NodeError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, answer) = submit_reply();
         self.tx.send(Input::Submit(sub, tx)).map_err(|_| NodeError::Stopped)?;
-        Ok(async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) })
+        Ok(answer)
     }
 
     /// Submits many bundles to be stored in one write (all or none); returns a future per submission, in
@@ -287,9 +287,9 @@ impl NodeHandle {
         let mut batch = Vec::with_capacity(subs.len());
         let mut answers = Vec::with_capacity(subs.len());
         for sub in subs {
-            let (tx, rx) = oneshot::channel::<Result<Vec<BundleId>, String>>();
+            let (tx, answer) = submit_reply();
             batch.push((sub, tx));
-            answers.push(async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) });
+            answers.push(answer);
         }
         self.tx.send(Input::SubmitBatch(batch)).map_err(|_| NodeError::Stopped)?;
         Ok(answers)
@@ -415,6 +415,12 @@ impl NodeHandle {
     pub(crate) fn input(&self, i: Input) -> Result<(), NodeError> {
         self.tx.send(i).map_err(|_| NodeError::Stopped)
     }
+}
+
+/// The core's end of a submission's answer, and the caller's.
+fn submit_reply() -> (crate::core::SubmitReply, impl Future<Output = Result<Vec<BundleId>, NodeError>>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, async move { rx.await.map_err(|_| NodeError::Stopped)?.map_err(NodeError::Rejected) })
 }
 
 /// The whole bundle's ID for a fragment's.

@@ -1,8 +1,10 @@
 //! UTC calendar dates and clock times from Unix milliseconds.
 //!
-//! Archive paths and the index page need dates; a calendar crate would be the only other dependency for
-//! a dozen lines of arithmetic (Howard Hinnant's `civil_from_days`). No time zones: paths stay unambiguous
-//! across daylight-saving changes, and the page says UTC.
+//! Archive paths and the index page need dates; the day arithmetic is dtn-core's `civil_from_days`, so no
+//! calendar crate. No time zones: paths stay unambiguous across daylight-saving changes, and the page says
+//! UTC.
+
+use dtn_core::bpv7::civil_from_days;
 
 /// A UTC instant broken into calendar fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,21 +56,6 @@ impl UtcTime {
     pub fn iso8601(&self) -> String {
         format!("{}T{:02}:{:02}:{:02}.{:03}Z", self.date(), self.hour, self.minute, self.second, self.millis)
     }
-}
-
-/// (year, month, day) of the day `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Counted from 0000-03-01 so that the leap day ends each 400-year era's year.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

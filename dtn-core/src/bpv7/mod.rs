@@ -40,7 +40,7 @@ pub use fragment::{
 pub use id::{BundleId, BundleIdError};
 pub use primary::{BundleFlags, FragmentInfo, PrimaryBlock};
 pub use stream::{BundleHeader, Feed, PayloadSink, StreamDecoder, StreamEncoder, StreamError};
-pub use time::{CreationTimestamp, DTN_EPOCH_UNIX_MS, DtnTime};
+pub use time::{CreationTimestamp, DTN_EPOCH_UNIX_MS, DtnTime, civil_from_days};
 
 /// Size limits applied while decoding. Defaults suit a station: generous, but nothing an attacker can use to
 /// make a node allocate without bound.

@@ -35,8 +35,9 @@ impl fmt::Display for DtnTime {
     }
 }
 
-/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// (year, month, day) of the day `z` days after 1970-01-01: Howard Hinnant's days-to-civil conversion
+/// (proleptic Gregorian). Public so that applications naming files and rows by date need no calendar crate.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

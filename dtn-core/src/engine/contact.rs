@@ -40,6 +40,14 @@ pub(super) struct Contact {
     refused: BTreeSet<BundleId>,
 }
 
+impl Contact {
+    /// A transmission ended (finished, failed or cut): it leaves the window.
+    fn ended(&mut self, t: &Transfer) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(t.size);
+    }
+}
+
 /// One transmission of a stored bundle.
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
@@ -162,10 +170,17 @@ impl Engine {
         } else {
             held.difference(&c.known)
         };
-        match store.select(&want, usize::MAX) {
+        self.queue_and_pump(store, peer, &want);
+    }
+
+    /// Queues the stored bundles in `want` for `peer`, then sends what its window allows.
+    fn queue_and_pump(&mut self, store: &dyn BundleStore, peer: &Eid, want: &Summary) {
+        match store.select(want, usize::MAX) {
             Ok(metas) => {
-                for m in metas {
-                    c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                if let Some(c) = self.contacts.get_mut(peer) {
+                    for m in metas {
+                        c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                    }
                 }
             }
             Err(e) => return self.store_error(e),
@@ -421,8 +436,7 @@ impl Engine {
     pub(super) fn transfer_finished(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
-            c.in_flight = c.in_flight.saturating_sub(1);
-            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
+            c.ended(&t);
             c.known.insert(&t.id, t.mode);
         }
         self.notice(Notice::Forwarded { id: t.id.clone(), to: t.peer.clone() });
@@ -518,8 +532,7 @@ impl Engine {
     pub(super) fn transfer_failed(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
-            c.in_flight = c.in_flight.saturating_sub(1);
-            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
+            c.ended(&t);
             c.refused.insert(t.id.clone());
         }
         self.release_reserved(&t);
@@ -531,8 +544,7 @@ impl Engine {
     pub(super) fn transfer_cut(&mut self, store: &dyn BundleStore, transfer: TransferId, durable: u64) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
-            c.in_flight = c.in_flight.saturating_sub(1);
-            c.in_flight_bytes = c.in_flight_bytes.saturating_sub(t.size);
+            c.ended(&t);
             c.refused.insert(t.id.clone());
         }
         self.release_reserved(&t);
@@ -709,15 +721,7 @@ impl Engine {
         }
         // Only what we offered: an offer is no way to fetch arbitrary bundles.
         let wanted = o.wanted.difference(&o.wanted.difference(&c.announced));
-        match store.select(&wanted, usize::MAX) {
-            Ok(metas) => {
-                for m in metas {
-                    c.queue.insert((Reverse(m.priority), m.arrival, m.id));
-                }
-            }
-            Err(e) => return self.store_error(e),
-        }
-        self.pump(store, peer);
+        self.queue_and_pump(store, peer, &wanted);
     }
 
     /// Sends one of our records straight to a peer in contact, without storing it.

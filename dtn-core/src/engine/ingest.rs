@@ -31,9 +31,7 @@ fn known_block(t: BlockType) -> bool {
 
 impl Engine {
     pub(super) fn submit(&mut self, sub: Submission) {
-        if let Some((ops, after)) = self.prepare_submission(sub) {
-            self.persist(ops, vec![after]);
-        }
+        self.submit_batch(vec![sub]);
     }
 
     /// Many submissions stored in one write: all of them or, if that write fails, none (each is answered
@@ -41,27 +39,20 @@ impl Engine {
     pub(super) fn submit_batch(&mut self, subs: Vec<Submission>) {
         let mut ops = Vec::with_capacity(subs.len() + 1);
         let mut afters = Vec::with_capacity(subs.len());
-        let mut seq = None;
         for sub in subs {
             let Some((mut o, after)) = self.prepare_submission(sub) else { continue };
-            // Each submission writes the sequence counter; only the last value matters.
-            o.retain(|op| match op {
-                WriteOp::PutState { key, .. } if key.as_slice() == super::keys::SEQ => {
-                    seq = Some(op.clone());
-                    false
-                }
-                _ => true,
-            });
             ops.append(&mut o);
             afters.push(after);
         }
-        ops.extend(seq);
         if !afters.is_empty() {
+            // The sequence numbers taken, made durable once for the lot.
+            ops.push(self.seq_state());
             self.persist(ops, afters);
         }
     }
 
-    /// Builds a submitted bundle and the writes that store it; `None` once it has been rejected.
+    /// Builds a submitted bundle and the writes that store it (the caller adds the sequence counter's);
+    /// `None` once it has been rejected.
     fn prepare_submission(&mut self, sub: Submission) -> Option<(Vec<WriteOp>, After)> {
         let token = sub.token;
         let reject = |e: &mut Self, reason: String| {
@@ -93,12 +84,9 @@ impl Engine {
             }
         }
         let local = self.is_local(&sub.destination);
-        let (creation, seq_op) = match sub.part.and_then(|p| p.creation) {
-            Some(c) => (c, None),
-            None => {
-                let (seq, op) = self.take_seq();
-                (CreationTimestamp { time: self.creation_time(), sequence: seq }, Some(op))
-            }
+        let creation = match sub.part.and_then(|p| p.creation) {
+            Some(c) => c,
+            None => CreationTimestamp { time: self.creation_time(), sequence: self.take_seq().0 },
         };
         let lifetime = sub.lifetime_ms.unwrap_or(self.cfg.default_lifetime_ms);
         let mut flags = BundleFlags(sub.reports.0 & BundleFlags::ALL_REPORTS.0);
@@ -139,7 +127,7 @@ impl Engine {
         };
         let custody = if self.cfg.custody || local { Custody::Held } else { Custody::None };
         let copies = self.agent.initial_copies();
-        let mut ops: Vec<WriteOp> = seq_op.into_iter().collect();
+        let mut ops = Vec::with_capacity(pieces.len());
         let mut ids = Vec::with_capacity(pieces.len());
         for p in pieces {
             let bytes = p.to_vec();

@@ -695,7 +695,12 @@ impl Engine {
     fn take_seq(&mut self) -> (u64, WriteOp) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        (seq, WriteOp::PutState { key: keys::SEQ.to_vec(), value: Some(self.next_seq.to_be_bytes().to_vec()) })
+        (seq, self.seq_state())
+    }
+
+    /// The write that makes the sequence counter durable as it stands.
+    fn seq_state(&self) -> WriteOp {
+        WriteOp::PutState { key: keys::SEQ.to_vec(), value: Some(self.next_seq.to_be_bytes().to_vec()) }
     }
 
     /// The current creation time: now, or 0 without a clock.
