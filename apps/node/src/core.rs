@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
 use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Piece, Submission, TransferId};
 use dtn_core::routing::LinkInfo;
-use dtn_core::store::{CommitReport, StoreError, WriteBatch};
+use dtn_core::store::{CommitReport, StoreError, WriteBatch, WriteOp};
 use dtn_store_lmdb::LmdbStore;
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,8 +103,14 @@ pub(crate) struct Core {
     /// Bundles delivered as pieces of stored fragments, until the application has them.
     pieces: BTreeMap<BundleId, Vec<Piece>>,
     deletes: BTreeMap<u64, oneshot::Sender<bool>>,
+    /// The store writes of the inputs being handled as one group (see `Engine::begin_group`): its batch
+    /// and operations, committed together when the group ends.
+    group: Option<(BatchId, Vec<WriteOp>)>,
     stats: Stats,
 }
+
+/// Inputs handled as one group at most: bounds the latency of the first one's acknowledgement.
+const GROUP_MAX: usize = 512;
 
 /// Bundles waiting for an application at one endpoint, in delivery order, each once. Applications often
 /// fall behind (a reader that starts after a van unloads), so the queue can be long: membership is a set
@@ -169,6 +175,7 @@ impl Core {
             delivery_waiters: BTreeMap::new(),
             pieces: BTreeMap::new(),
             deletes: BTreeMap::new(),
+            group: None,
             stats: Stats::default(),
         }
     }
@@ -191,12 +198,25 @@ impl Core {
                 None => self.inbox.recv().await,
             };
             let Some(input) = input else { break };
-            if let Input::Shutdown(done) = input {
-                self.shutdown().await;
-                let _ = done.send(());
-                break;
+            // Whatever else is already waiting is handled with it as one group: one store write, one commit
+            // report, one round of messages to peers for a burst of small bundles or acknowledgements.
+            self.begin_group();
+            let mut next = Some(input);
+            let mut handled = 0;
+            while let Some(input) = next.take() {
+                if let Input::Shutdown(done) = input {
+                    self.end_group();
+                    self.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+                self.input(input);
+                handled += 1;
+                if handled < GROUP_MAX {
+                    next = self.inbox.try_recv().ok();
+                }
             }
-            self.input(input);
+            self.end_group();
         }
     }
 
@@ -390,18 +410,49 @@ impl Core {
         }
     }
 
+    fn begin_group(&mut self) {
+        self.engine.begin_group();
+        self.group = Some((0, Vec::new()));
+    }
+
+    /// Commits the group's writes, then carries out what the engine left for the group's end.
+    fn end_group(&mut self) {
+        if let Some((batch, ops)) = self.group.take()
+            && batch != 0
+        {
+            self.commit(batch, ops);
+        }
+        let actions = self.engine.end_group();
+        self.act(actions);
+    }
+
+    fn commit(&mut self, batch: BatchId, ops: Vec<WriteOp>) {
+        let me = self.me.clone();
+        self.store.submit_with(WriteBatch { now: now(), ops }, move |r| {
+            let _ = me.send(Input::Committed(batch, r));
+        });
+    }
+
     /// Runs one event through the engine and carries out its actions; returns the batches it asked for.
     fn handle(&mut self, event: Event) -> BTreeSet<BatchId> {
         let actions = self.engine.handle(&*self.store, now(), event);
+        self.act(actions)
+    }
+
+    /// Carries out the engine's actions; returns the batches they write.
+    fn act(&mut self, actions: Vec<Action>) -> BTreeSet<BatchId> {
         let mut batches = BTreeSet::new();
         for a in actions {
             match a {
                 Action::Persist { batch, ops } => {
                     batches.insert(batch);
-                    let me = self.me.clone();
-                    self.store.submit_with(WriteBatch { now: now(), ops }, move |r| {
-                        let _ = me.send(Input::Committed(batch, r));
-                    });
+                    match &mut self.group {
+                        Some((b, group_ops)) => {
+                            *b = batch;
+                            group_ops.extend(ops);
+                        }
+                        None => self.commit(batch, ops),
+                    }
                 }
                 Action::Transmit { peer, transfer, bytes, .. } => self.transmit(peer, transfer, bytes),
                 Action::Deliver { endpoint, id, pieces } => self.deliver(endpoint, id, pieces),

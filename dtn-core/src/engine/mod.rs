@@ -201,6 +201,9 @@ pub struct Engine {
     new_receipts: Summary,
     reassembly: BTreeMap<(Eid, CreationTimestamp), Reassembly>,
     spray: BTreeMap<BundleId, SprayHold>,
+    /// While the shell groups events ([`Engine::begin_group`]): the one batch they all write to, once one
+    /// of them has written.
+    group: Option<Option<BatchId>>,
     out: Vec<Action>,
 }
 
@@ -235,6 +238,7 @@ impl Engine {
             new_receipts: Summary::new(),
             reassembly: BTreeMap::new(),
             spray: BTreeMap::new(),
+            group: None,
             out: Vec::new(),
         }
     }
@@ -295,11 +299,46 @@ impl Engine {
             Event::Evicted(metas) => self.evicted(metas),
             Event::Timer => self.timer(store),
         }
+        if self.group.is_none() {
+            self.flush();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Starts a group of events that share one store batch: until [`Engine::end_group`], every
+    /// [`Action::Persist`] carries the same batch ID, and the shell must commit the operations of all of them
+    /// together, in the order given, as one batch, after `end_group`. Custody signals, receipts and offers
+    /// are sent once for the group, and the timer is set at its end.
+    ///
+    /// A shell that drains a burst of inputs (many small bundles from a peer, acknowledgements, deliveries
+    /// taken) saves a store transaction, a commit callback and a persisted event per input this way. The
+    /// price is that the group's writes succeed or fail together, so a store that runs out of room refuses
+    /// the whole group, not only the bundle that did not fit; the engine's room check before storing makes
+    /// that rare.
+    pub fn begin_group(&mut self) {
+        self.group.get_or_insert(None);
+    }
+
+    /// Ends the group begun by [`Engine::begin_group`] and returns what is left to do for it (messages to
+    /// peers, the timer). Does nothing outside a group.
+    pub fn end_group(&mut self) -> Vec<Action> {
+        if self.group.take().is_none() {
+            return Vec::new();
+        }
+        self.flush();
+        std::mem::take(&mut self.out)
+    }
+
+    /// The batch the current group writes to, if any of its events has written.
+    pub fn group_batch(&self) -> Option<BatchId> {
+        self.group.flatten()
+    }
+
+    fn flush(&mut self) {
         self.flush_signals();
         self.flush_receipts();
         self.flush_offers();
         self.rearm();
-        std::mem::take(&mut self.out)
     }
 
     fn start(&mut self, store: &dyn BundleStore) {
@@ -449,17 +488,33 @@ impl Engine {
 
     /// Emits a batch and remembers what to do once it is durable.
     fn persist(&mut self, mut ops: Vec<WriteOp>, after: Vec<After>) -> BatchId {
-        let batch = self.next_batch;
-        self.next_batch += 1;
+        let batch = match self.group {
+            Some(Some(b)) => b,
+            _ => {
+                let b = self.next_batch;
+                self.next_batch += 1;
+                if let Some(g) = &mut self.group {
+                    *g = Some(b);
+                }
+                b
+            }
+        };
+        // A bundle already being removed is neither updated nor removed again: either would fail the batch
+        // (and with it a whole group of other writes) once the first removal has landed.
         ops.retain(|op| !matches!(op, WriteOp::Update(m) if self.removing.contains(&m.id)));
         let mut removed = Vec::new();
-        for op in &mut ops {
-            match op {
+        let mut kept = Vec::with_capacity(ops.len());
+        for mut op in ops {
+            match &mut op {
                 WriteOp::Insert { meta, .. } => {
                     self.pending_ids.insert(meta.id.clone());
                 }
-                WriteOp::Remove { id, .. } | WriteOp::Tombstone { id, .. } if self.removing.insert(id.clone()) => {
-                    removed.push(id.clone());
+                WriteOp::Remove { id, .. } | WriteOp::Tombstone { id, .. } => {
+                    if self.removing.insert(id.clone()) {
+                        removed.push(id.clone());
+                    } else if matches!(op, WriteOp::Remove { .. }) {
+                        continue;
+                    }
                 }
                 // Metadata read before a pending spray update landed must not put the old count back.
                 WriteOp::Update(meta) => {
@@ -469,12 +524,14 @@ impl Engine {
                 }
                 _ => {}
             }
+            kept.push(op);
         }
+        let ops = kept;
         if !removed.is_empty() {
-            self.removals.insert(batch, removed);
+            self.removals.entry(batch).or_default().extend(removed);
         }
         self.out.push(Action::Persist { batch, ops });
-        self.pending.insert(batch, after);
+        self.pending.entry(batch).or_default().extend(after);
         batch
     }
 
