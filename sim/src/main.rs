@@ -38,6 +38,9 @@ enum Cmd {
         /// Virtual bytes per real payload byte (1 = carry every byte).
         #[arg(long, default_value_t = 4096)]
         payload_unit: u64,
+        /// Replay this ONE connection trace instead of the scenario's own contacts.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Run the scenario's [sweep]: every variant with every seed, on several threads.
     Sweep {
@@ -65,8 +68,11 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run { scenario, seed, out, quiet, payload_unit } => {
-            let s = Scenario::load(&scenario)?;
+        Cmd::Run { scenario, seed, out, quiet, payload_unit, trace } => {
+            let mut s = Scenario::load(&scenario)?;
+            if let Some(t) = trace {
+                s.replay_trace(&t)?;
+            }
             let wall = Instant::now();
             let opts = Options { seed, progress: !quiet, payload_unit: payload_unit.max(1) };
             let mut sim = Sim::new(&s, opts);

@@ -185,8 +185,10 @@ impl Mobility {
     fn find_pairs(&mut self, k: usize) {
         let radio = &self.radios[k];
         let r = radio.range;
-        // Cells at least as wide as the range (so neighbours are in adjacent cells), and not too many.
-        let cell = r.max(self.extent.0 / 2048.0).max(self.extent.1 / 2048.0);
+        // Cells at least as wide as the range (so neighbours are in adjacent cells), and about as many as
+        // there are nodes: more cells would cost more to clear each step than they save.
+        let per_node = (self.extent.0 * self.extent.1 / radio.members.len() as f64).sqrt();
+        let cell = r.max(per_node).max(self.extent.0 / 4096.0).max(self.extent.1 / 4096.0);
         let nx = ((self.extent.0 / cell).floor() as usize + 1).max(1);
         let ny = ((self.extent.1 / cell).floor() as usize + 1).max(1);
         let cell_of = |p: (f64, f64)| -> (usize, usize) {

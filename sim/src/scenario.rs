@@ -775,6 +775,21 @@ pub fn parse_message_list(
 }
 
 impl Scenario {
+    /// Replaces the scenario's contact sources by a trace in the ONE's format: nodes keep their settings but
+    /// no longer move, and scheduled contacts are dropped.
+    pub fn replay_trace(&mut self, path: &Path) -> Result<(), ScenarioError> {
+        let names: HashMap<String, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        self.trace = trace::load(path, &names, self.nodes.len())?;
+        self.plan.clear();
+        for n in &mut self.nodes {
+            n.movement = Movement::None;
+            if n.routing == Routing::ContactPlan {
+                n.routing = Routing::Epidemic;
+            }
+        }
+        Ok(())
+    }
+
     /// The scenario with a sweep variant's overrides applied to every node.
     pub fn with_variant(&self, v: &Variant) -> Scenario {
         let mut s = self.clone();

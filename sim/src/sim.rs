@@ -581,7 +581,10 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            Notice::Stored { id, .. } => {
+            // Counted for the first payload byte: after a cut, pieces of one message carry their own copy
+            // counts (the kept head the copies handed over, the rest all of them), so "copies never exceed L"
+            // holds byte by byte, not for every node holding some piece.
+            Notice::Stored { id, .. } if id.fragment.is_none_or(|(offset, _)| offset == 0) => {
                 let Some(ms) = self.sizes.borrow().get(&id) else { return };
                 let m = &mut self.msgs[ms.msg as usize];
                 if m.to != i && self.holders.insert((i, ms.msg)) {
