@@ -14,19 +14,33 @@ pub type Micros = u64;
 /// One second in [`Micros`].
 pub const SECOND: Micros = 1_000_000;
 
-/// Parses a duration: a number with an optional unit (`us`, `ms`, `s`, `m`/`min`, `h`, `d`); no unit means seconds.
+/// Parses a duration: a number with an optional unit (`us`, `ms`, `s`, `m`/`min`, `h`, `d`), or several
+/// joined (`1h30m`, `3m20s`); no unit means seconds.
 pub fn parse_duration(s: &str) -> Result<Micros, String> {
-    let (num, unit) = split_number(s)?;
-    let scale = match unit {
-        "us" | "µs" => 1.0,
-        "ms" => 1e3,
-        "" | "s" | "sec" => 1e6,
-        "m" | "min" => 60e6,
-        "h" => 3600e6,
-        "d" => 86_400e6,
-        _ => return Err(format!("unknown time unit {unit:?} in {s:?} (use us, ms, s, min, h or d)")),
-    };
-    to_int(num * scale, s)
+    let t = s.trim();
+    let mut rest = t;
+    let mut total = 0u64;
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let u_end = rest[n_end..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| n_end + i);
+        let (num, unit) = (&rest[..n_end], rest[n_end..u_end].trim());
+        let num: f64 = num.parse().map_err(|_| format!("expected a duration such as 90s, 1h30m or 2d, got {s:?}"))?;
+        let scale = match unit {
+            "us" | "µs" => 1.0,
+            "ms" => 1e3,
+            "" | "s" | "sec" => 1e6,
+            "m" | "min" => 60e6,
+            "h" => 3600e6,
+            "d" => 86_400e6,
+            _ => return Err(format!("unknown time unit {unit:?} in {s:?} (use us, ms, s, min, h or d)")),
+        };
+        total = total.saturating_add(to_int(num * scale, s)?);
+        rest = &rest[u_end..];
+    }
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    Ok(total)
 }
 
 /// Parses a size in bytes: `k`/`kB` = 1000, `M`/`MB` = 10^6, `G`/`GB` = 10^9, `KiB`/`MiB`/`GiB` binary, as the
@@ -177,6 +191,8 @@ mod tests {
         assert_eq!(parse_duration("12h"), Ok(12 * 3600 * SECOND));
         assert_eq!(parse_duration("1.5"), Ok(1_500_000));
         assert_eq!(parse_duration("250ms"), Ok(250_000));
+        assert_eq!(parse_duration("1h10m"), Ok(70 * 60 * SECOND));
+        assert_eq!(parse_duration("3m20s"), Ok(200 * SECOND));
         assert_eq!(parse_size("500k"), Ok(500_000));
         assert_eq!(parse_size("1MB"), Ok(1_000_000));
         assert_eq!(parse_size("5MiB"), Ok(5 << 20));
