@@ -854,7 +854,7 @@ impl<'a> Sim<'a> {
         self.samples.push(sample);
     }
 
-    /// Messages created so far, with their fate (for tests that follow single messages).
+    /// When the message called `name` was delivered, if it was.
     pub fn delivered_at(&self, name: &str) -> Option<Micros> {
         self.msgs.iter().find(|m| m.name == name).and_then(|m| m.delivered)
     }

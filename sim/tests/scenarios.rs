@@ -211,3 +211,18 @@ fn a_bad_trace_is_reported_with_its_line() {
     assert!(e.contains("bad.trace line 2") && e.contains("2 nodes"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_example_scenarios_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!s.nodes.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "weather-van, camera-house, city-126 and scale-10k");
+}
