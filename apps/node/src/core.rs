@@ -104,6 +104,7 @@ pub(crate) struct Core {
     pieces: BTreeMap<BundleId, Vec<Piece>>,
     deletes: BTreeMap<u64, oneshot::Sender<bool>>,
     stats: Stats,
+    clock: crate::clock::NodeClock,
 }
 
 /// Bundles waiting for an application at one endpoint, in delivery order, each once. Applications often
@@ -170,7 +171,14 @@ impl Core {
             pieces: BTreeMap::new(),
             deletes: BTreeMap::new(),
             stats: Stats::default(),
+            clock: crate::clock::NodeClock::real(),
         }
+    }
+
+    /// Runs on `clock` instead of the system clock (a node without a real-time clock).
+    pub(crate) fn with_clock(mut self, clock: crate::clock::NodeClock) -> Core {
+        self.clock = clock;
+        self
     }
 
     pub(crate) async fn run(mut self) {
@@ -178,7 +186,7 @@ impl Core {
         loop {
             let input = match self.timer {
                 Some(at) => {
-                    let wait = at.0.saturating_sub(now().0);
+                    let wait = at.0.saturating_sub(self.clock.now().0);
                     tokio::select! {
                         i = self.inbox.recv() => i,
                         _ = tokio::time::sleep(Duration::from_millis(wait)) => {
@@ -392,14 +400,14 @@ impl Core {
 
     /// Runs one event through the engine and carries out its actions; returns the batches it asked for.
     fn handle(&mut self, event: Event) -> BTreeSet<BatchId> {
-        let actions = self.engine.handle(&*self.store, now(), event);
+        let actions = self.engine.handle(&*self.store, self.clock.now(), event);
         let mut batches = BTreeSet::new();
         for a in actions {
             match a {
                 Action::Persist { batch, ops } => {
                     batches.insert(batch);
                     let me = self.me.clone();
-                    self.store.submit_with(WriteBatch { now: now(), ops }, move |r| {
+                    self.store.submit_with(WriteBatch { now: self.clock.now(), ops }, move |r| {
                         let _ = me.send(Input::Committed(batch, r));
                     });
                 }
