@@ -408,11 +408,10 @@ impl Deliveries {
         let deadline = wait.map(|w| std::time::Instant::now() + w);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return Ok(None);
-            }
-            // Short reads so that a deadline is kept; a frame cut by a timeout is resumed by the next read.
-            let step = left.map_or(Duration::from_secs(1), |l| l.min(Duration::from_secs(1)));
+            // Short reads so that a deadline is kept (a zero wait still looks once); a frame cut by a timeout
+            // is resumed by the next read.
+            let step =
+                left.map_or(Duration::from_secs(1), |l| l.clamp(Duration::from_millis(1), Duration::from_secs(1)));
             let _ = self.socket.get_ref().set_read_timeout(Some(step));
             match self.socket.read() {
                 Ok(m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_))) => return Ok(Some(m)),
@@ -421,7 +420,12 @@ impl Deliveries {
                 }
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                }
                 Err(e) => return Err(ClientError::Http(format!("delivery stream: {e}"))),
             }
         }
