@@ -58,6 +58,9 @@ struct Args {
     /// node's own time base in the store directory.
     #[arg(long)]
     no_clock: bool,
+    /// TCPCL keepalive interval in seconds (0 disables): a session silent for twice this is taken for lost.
+    #[arg(long)]
+    keepalive: Option<u16>,
 }
 
 /// The configuration file: the same settings as the flags.
@@ -79,6 +82,7 @@ struct FileConfig {
     discovery: Option<bool>,
     custody: Option<bool>,
     clock: Option<bool>,
+    keepalive: Option<u16>,
 }
 
 // Small bundles mean many short-lived allocations on several threads; glibc's allocator spent a tenth of
@@ -165,6 +169,9 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
     cfg.discovery = !args.no_discovery && file.discovery.unwrap_or(true);
     cfg.custody = !args.no_custody && file.custody.unwrap_or(true);
     cfg.has_clock = !args.no_clock && file.clock.unwrap_or(true);
+    if let Some(k) = args.keepalive.or(file.keepalive) {
+        cfg.keepalive = k;
+    }
     let routes = if args.routes.is_empty() { file.routes } else { args.routes };
     let copies = args.spray_copies.or(file.spray_copies);
     let plan = args.contact_plan.or(file.contact_plan);

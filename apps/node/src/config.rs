@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// bundles are created with time 0 and a bundle-age block, and the node's time base is kept in the store
     /// directory so that it never goes backwards (`dtnd --no-clock`).
     pub has_clock: bool,
+    /// TCPCL keepalive interval offered (seconds; 0 disables). A session silent for twice the agreed
+    /// interval is taken for lost, so a link that went away is noticed within that time.
+    pub keepalive: u16,
 }
 
 impl NodeConfig {
@@ -71,6 +74,7 @@ impl NodeConfig {
             seed: seed_from_time(),
             accept_primary_without_crc: true,
             has_clock: true,
+            keepalive: 30,
         }
     }
 
