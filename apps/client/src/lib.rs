@@ -361,11 +361,17 @@ impl Deliveries {
     /// The next bundle, waiting up to `wait` for one to begin; `None` if none did. A bundle that has begun
     /// is read to its end whatever the wait.
     pub fn next(&mut self, wait: Duration) -> Result<Option<StreamDelivery>, ClientError> {
-        let head = match self.read(Some(wait))? {
-            None => return Ok(None),
-            Some(tungstenite::Message::Text(t)) => serde_json::from_str::<StreamHead>(&t)
-                .map_err(|e| ClientError::Http(format!("unexpected delivery header {t:?}: {e}")))?,
-            Some(other) => return Err(ClientError::Http(format!("expected a delivery header, got {other:?}"))),
+        let head = loop {
+            match self.read(Some(wait))? {
+                None => return Ok(None),
+                Some(tungstenite::Message::Text(t)) => {
+                    break serde_json::from_str::<StreamHead>(&t)
+                        .map_err(|e| ClientError::Http(format!("unexpected delivery header {t:?}: {e}")))?;
+                }
+                // An empty payload still comes as one (empty) binary frame.
+                Some(tungstenite::Message::Binary(b)) if b.is_empty() => {}
+                Some(other) => return Err(ClientError::Http(format!("expected a delivery header, got {other:?}"))),
+            }
         };
         let len = usize::try_from(head.length).map_err(|_| ClientError::Http("payload too large".into()))?;
         let mut payload = Vec::with_capacity(len.min(64 << 20));
