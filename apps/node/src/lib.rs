@@ -158,6 +158,12 @@ impl Node {
         for t in self.tasks {
             let _ = t.await;
         }
+        // A WebSocket stream outlives the HTTP server that upgraded it; it ends once it sees the engine gone.
+        // Give such stragglers a moment to let go of the store, so that it can be opened again at once.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while Arc::strong_count(&self.handle.store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
