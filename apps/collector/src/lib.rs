@@ -73,6 +73,39 @@ pub enum Added {
     },
 }
 
+/// Where payloads that are not batches are kept.
+pub const SET_ASIDE: &str = "rejected";
+
+/// A delivered bundle for [`Collector::intake`].
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    /// Its bundle ID (names the file if the payload has to be set aside).
+    pub id: &'a str,
+    /// Its payload.
+    pub payload: &'a [u8],
+    /// When it was received, Unix ms.
+    pub received_unix_ms: u64,
+    /// Its age then, if it carries one (a station without a clock): see [`Batch::unix_times`].
+    pub age_ms: Option<u64>,
+}
+
+/// What one [`Collector::intake`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Intake {
+    /// Batches written.
+    pub stored: u64,
+    /// Batches the archive had already.
+    pub duplicates: u64,
+    /// Readings written.
+    pub readings: u64,
+    /// Payload bytes taken (all items).
+    pub bytes: u64,
+    /// Stations heard from.
+    pub stations: BTreeSet<String>,
+    /// Payloads set aside, by bundle ID, with why.
+    pub rejected: Vec<(String, String)>,
+}
+
 /// One manifest line.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
@@ -154,6 +187,10 @@ impl Collector {
             .open(&manifest_path)
             .map_err(io_err(format!("opening {}", manifest_path.display())))?;
         manifest.set_len(good_len).map_err(io_err(format!("trimming {}", manifest_path.display())))?;
+        // Payloads set aside in earlier runs still count.
+        let rejected = fs::read_dir(dir.join(SET_ASIDE))
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".bin")).count())
+            .unwrap_or(0) as u64;
         let mut c = Collector {
             dir,
             sensors,
@@ -161,7 +198,7 @@ impl Collector {
             pending: Vec::new(),
             images: Vec::new(),
             manifest,
-            rejected: 0,
+            rejected,
         };
         c.trim_data_files()?;
         Ok(c)
@@ -335,6 +372,49 @@ impl Collector {
         self.manifest.write_all(&self.pending).map_err(io_err("writing the manifest"))?;
         self.manifest.sync_data().map_err(io_err("syncing the manifest"))?;
         self.pending.clear();
+        Ok(())
+    }
+
+    /// Takes a round of delivered bundles: each batch is added, each payload that is not a batch we can
+    /// read is set aside in `rejected/` (named by its bundle ID) and counted, and then everything is synced.
+    /// When this returns `Ok`, every item is durable in the archive and its delivery may be acknowledged; on
+    /// an error (the disk), none may: the node delivers them again and the archive drops what it already has
+    /// as duplicates.
+    pub fn intake<'a>(&mut self, items: impl IntoIterator<Item = Delivered<'a>>) -> Result<Intake, CollectError> {
+        let mut out = Intake::default();
+        for d in items {
+            out.bytes += d.payload.len() as u64;
+            match self.add(d.payload, d.received_unix_ms, d.age_ms) {
+                Ok(Added::Stored { station, readings, .. }) => {
+                    out.stored += 1;
+                    out.readings += readings as u64;
+                    out.stations.insert(station);
+                }
+                Ok(Added::Duplicate { station, .. }) => {
+                    out.duplicates += 1;
+                    out.stations.insert(station);
+                }
+                Err(CollectError::Batch(e)) => {
+                    self.set_aside(d.id, d.payload)?;
+                    out.rejected.push((d.id.to_string(), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.sync()?;
+        Ok(out)
+    }
+
+    /// Keeps a payload that is not a batch, for someone to look at; synced with the next [`Collector::sync`].
+    fn set_aside(&mut self, id: &str, payload: &[u8]) -> Result<(), CollectError> {
+        let d = self.dir.join(SET_ASIDE);
+        fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+        let p = d.join(format!("{}.bin", safe(id)));
+        fs::write(&p, payload).map_err(io_err(format!("writing {}", p.display())))?;
+        File::open(&p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))?;
+        self.images.push(d);
+        // A payload delivered again after a crash replaces its own file: counted once.
+        self.rejected = fs::read_dir(self.dir.join(SET_ASIDE)).map_or(self.rejected, |d| d.count() as u64);
         Ok(())
     }
 

@@ -136,3 +136,32 @@ fn the_report_is_written_beside_the_data() {
         serde_json::from_slice(&fs::read(dir.path().join("report.json")).expect("report.json")).expect("json");
     assert_eq!(json["stations"]["hill-1"]["sensors"]["t"]["gaps"][0][0], 1);
 }
+
+#[test]
+fn intake_sets_aside_what_is_not_a_batch_and_keeps_count_across_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = batch("hill-1", "t", 0);
+    let again = batch("hill-1", "t", 0);
+    let items = [
+        Delivered { id: "dtn://hill-1/-0-1", payload: &good, received_unix_ms: 0, age_ms: None },
+        Delivered { id: "dtn://x/-5-0", payload: b"not cbor at all", received_unix_ms: 0, age_ms: None },
+        Delivered { id: "dtn://hill-1/-0-2", payload: &again, received_unix_ms: 0, age_ms: None },
+    ];
+    {
+        let mut c = Collector::open(dir.path()).expect("open");
+        let got = c.intake(items).expect("intake");
+        assert_eq!((got.stored, got.duplicates, got.readings), (1, 1, 10));
+        assert_eq!(got.rejected.len(), 1);
+        assert_eq!(got.rejected[0].0, "dtn://x/-5-0");
+        assert_eq!(got.stations.iter().collect::<Vec<_>>(), ["hill-1"]);
+        assert_eq!(c.report().rejected, 1);
+    }
+    let kept = fs::read(dir.path().join(SET_ASIDE).join("dtn%3A%2F%2Fx%2F-5-0.bin")).expect("set aside");
+    assert_eq!(kept, b"not cbor at all");
+    // Delivered again after a crash: still one payload set aside, and the batch a duplicate.
+    let mut c = Collector::open(dir.path()).expect("reopen");
+    assert_eq!(c.report().rejected, 1);
+    let got = c.intake(items).expect("intake");
+    assert_eq!((got.stored, got.duplicates, c.report().rejected), (0, 2, 1));
+    assert!(c.write_report().expect("report").to_string().contains("1 payloads were not sensor batches"));
+}

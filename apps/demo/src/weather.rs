@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use dtn_collector::{Collector, Report};
+use dtn_collector::{Collector, Delivered, Report};
 use dtn_core::bpv7::Eid;
 use dtn_core::engine::Submission;
 use dtn_core::routing::RoutingConfig;
@@ -222,10 +222,7 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
                 tick.tick().await;
                 let last = stop.load(Ordering::Relaxed);
                 let station_t = t0 + wall0.elapsed().as_millis() as u64 * speedup;
-                let mut batches = sources.tick(station_t);
-                if last {
-                    batches.extend(sources.flush(station_t));
-                }
+                let batches = sources.step(station_t, last);
                 let subs = batches.iter().map(|b| Submission::new(0, to.clone(), b.encode())).collect::<Vec<_>>();
                 if !subs.is_empty() {
                     let Ok(waits) = handle.submit_batch_now(subs) else { break };
@@ -269,25 +266,36 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
         tokio::spawn(async move {
             loop {
                 let Ok(batch) = handle.next_deliveries(to.clone(), true, 256).await else { break };
-                let mut got = Vec::with_capacity(batch.len());
-                let mut c = collector.lock().await;
+                let mut read = Vec::with_capacity(batch.len());
+                let mut unreadable = Vec::new();
                 for inc in batch {
-                    let id = inc.id.clone();
+                    let (id, age) = (inc.id.clone(), inc.age_ms);
                     match tokio::task::block_in_place(|| inc.into_delivery()) {
-                        Ok(d) => {
-                            bytes.fetch_add(d.payload.len() as u64, Ordering::Relaxed);
-                            // A payload that is not a batch is set aside (counted); it must not block the rest.
-                            let _ = c.add(&d.payload, unix_ms(), None);
-                            got.push((id, true));
-                        }
-                        Err(_) => got.push((id, false)),
+                        Ok(d) => read.push((id.compact(), id, d.payload, age)),
+                        Err(_) => unreadable.push(id),
                     }
                 }
-                let synced = tokio::task::block_in_place(|| c.sync()).is_ok();
+                let now = unix_ms();
+                let items = read.iter().map(|(name, _, payload, age)| Delivered {
+                    id: name,
+                    payload,
+                    received_unix_ms: now,
+                    age_ms: *age,
+                });
+                // Acknowledged only once the archive has them durably; a payload that is not a batch is set
+                // aside there and must not hold up the rest.
+                let mut c = collector.lock().await;
+                let synced = tokio::task::block_in_place(|| c.intake(items));
                 drop(c);
+                if let Ok(i) = &synced {
+                    bytes.fetch_add(i.bytes, Ordering::Relaxed);
+                }
                 *last.lock().await = Some(Instant::now());
-                for (id, ok) in got {
-                    handle.taken(id, ok && synced);
+                for (_, id, _, _) in read {
+                    handle.taken(id, synced.is_ok());
+                }
+                for id in unreadable {
+                    handle.taken(id, false);
                 }
             }
         })

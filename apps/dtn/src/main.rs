@@ -2,11 +2,13 @@
 //!
 //! Exit codes: 0 success, 1 environment failure (I/O), 2 bad input (arguments or bundle data).
 
+mod collect;
 mod create;
 mod demo;
 mod inspect;
 mod node;
 mod render;
+mod station;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -55,6 +57,10 @@ enum Command {
     Export(node::ExportArgs),
     /// Store the bundles of a directory written by `dtn export`
     Import(node::ImportArgs),
+    /// Run a weather station: sample sensors and hand each batch to the local node for the collector
+    Station(station::StationArgs),
+    /// Collect sensor batches from the local node into an archive (the van), with a completeness report
+    Collect(collect::CollectArgs),
     /// Run the whole story on this machine with real nodes
     Demo {
         #[command(subcommand)]
@@ -105,6 +111,8 @@ fn main() -> ExitCode {
         Command::Stats(a) => node::stats(&a),
         Command::Export(a) => node::export(&a),
         Command::Import(a) => node::import(&a),
+        Command::Station(a) => station::run(&a),
+        Command::Collect(a) => collect::run(&a),
         Command::Demo { command } => demo::run(&command),
     };
     match result {

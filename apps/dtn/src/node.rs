@@ -22,13 +22,13 @@ pub struct ApiArg {
 }
 
 impl ApiArg {
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(self.api)
     }
 }
 
 /// Errors the node reports about the request are bad input (exit 2); the rest is the environment (exit 1).
-fn client_err(e: ClientError) -> anyhow::Error {
+pub(crate) fn client_err(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Node(m) => BadInput(m).into(),
         other => other.into(),

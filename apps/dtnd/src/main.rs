@@ -54,6 +54,13 @@ struct Args {
     /// Do not take custody of bundles created here.
     #[arg(long)]
     no_custody: bool,
+    /// The machine has no real-time clock: create bundles with time 0 and a bundle-age block, and keep the
+    /// node's own time base in the store directory.
+    #[arg(long)]
+    no_clock: bool,
+    /// TCPCL keepalive interval in seconds (0 disables): a session silent for twice this is taken for lost.
+    #[arg(long)]
+    keepalive: Option<u16>,
 }
 
 /// The configuration file: the same settings as the flags.
@@ -74,6 +81,8 @@ struct FileConfig {
     quota: Option<String>,
     discovery: Option<bool>,
     custody: Option<bool>,
+    clock: Option<bool>,
+    keepalive: Option<u16>,
 }
 
 // Small bundles mean many short-lived allocations on several threads; glibc's allocator spent a tenth of
@@ -133,6 +142,11 @@ fn configure(args: Args) -> Result<NodeConfig> {
         }
         None => FileConfig::default(),
     };
+    configure_with(args, file)
+}
+
+/// Merges the file's settings and the flags.
+fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
     let node_id = match args.node_id.or(file.node_id) {
         Some(s) => s.parse::<Eid>().map_err(|e| anyhow::anyhow!("bad node ID {s:?}: {e}"))?,
         None => default_node_id()?,
@@ -154,6 +168,10 @@ fn configure(args: Args) -> Result<NodeConfig> {
     }
     cfg.discovery = !args.no_discovery && file.discovery.unwrap_or(true);
     cfg.custody = !args.no_custody && file.custody.unwrap_or(true);
+    cfg.has_clock = !args.no_clock && file.clock.unwrap_or(true);
+    if let Some(k) = args.keepalive.or(file.keepalive) {
+        cfg.keepalive = k;
+    }
     let routes = if args.routes.is_empty() { file.routes } else { args.routes };
     let copies = args.spray_copies.or(file.spray_copies);
     let plan = args.contact_plan.or(file.contact_plan);
@@ -279,6 +297,14 @@ mod tests {
     fn config_file_is_strict() {
         let f: Result<FileConfig, _> = toml::from_str("node-id = \"dtn://a/\"\nrouting = \"prophet\"\n");
         assert!(f.is_ok());
+        let f: FileConfig = toml::from_str("clock = false\n").unwrap();
+        let cfg = configure_with(
+            Args { store: Some("/tmp/x".into()), node_id: Some("dtn://a/".into()), ..Args::default() },
+            f,
+        );
+        assert!(!cfg.unwrap().has_clock);
+        let sample = include_str!("../dist/dtnd.toml");
+        assert!(toml::from_str::<FileConfig>(sample).is_ok(), "the sample configuration parses");
         let f: Result<FileConfig, _> = toml::from_str("nodeid = \"dtn://a/\"\n");
         assert!(f.unwrap_err().to_string().contains("unknown field"));
     }

@@ -81,6 +81,9 @@ pub fn router(node: NodeHandle) -> Router {
         .with_state(api)
 }
 
+/// The reason the engine gives when a submission does not fit in the store.
+const STORE_FULL: &str = "store full";
+
 /// An error as the API returns it: a status and one line of text.
 struct ApiError(StatusCode, String);
 
@@ -92,7 +95,9 @@ impl IntoResponse for ApiError {
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let code = match e {
+        let code = match &e {
+            // The engine's refusal of a submission that found no room under the quota (or on disk).
+            NodeError::Rejected(r) if r == STORE_FULL => StatusCode::INSUFFICIENT_STORAGE,
             NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -362,6 +367,10 @@ fn delivery_headers(d: &Incoming) -> HeaderMap {
     put("x-destination", d.destination.to_string());
     put("content-type", "application/octet-stream".into());
     put("content-length", d.len.to_string());
+    put("x-creation-time", d.creation_time.0.to_string());
+    if let Some(age) = d.age_ms {
+        put("x-bundle-age", age.to_string());
+    }
     h
 }
 
@@ -489,27 +498,73 @@ async fn ack(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<Status
 #[derive(Deserialize)]
 struct WsParams {
     endpoint: String,
+    /// `auto` (default): bundles count as delivered once their frames are flushed. `manual`: once the client
+    /// acknowledges them with a text frame `{"ack": [ID, …]}`; those still unacknowledged when the
+    /// connection ends are delivered again.
+    ack: Option<String>,
 }
 
-/// `GET /ws?endpoint=`: each bundle as a text frame (JSON: id, source, destination, length) followed by a
-/// binary frame (the payload); counted as delivered once both frames are written.
+/// `GET /ws?endpoint=`: each bundle as a text frame (JSON: id, source, destination, length, creation_time,
+/// age_ms) followed by binary frames holding its payload.
 async fn ws(State(api): State<Api>, Query(p): Query<WsParams>, up: WebSocketUpgrade) -> Result<Response, ApiError> {
     let endpoint = eid(&p.endpoint, "endpoint")?;
-    Ok(up.on_upgrade(move |socket| stream_deliveries(api.node, endpoint, socket)))
+    let manual = match p.ack.as_deref() {
+        None | Some("auto") => false,
+        Some("manual") => true,
+        Some(other) => return Err(bad(format!("ack must be auto or manual, not {other:?}"))),
+    };
+    Ok(up.on_upgrade(move |socket| stream_deliveries(api.node, endpoint, manual, socket)))
 }
 
-async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocket) {
+/// A client's acknowledgement on a manual WebSocket stream.
+#[derive(Deserialize)]
+struct WsAck {
+    ack: Vec<String>,
+}
+
+async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut socket: WebSocket) {
+    // Manual acknowledgement: bundles whose frames went out, by compact ID, until the client confirms them.
+    // Each with the order it went out in, so that what is given back keeps its place in the queue.
+    let mut unacked: BTreeMap<String, (u64, BundleId)> = BTreeMap::new();
+    let mut sent_count = 0u64;
+    // The request for the next bundles lives across rounds: dropped while the node answers, its bundles
+    // would be handed to nobody.
+    let mut fetch = None;
     loop {
+        let room = if manual { WS_MAX_UNACKED.saturating_sub(unacked.len()).min(WS_BATCH) } else { WS_BATCH };
+        if fetch.is_none() && room > 0 {
+            let n = node.clone();
+            let ep = endpoint.clone();
+            fetch = Some(Box::pin(async move { n.next_deliveries(ep, true, room).await }));
+        }
         let batch = tokio::select! {
-            d = node.next_deliveries(endpoint.clone(), true, WS_BATCH) => d,
-            // The client hung up (or sent something): stop without taking a bundle.
+            d = async { fetch.as_mut().expect("checked").await }, if fetch.is_some() => {
+                fetch = None;
+                d
+            }
             m = socket.recv() => match m {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                _ => return,
+                Some(Ok(Message::Text(t))) if manual => match serde_json::from_str::<WsAck>(&t) {
+                    Ok(a) => {
+                        for id in a.ack {
+                            if let Some((_, b)) = unacked.remove(&id) {
+                                node.taken(b, true);
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = socket.send(Message::Text(format!("bad acknowledgement: {e}").into())).await;
+                        break;
+                    }
+                },
+                // The client hung up (or sent something it should not): stop.
+                _ => break,
             },
         };
-        let Ok(batch) = batch else { return };
-        // Frames are queued and flushed once per batch; the bundles count as delivered only after the flush.
+        let Ok(batch) = batch else { break };
+        // Frames are queued and flushed once per batch; the bundles count as delivered only after the flush
+        // (and, with manual acknowledgement, the client's word).
         let mut ids = Vec::with_capacity(batch.len());
         let mut sent = true;
         for d in batch {
@@ -523,6 +578,8 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocke
                 "source": d.source.to_string(),
                 "destination": d.destination.to_string(),
                 "length": d.len,
+                "creation_time": d.creation_time.0,
+                "age_ms": d.age_ms,
             });
             sent = socket.feed(Message::Text(head.to_string().into())).await.is_ok();
             let mut chunks = std::pin::pin!(payload_chunks(d));
@@ -536,16 +593,29 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocke
         }
         sent = sent && socket.flush().await.is_ok();
         for (id, ok) in ids {
-            node.taken(id, ok && sent);
+            if manual && ok && sent {
+                sent_count += 1;
+                unacked.insert(id.compact(), (sent_count, id));
+            } else {
+                node.taken(id, ok && sent);
+            }
         }
         if !sent {
-            return;
+            break;
         }
+    }
+    // Given back last first: each goes to the front of the queue.
+    let mut back: Vec<(u64, BundleId)> = unacked.into_values().collect();
+    back.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
+    for (_, id) in back {
+        node.taken(id, false);
     }
 }
 
 /// Bundles taken per round on a WebSocket stream.
 const WS_BATCH: usize = 256;
+/// Bundles a manual WebSocket stream sends ahead of the client's acknowledgements.
+const WS_MAX_UNACKED: usize = 4 * WS_BATCH;
 
 /// A stored bundle as the API lists it.
 #[derive(Serialize)]

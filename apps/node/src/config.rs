@@ -43,6 +43,13 @@ pub struct NodeConfig {
     /// Accept bundles from peers whose primary block has no CRC. RFC 9171 §4.3.1 requires one, but dtn7-rs
     /// 0.21 sends bundles without it, so interoperating with it needs this (on by default).
     pub accept_primary_without_crc: bool,
+    /// Whether the node has a real-time clock. Without one (a station that boots with its clock at 1970),
+    /// bundles are created with time 0 and a bundle-age block, and the node's time base is kept in the store
+    /// directory so that it never goes backwards (`dtnd --no-clock`).
+    pub has_clock: bool,
+    /// TCPCL keepalive interval offered (seconds; 0 disables). A session silent for twice the agreed
+    /// interval is taken for lost, so a link that went away is noticed within that time.
+    pub keepalive: u16,
 }
 
 impl NodeConfig {
@@ -66,12 +73,15 @@ impl NodeConfig {
             max_bundle: 256 << 20,
             seed: seed_from_time(),
             accept_primary_without_crc: true,
+            has_clock: true,
+            keepalive: 30,
         }
     }
 
     pub(crate) fn engine_config(&self) -> dtn_core::engine::Config {
         let mut c = dtn_core::engine::Config::new(self.node_id.clone());
         c.custody = self.custody;
+        c.has_clock = self.has_clock;
         c.default_lifetime_ms = self.default_lifetime.as_millis() as u64;
         c.fragment_payload = self.fragment_payload;
         c.limits.require_primary_crc = !self.accept_primary_without_crc;

@@ -107,6 +107,7 @@ pub(crate) struct Core {
     /// and operations, committed together when the group ends.
     group: Option<(BatchId, Vec<WriteOp>)>,
     stats: Stats,
+    clock: crate::clock::NodeClock,
 }
 
 /// Inputs handled as one group at most: bounds the latency of the first one's acknowledgement.
@@ -177,7 +178,14 @@ impl Core {
             deletes: BTreeMap::new(),
             group: None,
             stats: Stats::default(),
+            clock: crate::clock::NodeClock::real(),
         }
+    }
+
+    /// Runs on `clock` instead of the system clock (a node without a real-time clock).
+    pub(crate) fn with_clock(mut self, clock: crate::clock::NodeClock) -> Core {
+        self.clock = clock;
+        self
     }
 
     pub(crate) async fn run(mut self) {
@@ -185,7 +193,7 @@ impl Core {
         loop {
             let input = match self.timer {
                 Some(at) => {
-                    let wait = at.0.saturating_sub(now().0);
+                    let wait = at.0.saturating_sub(self.clock.now().0);
                     tokio::select! {
                         i = self.inbox.recv() => i,
                         _ = tokio::time::sleep(Duration::from_millis(wait)) => {
@@ -428,14 +436,14 @@ impl Core {
 
     fn commit(&mut self, batch: BatchId, ops: Vec<WriteOp>) {
         let me = self.me.clone();
-        self.store.submit_with(WriteBatch { now: now(), ops }, move |r| {
+        self.store.submit_with(WriteBatch { now: self.clock.now(), ops }, move |r| {
             let _ = me.send(Input::Committed(batch, r));
         });
     }
 
     /// Runs one event through the engine and carries out its actions; returns the batches it asked for.
     fn handle(&mut self, event: Event) -> BTreeSet<BatchId> {
-        let actions = self.engine.handle(&*self.store, now(), event);
+        let actions = self.engine.handle(&*self.store, self.clock.now(), event);
         self.act(actions)
     }
 

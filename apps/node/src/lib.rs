@@ -14,6 +14,7 @@
 //! ```
 
 pub mod api;
+mod clock;
 mod config;
 mod core;
 mod links;
@@ -22,13 +23,14 @@ mod stats;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use dtn_core::bpv7::{Bundle, BundleId, Eid, Limits};
+use dtn_core::bpv7::{Bundle, BundleId, DtnTime, Eid, Limits};
 use dtn_core::engine::{Engine, Piece, Submission};
 use dtn_core::store::{BundleMeta, BundleStore, Summary};
 use dtn_store_lmdb::LmdbStore;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use clock::NodeClock;
 pub use config::NodeConfig;
 pub use core::{PeerInfo, now};
 pub use stats::{Stats, StoreUsage};
@@ -78,6 +80,7 @@ pub struct NodeHandle {
     node_id: Eid,
     /// Largest payload per bundle submitted (larger ones are submitted in parts of this size).
     part_size: u64,
+    clock: NodeClock,
 }
 
 impl Node {
@@ -86,18 +89,23 @@ impl Node {
         std::fs::create_dir_all(&cfg.store_dir)
             .map_err(|source| NodeError::Io { context: format!("creating {}", cfg.store_dir.display()), source })?;
         let store = Arc::new(LmdbStore::open(&cfg.store_dir, dtn_store_lmdb::Options::with_quota(cfg.quota))?);
+        let clock = if cfg.has_clock { NodeClock::real() } else { NodeClock::monotonic(&cfg.store_dir)? };
         let engine = Engine::new(cfg.engine_config(), cfg.routing.build(), cfg.seed);
         let (tx, rx) = mpsc::unbounded_channel();
         let blocked = Arc::new(Mutex::new(BTreeSet::new()));
-        let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone());
+        let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone()).with_clock(clock.clone());
         let core = tokio::spawn(core.run());
         let handle = NodeHandle {
             tx,
             store,
             node_id: cfg.node_id.clone(),
             part_size: cfg.fragment_payload.unwrap_or(1 << 20).max(1),
+            clock: clock.clone(),
         };
         let mut tasks = Vec::new();
+        if !clock.has_clock() {
+            tasks.push(tokio::spawn(clock::keep_lease(clock)));
+        }
         let links = links::start(&cfg, handle.clone(), blocked).await?;
         let tcpcl_addr = links.listen_addr;
         tasks.extend(links.tasks);
@@ -150,6 +158,12 @@ impl Node {
         for t in self.tasks {
             let _ = t.await;
         }
+        // A WebSocket stream outlives the HTTP server that upgraded it; it ends once it sees the engine gone.
+        // Give such stragglers a moment to let go of the store, so that it can be opened again at once.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while Arc::strong_count(&self.handle.store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -177,23 +191,46 @@ pub struct Incoming {
     pub destination: Eid,
     /// Payload length.
     pub len: u64,
+    /// The bundle's creation time (DTN time, ms); 0 when its source had no clock.
+    pub creation_time: DtnTime,
+    /// How old the bundle is now (ms): its bundle-age block plus the time it has waited here. Known for
+    /// bundles that carry a bundle age (always those from a source without a clock), else `None` (the
+    /// creation time says when).
+    pub age_ms: Option<u64>,
     first: Option<Vec<u8>>,
     rest: std::vec::IntoIter<Piece>,
     store: Arc<LmdbStore>,
 }
 
 impl Incoming {
-    fn open(store: Arc<LmdbStore>, id: BundleId, pieces: Vec<Piece>) -> Result<Incoming, NodeError> {
+    fn open(store: Arc<LmdbStore>, id: BundleId, pieces: Vec<Piece>, now: DtnTime) -> Result<Incoming, NodeError> {
         let whole = [Piece { id: id.clone(), skip: 0, len: u64::MAX }];
         let mut rest = if pieces.is_empty() { whole.to_vec() } else { pieces }.into_iter();
         let first = rest.next().ok_or_else(|| NodeError::Corrupt(format!("{id}: nothing to deliver")))?;
-        let (source, destination, data) = read_piece(&store, &first)?;
+        let p = read_piece(&store, &first)?;
         let len = if first.len == u64::MAX {
-            data.len() as u64
+            p.data.len() as u64
         } else {
-            data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>()
+            p.data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>()
         };
-        Ok(Incoming { id, source, destination, len, first: Some(data), rest, store })
+        let age_ms = match p.age_ms {
+            Some(age) => {
+                let arrived = store.meta(&first.id)?.map_or(now, |m| m.received_at);
+                Some(age.saturating_add(now.0.saturating_sub(arrived.0)))
+            }
+            None => None,
+        };
+        Ok(Incoming {
+            id,
+            source: p.source,
+            destination: p.destination,
+            len,
+            creation_time: p.creation_time,
+            age_ms,
+            first: Some(p.data),
+            rest,
+            store,
+        })
     }
 
     /// The next stretch of the payload, `None` after the last.
@@ -202,7 +239,7 @@ impl Incoming {
             return Ok(Some(first));
         }
         match self.rest.next() {
-            Some(p) => Ok(Some(read_piece(&self.store, &p)?.2)),
+            Some(p) => Ok(Some(read_piece(&self.store, &p)?.data)),
             None => Ok(None),
         }
     }
@@ -227,8 +264,18 @@ impl Incoming {
     }
 }
 
-/// Reads one piece of a delivery: the stored bundle's source, destination and the stretch of its payload.
-fn read_piece(store: &LmdbStore, p: &Piece) -> Result<(Eid, Eid, Vec<u8>), NodeError> {
+/// One piece of a delivery as read from the store.
+struct ReadPiece {
+    source: Eid,
+    destination: Eid,
+    creation_time: DtnTime,
+    /// The bundle-age block's value, or 0 for a bundle created without a clock that has none.
+    age_ms: Option<u64>,
+    data: Vec<u8>,
+}
+
+/// Reads one piece of a delivery: the stored bundle's header fields and the stretch of its payload.
+fn read_piece(store: &LmdbStore, p: &Piece) -> Result<ReadPiece, NodeError> {
     let r = store.read_bundle(&p.id)?;
     let bytes = dtn_store_lmdb::read_to_vec(r)
         .map_err(|source| NodeError::Io { context: format!("reading {}", p.id), source })?;
@@ -242,13 +289,26 @@ fn read_piece(store: &LmdbStore, p: &Piece) -> Result<(Eid, Eid, Vec<u8>), NodeE
         return Err(NodeError::Corrupt(format!("{} holds fewer payload bytes than its piece", p.id)));
     }
     let pr = b.primary();
-    Ok((pr.source.clone(), pr.destination.clone(), payload[start..end].to_vec()))
+    let creation_time = pr.creation.time;
+    let age_ms = b.bundle_age_ms().or((creation_time.0 == 0).then_some(0));
+    Ok(ReadPiece {
+        source: pr.source.clone(),
+        destination: pr.destination.clone(),
+        creation_time,
+        age_ms,
+        data: payload[start..end].to_vec(),
+    })
 }
 
 impl NodeHandle {
     /// This node's ID.
     pub fn node_id(&self) -> &Eid {
         &self.node_id
+    }
+
+    /// The node's time base (DTN time, or its own on a node without a clock).
+    pub fn now(&self) -> DtnTime {
+        self.clock.now()
     }
 
     /// Payloads longer than this are best submitted in parts of this size ([`Submission::part`]).
@@ -328,9 +388,10 @@ impl NodeHandle {
             return Ok(Vec::new());
         }
         let store = self.store.clone();
+        let now = self.clock.now();
         let opened = tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .map(|(id, pieces)| (id.clone(), Incoming::open(store.clone(), id, pieces)))
+                .map(|(id, pieces)| (id.clone(), Incoming::open(store.clone(), id, pieces, now)))
                 .collect::<Vec<_>>()
         })
         .await

@@ -35,6 +35,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 fn session_config(cfg: &NodeConfig) -> SessionConfig {
     let mut s = SessionConfig::new(cfg.node_id.to_string());
     s.transfer_mru = cfg.max_bundle;
+    s.keepalive = cfg.keepalive;
     s
 }
 

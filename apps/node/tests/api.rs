@@ -146,6 +146,19 @@ async fn import_takes_an_exported_bundle_once() {
 
 /// Writes a raw HTTP request (the client library would not send a lying Content-Length) and returns the
 /// status line, or what reading it gave.
+/// A raw request's whole answer, headers included.
+fn raw_answer(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    // No half-close: the server takes the end of the request stream for a client gone.
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -206,6 +219,142 @@ async fn long_payloads_are_stored_in_parts_and_delivered_whole_or_not_at_all() {
         // The node still serves.
         c.send("dtn://solo/~in", &b"after"[..], Some(5), &SendOptions::default()).unwrap();
         assert_eq!(c.recv("dtn://solo/~in", Duration::from_secs(5), false).unwrap().unwrap().payload, b"after");
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_stream_with_manual_ack_redelivers_what_was_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        c.register("dtn://solo/~ws").unwrap();
+        let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
+        let ids = c.send_batch("dtn://solo/~ws", &payloads).unwrap();
+        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
+        let mut got = Vec::new();
+        while let Some(d) = s.next(Duration::from_secs(2)).unwrap() {
+            got.push(d);
+        }
+        assert_eq!(got.iter().map(|d| d.payload.clone()).collect::<Vec<_>>(), payloads);
+        assert!(got.iter().all(|d| d.creation_time > 0 && d.age_ms.is_none()), "a node with a clock");
+        // Two acknowledged, then the stream ends: the other three come again, to the next stream.
+        s.ack(&[got[0].id.clone(), got[3].id.clone()]).unwrap();
+        // The acknowledgement is on its way before the close.
+        std::thread::sleep(Duration::from_millis(200));
+        s.close();
+        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
+        let mut again = Vec::new();
+        while let Some(d) = s.next(Duration::from_secs(2)).unwrap() {
+            again.push(d.id);
+        }
+        assert_eq!(again, [ids[1].clone(), ids[2].clone(), ids[4].clone()]);
+        s.ack(&again).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        s.close();
+        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "delivered after its acknowledgement");
+        // Garbage as an acknowledgement ends the stream; the node keeps serving.
+        let mut s2 = c.deliveries("dtn://solo/~ws", false).unwrap();
+        assert!(s2.next(Duration::from_millis(100)).unwrap().is_none());
+        assert!(c.node_id().is_ok());
+        s.close();
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_clock_dates_bundles_by_their_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.has_clock = false;
+    let node = Node::start(cfg).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    let id = blocking(move || {
+        c.register("dtn://solo/~age").unwrap();
+        let id = c.send("dtn://solo/~age", &b"reading"[..], Some(7), &SendOptions::default()).unwrap().id;
+        // Created with time 0: the ID says so.
+        assert!(id.starts_with("dtn://solo/-0-"), "{id}");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut s = c.deliveries("dtn://solo/~age", false).unwrap();
+        let d = s.next(Duration::from_secs(5)).unwrap().expect("the bundle");
+        assert_eq!((d.creation_time, &d.payload[..]), (0, &b"reading"[..]));
+        let age = d.age_ms.expect("a bundle from a clockless source has an age");
+        assert!((300..10_000).contains(&age), "age {age} ms");
+        s.close();
+        id
+    })
+    .await;
+    node.shutdown().await;
+
+    // Restarted, the time base goes on from where it was: a new bundle gets another ID, and /recv gives
+    // the age in a header.
+    let mut cfg = config(dir.path());
+    cfg.has_clock = false;
+    let node = Node::start(cfg).await.unwrap();
+    let addr = node.api_addr().unwrap();
+    blocking(move || {
+        let c = Client::new(addr);
+        let id2 = c.send("dtn://solo/~age", &b"later"[..], Some(5), &SendOptions::default()).unwrap().id;
+        assert_ne!(id, id2);
+        let head = raw_answer(
+            addr,
+            "GET /recv?endpoint=dtn://solo/~age&wait=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"",
+        );
+        assert!(head.contains("x-creation-time: 0"), "{head}");
+        assert!(head.contains("x-bundle-age: "), "{head}");
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_beyond_the_quota_is_refused_with_507_and_what_was_accepted_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.quota = 256 << 10;
+    let node = Node::start(cfg).await.unwrap();
+    let addr = node.api_addr().unwrap();
+    let accepted = blocking(move || {
+        let c = Client::new(addr);
+        let mut accepted = Vec::new();
+        let mut refused = None;
+        for i in 0..40u8 {
+            match c.send_batch("dtn://elsewhere/~x", &[vec![i; 20_000]]) {
+                Ok(ids) => accepted.extend(ids),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = refused.expect("the quota refuses at some point");
+        assert!(matches!(&e, ClientError::Node(m) if m.contains("store full")), "{e}");
+        let head = raw_answer(addr, "POST /send/batch?dst=dtn://elsewhere/~x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 20004\r\n\r\n", &{
+            let mut b = 20_000u32.to_be_bytes().to_vec();
+            b.extend(vec![1u8; 20_000]);
+            b
+        });
+        assert!(head.starts_with("HTTP/1.1 507"), "{head:?}");
+        assert!(accepted.len() >= 5, "{} accepted", accepted.len());
+        accepted
+    })
+    .await;
+    node.shutdown().await;
+    // Everything accepted is still there after a restart.
+    let mut cfg = config(dir.path());
+    cfg.quota = 256 << 10;
+    let node = Node::start(cfg).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        let listed: Vec<String> = c.list().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_string()).collect();
+        for id in &accepted {
+            assert!(listed.contains(id), "{id} was accepted and is gone");
+        }
     })
     .await;
     node.shutdown().await;

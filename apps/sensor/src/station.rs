@@ -252,6 +252,17 @@ impl StationSources {
         out
     }
 
+    /// One step of a station's loop: samples what is due at `t_ms` and, on the `last` step, closes every
+    /// partial batch too. The batches returned are numbered: persist [`StationSources::next_seqs`] before
+    /// handing them on, so a restart never reuses a number.
+    pub fn step(&mut self, t_ms: u64, last: bool) -> Vec<Batch> {
+        let mut out = self.tick(t_ms);
+        if last {
+            out.extend(self.flush(t_ms));
+        }
+        out
+    }
+
     /// Closes every partial batch (on shutdown, or before persisting [`StationSources::next_seqs`]).
     pub fn flush(&mut self, t_ms: u64) -> Vec<Batch> {
         self.slots.iter_mut().filter_map(|s| s.batcher.flush(t_ms)).collect()
