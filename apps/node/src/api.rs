@@ -489,13 +489,149 @@ async fn ack(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<Status
 #[derive(Deserialize)]
 struct WsParams {
     endpoint: String,
+    /// `auto` (default) or `manual`, as for `GET /recv`.
+    ack: Option<String>,
 }
 
-/// `GET /ws?endpoint=`: each bundle as a text frame (JSON: id, source, destination, length) followed by a
-/// binary frame (the payload); counted as delivered once both frames are written.
+/// `GET /ws?endpoint=[&ack=manual]`: each bundle as a text frame (JSON: id, source, destination, length)
+/// followed by binary frames (the payload). With `auto` a bundle counts as delivered once its frames are
+/// flushed; with `manual` once the client acknowledges it ([`stream_manual`]).
 async fn ws(State(api): State<Api>, Query(p): Query<WsParams>, up: WebSocketUpgrade) -> Result<Response, ApiError> {
     let endpoint = eid(&p.endpoint, "endpoint")?;
-    Ok(up.on_upgrade(move |socket| stream_deliveries(api.node, endpoint, socket)))
+    let manual = match p.ack.as_deref() {
+        None | Some("auto") => false,
+        Some("manual") => true,
+        Some(other) => return Err(bad(format!("ack must be auto or manual, not {other:?}"))),
+    };
+    Ok(up.on_upgrade(move |socket| async move {
+        if manual {
+            stream_manual(api.node, endpoint, socket).await
+        } else {
+            stream_deliveries(api.node, endpoint, socket).await
+        }
+    }))
+}
+
+/// Bundles a manually acknowledging WebSocket client may hold unacknowledged.
+pub const WS_WINDOW: usize = 256;
+
+/// An acknowledgement from a WebSocket client: `{"ack": [ID, …]}` (stored, never deliver again) and/or
+/// `{"nack": [ID, …]}` (give back, deliver again later).
+#[derive(Deserialize)]
+struct WsAck {
+    #[serde(default)]
+    ack: Vec<String>,
+    #[serde(default)]
+    nack: Vec<String>,
+}
+
+/// The delivery frames of one bundle, fed (not flushed).
+async fn feed_delivery(socket: &mut WebSocket, d: Incoming) -> bool {
+    let head = serde_json::json!({
+        "id": d.id.compact(),
+        "source": d.source.to_string(),
+        "destination": d.destination.to_string(),
+        "length": d.len,
+    });
+    if socket.feed(Message::Text(head.to_string().into())).await.is_err() {
+        return false;
+    }
+    let mut chunks = std::pin::pin!(payload_chunks(d));
+    while let Some(c) = chunks.next().await {
+        let ok = match c {
+            Ok((c, _)) => socket.feed(Message::Binary(c.into())).await.is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `GET /ws?ack=manual`: a bundle stays this client's until it acknowledges it (for a client that stores
+/// what it receives and wants nothing lost in between); at most [`WS_WINDOW`] wait for acknowledgement. When
+/// the socket closes, whatever is not acknowledged is given back and delivered again later.
+async fn stream_manual(node: NodeHandle, endpoint: Eid, mut socket: WebSocket) {
+    // Taking bundles runs in a task of its own and hands them over a channel: a `next_deliveries` call
+    // abandoned half-way (by a select) could lose the bundles the node had just handed to it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Incoming>>(1);
+    let window = Arc::new(tokio::sync::Semaphore::new(WS_WINDOW));
+    let taker = {
+        let (node, endpoint, window) = (node.clone(), endpoint.clone(), window.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(first) = window.clone().acquire_owned().await else { return };
+                first.forget();
+                let more = window.available_permits();
+                let batch = match node.next_deliveries(endpoint.clone(), true, 1 + more.min(WS_BATCH - 1)).await {
+                    Ok(b) => b,
+                    Err(_) => return,
+                };
+                // One permit per bundle taken; the first was acquired above, and the rest are free now.
+                if let Some(extra) = batch.len().checked_sub(1)
+                    && let Ok(p) = window.clone().try_acquire_many_owned(extra as u32)
+                {
+                    p.forget();
+                }
+                if batch.is_empty() {
+                    window.add_permits(1);
+                    continue;
+                }
+                if let Err(back) = tx.send(batch).await {
+                    for d in back.0 {
+                        node.taken(d.id, false);
+                    }
+                    return;
+                }
+            }
+        })
+    };
+    let mut held: BTreeMap<String, BundleId> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                let mut sent = true;
+                for d in batch {
+                    let id = d.id.clone();
+                    held.insert(id.compact(), id);
+                    sent = sent && feed_delivery(&mut socket, d).await;
+                }
+                if !(sent && socket.flush().await.is_ok()) {
+                    break;
+                }
+            }
+            m = socket.recv() => {
+                let text = match m {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => break,
+                };
+                let Ok(a) = serde_json::from_str::<WsAck>(text.as_str()) else {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                };
+                for (ids, ok) in [(a.ack, true), (a.nack, false)] {
+                    for s in ids {
+                        // Only what this socket holds: an ID it was never given changes nothing.
+                        if let Some(id) = held.remove(&s) {
+                            node.taken(id, ok);
+                            window.add_permits(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(rx);
+    for (_, id) in held {
+        node.taken(id, false);
+    }
+    // The taker stops at its next turn; if it is waiting for a bundle now, it gives that one back when it
+    // finds the channel closed.
+    window.close();
+    drop(taker);
 }
 
 async fn stream_deliveries(node: NodeHandle, endpoint: Eid, mut socket: WebSocket) {
