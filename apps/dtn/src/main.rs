@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 environment failure (I/O), 2 bad input (arguments or bundle data).
 
+mod camera;
 mod create;
 mod demo;
 mod inspect;
@@ -55,6 +56,10 @@ enum Command {
     Export(node::ExportArgs),
     /// Store the bundles of a directory written by `dtn export`
     Import(node::ImportArgs),
+    /// Send camera frames (JPEG, one bundle each) through the local node to the house node
+    Camera(camera::CameraArgs),
+    /// Store the frames cameras send in an archive, with motion events, thumbnails and an index page
+    House(camera::HouseArgs),
     /// Run the whole story on this machine with real nodes
     Demo {
         #[command(subcommand)]
@@ -105,6 +110,8 @@ fn main() -> ExitCode {
         Command::Stats(a) => node::stats(&a),
         Command::Export(a) => node::export(&a),
         Command::Import(a) => node::import(&a),
+        Command::Camera(a) => camera::camera(&a),
+        Command::House(a) => camera::house(&a),
         Command::Demo { command } => demo::run(&command),
     };
     match result {
