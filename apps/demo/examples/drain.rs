@@ -52,7 +52,11 @@ fn parse() -> Result<Opts> {
             other => bail!("unknown option {other} (see bench/drain.sh)"),
         }
     }
-    if !(o.gb > 0.0) || o.stations < 1 || o.still_bytes < 1024 || !(0.0..=1.0).contains(&o.sensor_share) {
+    if !(o.gb.is_finite() && o.gb > 0.0)
+        || o.stations < 1
+        || o.still_bytes < 1024
+        || !(0.0..=1.0).contains(&o.sensor_share)
+    {
         bail!("--gb > 0, --stations >= 1, --still-bytes >= 1024, --sensor-share in 0..=1");
     }
     Ok(o)
