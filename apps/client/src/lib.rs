@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod ws;
+
+pub use ws::{Subscription, WsDelivery};
+
 /// Default API address, the same as `dtnd --api`'s.
 pub const DEFAULT_API: &str = "127.0.0.1:3000";
 
@@ -301,6 +305,12 @@ impl Client {
         let r = self.check(self.agent.get(self.url("/node")).call())?;
         let v: serde_json::Value = self.json(r)?;
         Ok(v["node"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Opens a WebSocket stream of deliveries for `endpoint` (see [`Subscription`]); payloads longer than
+    /// `max_payload` bytes are cut to it.
+    pub fn subscribe(&self, endpoint: &str, manual_ack: bool, max_payload: usize) -> Result<Subscription, ClientError> {
+        Subscription::open(self.addr, endpoint, manual_ack, max_payload)
     }
 
     /// Cuts (or restores) the node's sessions to a peer.

@@ -5,7 +5,9 @@
 //! restoring the links between them ([`dtn_node::NodeHandle::set_link`]), which ends live sessions exactly as
 //! driving out of Wi-Fi range does.
 
+pub mod camera;
 pub mod net;
 pub mod weather;
 
+pub use camera::{CameraOptions, CameraSummary, run_camera};
 pub use weather::{WeatherOptions, WeatherSummary, run_weather};

@@ -41,8 +41,21 @@ pub async fn start(
     quota: u64,
     seed: u64,
 ) -> Result<DemoNode> {
+    start_with(config(dir, name, addr, peers, routing, quota, seed)?).await
+}
+
+/// The configuration [`start`] uses, for a node that needs more (its application API, say).
+pub fn config(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    peers: Vec<SocketAddr>,
+    routing: RoutingConfig,
+    quota: u64,
+    seed: u64,
+) -> Result<NodeConfig> {
     let eid: Eid = format!("dtn://{name}/").parse().with_context(|| format!("node name {name}"))?;
-    let mut cfg = NodeConfig::new(eid.clone(), dir.join(name));
+    let mut cfg = NodeConfig::new(eid, dir.join(name));
     cfg.tcpcl = Some(addr);
     cfg.peers = peers;
     cfg.discovery = false;
@@ -51,9 +64,16 @@ pub async fn start(
     cfg.quota = quota;
     cfg.seed = seed;
     cfg.default_lifetime = Duration::from_secs(30 * 24 * 3600);
+    Ok(cfg)
+}
+
+/// Starts a node from its configuration; it is named after its node ID's host part.
+pub async fn start_with(cfg: NodeConfig) -> Result<DemoNode> {
+    let eid = cfg.node_id.clone();
+    let name = eid.to_string().trim_start_matches("dtn://").trim_end_matches('/').to_string();
     let node = Node::start(cfg).await.with_context(|| format!("starting node {name}"))?;
     let handle = node.handle();
-    Ok(DemoNode { name: name.to_string(), eid, node, handle })
+    Ok(DemoNode { name, eid, node, handle })
 }
 
 /// Brings the link between two nodes up or down, on both sides (either may be dialling).
@@ -66,4 +86,26 @@ pub fn set_link(a: &DemoNode, b: &DemoNode, up: bool) -> Result<()> {
 /// Bundles a node holds now.
 pub async fn held(n: &DemoNode) -> u64 {
     n.handle.stats().await.map(|s| s.store.bundles).unwrap_or(0)
+}
+
+/// When `links` links come up and go down until `end`: each up for `window` every `window + gap`, link `i`
+/// offset by `i / links` of that cycle so the windows are staggered. Sorted by time: `(at, link, up)`.
+pub fn staggered_windows(links: usize, window: Duration, gap: Duration, end: Duration) -> Vec<(Duration, usize, bool)> {
+    let cycle = window + gap;
+    let mut schedule = Vec::new();
+    for i in 0..links {
+        let mut t = cycle.mul_f64(i as f64 / links as f64);
+        while t < end {
+            schedule.push((t, i, true));
+            schedule.push(((t + window).min(end), i, false));
+            t += cycle;
+        }
+    }
+    schedule.sort_by_key(|(t, i, up)| (*t, *i, *up));
+    schedule
+}
+
+/// Now, Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use dtn_collector::{Collector, Delivered, Report};
@@ -22,7 +22,7 @@ use dtn_core::routing::RoutingConfig;
 use dtn_sensor::{Clock, SensorKind, StationConfig, StationSources};
 use tokio::sync::Mutex;
 
-use crate::net::{self, DemoNode};
+use crate::net::{self, DemoNode, unix_ms};
 
 /// The endpoint every station sends to and the van registers.
 pub const COLLECTION_ENDPOINT: &str = "dtn://collector/~weather";
@@ -126,10 +126,6 @@ impl std::fmt::Display for WeatherSummary {
         writeln!(f, "{:<8} {:>10} {:>10} {:>8}", "total", g, c, g.saturating_sub(c))?;
         Ok(())
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Runs the demo, printing what happens to `out`. Needs tokio's multi-threaded runtime: the van's collector
@@ -241,18 +237,7 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
 
     // Neighbour windows, staggered along the chain, until the van leaves.
     let end = opts.duration + opts.gap + opts.window + opts.van_window;
-    let cycle = opts.window + opts.gap;
-    let mut schedule: Vec<(Duration, usize, bool)> = Vec::new();
-    for i in 0..n.saturating_sub(1) {
-        let offset = cycle.mul_f64(i as f64 / n as f64);
-        let mut t = offset;
-        while t < end {
-            schedule.push((t, i, true));
-            schedule.push(((t + opts.window).min(end), i, false));
-            t += cycle;
-        }
-    }
-    schedule.sort_by_key(|(t, i, up)| (*t, *i, *up));
+    let schedule = net::staggered_windows(n.saturating_sub(1), opts.window, opts.gap, end);
 
     // The van: its collector takes what its node delivers, syncs the archive, then acknowledges.
     let archive_dir = dir.join("van-archive");

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 environment failure (I/O), 2 bad input (arguments or bundle data).
 
+mod camera;
 mod collect;
 mod create;
 mod demo;
@@ -61,6 +62,10 @@ enum Command {
     Station(station::StationArgs),
     /// Collect sensor batches from the local node into an archive (the van), with a completeness report
     Collect(collect::CollectArgs),
+    /// Send camera frames (JPEG, one bundle each) through the local node to the house node
+    Camera(camera::CameraArgs),
+    /// Store the frames cameras send in an archive, with motion events, thumbnails and an index page
+    House(camera::HouseArgs),
     /// Run the whole story on this machine with real nodes
     Demo {
         #[command(subcommand)]
@@ -113,6 +118,8 @@ fn main() -> ExitCode {
         Command::Import(a) => node::import(&a),
         Command::Station(a) => station::run(&a),
         Command::Collect(a) => collect::run(&a),
+        Command::Camera(a) => camera::camera(&a),
+        Command::House(a) => camera::house(&a),
         Command::Demo { command } => demo::run(&command),
     };
     match result {

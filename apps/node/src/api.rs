@@ -499,8 +499,8 @@ async fn ack(State(api): State<Api>, Query(p): Query<IdParams>) -> Result<Status
 struct WsParams {
     endpoint: String,
     /// `auto` (default): bundles count as delivered once their frames are flushed. `manual`: once the client
-    /// acknowledges them with a text frame `{"ack": [ID, …]}`; those still unacknowledged when the
-    /// connection ends are delivered again.
+    /// acknowledges them with a text frame `{"ack": [ID, …]}`; those it gives back (`{"nack": [ID, …]}`) or
+    /// still holds unacknowledged when the connection ends are delivered again.
     ack: Option<String>,
 }
 
@@ -519,7 +519,12 @@ async fn ws(State(api): State<Api>, Query(p): Query<WsParams>, up: WebSocketUpgr
 /// A client's acknowledgement on a manual WebSocket stream.
 #[derive(Deserialize)]
 struct WsAck {
+    /// Stored by the client: never delivered again.
+    #[serde(default)]
     ack: Vec<String>,
+    /// Given back: delivered again later (to this client or another).
+    #[serde(default)]
+    nack: Vec<String>,
 }
 
 async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut socket: WebSocket) {
@@ -546,9 +551,12 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut so
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Text(t))) if manual => match serde_json::from_str::<WsAck>(&t) {
                     Ok(a) => {
-                        for id in a.ack {
-                            if let Some((_, b)) = unacked.remove(&id) {
-                                node.taken(b, true);
+                        for (ids, ok) in [(a.ack, true), (a.nack, false)] {
+                            for id in ids {
+                                // Only what this socket holds: an ID it was never given changes nothing.
+                                if let Some((_, b)) = unacked.remove(&id) {
+                                    node.taken(b, ok);
+                                }
                             }
                         }
                         continue;

@@ -328,7 +328,7 @@ impl Core {
                     self.pieces.remove(&id);
                     self.handle(Event::DeliveryAcked { id });
                 } else {
-                    self.deliveries.entry(endpoint).or_default().put_back(id);
+                    self.give_back(endpoint, id);
                 }
             }
             Input::Delete(id, reply) => {
@@ -486,6 +486,19 @@ impl Core {
     }
 
     /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
+    /// A bundle an application gave back goes to a reader already waiting (one may have started waiting
+    /// while the bundle was out), else to the front of the queue.
+    fn give_back(&mut self, endpoint: Eid, id: BundleId) {
+        let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
+        while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
+            if w.send(vec![(id.clone(), pieces.clone())]).is_ok() {
+                self.handed_out.insert(id, endpoint);
+                return;
+            }
+        }
+        self.deliveries.entry(endpoint).or_default().put_back(id);
+    }
+
     fn deliver(&mut self, endpoint: Eid, id: BundleId, pieces: Vec<Piece>) {
         if self.handed_out.contains_key(&id) {
             return;

@@ -359,3 +359,47 @@ async fn a_submission_beyond_the_quota_is_refused_with_507_and_what_was_accepted
     .await;
     node.shutdown().await;
 }
+
+/// Over the WebSocket with manual acknowledgement, a bundle is the client's until it acknowledges it:
+/// what it did not acknowledge before closing comes again on the next socket, what it did never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_manual_ack_gives_back_what_was_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        let ep = "dtn://solo/~ws";
+        c.register(ep).unwrap();
+        let big = vec![7u8; 3 << 20];
+        c.send(ep, &b"one"[..], Some(3), &SendOptions::default()).unwrap();
+        c.send(ep, std::io::Cursor::new(big.clone()), Some(big.len() as u64), &SendOptions::default()).unwrap();
+        c.send(ep, &b"three"[..], Some(5), &SendOptions::default()).unwrap();
+        let wait = Duration::from_secs(5);
+        let mut s = c.subscribe(ep, true, 64 << 20).unwrap();
+        let got: Vec<_> = (0..3).map(|_| s.next(wait).unwrap().expect("a delivery")).collect();
+        assert_eq!(got[0].payload, b"one");
+        assert_eq!(got[1].payload, big, "a payload stored in parts arrives whole");
+        assert!(s.next(Duration::from_millis(300)).unwrap().is_none(), "delivered twice on one socket");
+        s.ack(&[&got[0].id]).unwrap();
+        s.ack(&["dtn://nobody/-1-1"]).unwrap();
+        s.close();
+
+        let mut s = c.subscribe(ep, true, 16).unwrap();
+        let mut again: Vec<_> = (0..2).map(|_| s.next(wait).unwrap().expect("given back")).collect();
+        again.sort_by_key(|d| d.len);
+        assert_eq!((again[0].payload.as_slice(), again[0].truncated()), (&b"three"[..], false));
+        assert!(again[1].truncated() && again[1].len == big.len() as u64);
+        assert!(s.next(Duration::from_millis(300)).unwrap().is_none(), "an acknowledged bundle came again");
+        s.ack(&[&again[0].id, &again[1].id]).unwrap();
+        s.close();
+
+        let mut s = c.subscribe(ep, true, 16).unwrap();
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none());
+        assert!(matches!(
+            c.subscribe(ep, false, 16).map(|_| ()).and(c.subscribe("not an eid", true, 16).map(|_| ())),
+            Err(ClientError::Node(_))
+        ));
+    })
+    .await;
+    node.shutdown().await;
+}

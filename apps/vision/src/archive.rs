@@ -7,6 +7,8 @@
 //! <camera>/thumbs/<YYYY-MM-DD>T<HHMMSS.mmm>-<seq>.jpg   thumbnails of frames with motion
 //! events.jsonl                                    one line per motion event, appended
 //! index.html                                      overview for a browser, rewritten by write_index
+//! rejected/<name>.bin, rejected/<name>.txt        what arrived but is no frame (corrupt JPEG, not a camera
+//!                                                 batch), kept as received, with the reason
 //! ```
 //!
 //! Plain files and directories, so the archive can be browsed, copied and pruned (delete old day
@@ -34,6 +36,8 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const INDEX_FILE: &str = "index.html";
 /// A camera's thumbnail directory.
 pub const THUMBS_DIR: &str = "thumbs";
+/// Where payloads that are not frames are kept aside.
+pub const REJECTED_DIR: &str = "rejected";
 /// Events listed per camera on the index page; older ones stay in the event log.
 pub const INDEX_EVENTS_PER_CAMERA: usize = 100;
 /// Days listed with their frame counts per camera on the index page.
@@ -162,6 +166,28 @@ impl Archive {
         eventlog::append(&self.dir.join(EVENTS_FILE), &record)?;
         self.events.push(record);
         Ok(path)
+    }
+
+    /// Keeps a payload that is not a usable frame aside, under `rejected/`, as `<name>.bin` with the reason in
+    /// `<name>.txt`; returns the `.bin` path. `name` (e.g. a bundle ID) is reduced to characters safe in a file
+    /// name; keeping the same name again overwrites it.
+    pub fn keep_rejected(&mut self, name: &str, bytes: &[u8], reason: &str) -> Result<PathBuf, ArchiveError> {
+        let mut safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+            .take(120)
+            .collect();
+        if safe.is_empty() || safe.starts_with('.') {
+            safe.insert(0, '_');
+        }
+        self.ensure_dirs(&[REJECTED_DIR.to_string()])?;
+        let dir = self.dir.join(REJECTED_DIR);
+        let bin = dir.join(format!("{safe}.bin"));
+        let txt = dir.join(format!("{safe}.txt"));
+        write_atomic(&bin, bytes).map_err(|e| ArchiveError::io(format!("writing {}", bin.display()), e))?;
+        write_atomic(&txt, format!("{name}\n{reason}\n").as_bytes())
+            .map_err(|e| ArchiveError::io(format!("writing {}", txt.display()), e))?;
+        Ok(bin)
     }
 
     /// Rewrites `index.html` from the events and frame counts; returns its path.

@@ -7,7 +7,7 @@
 pub const MAX_CAMERA_NAME: usize = 64;
 
 /// Names the archive keeps for itself at its top level.
-const RESERVED: [&str; 2] = ["events.jsonl", "index.html"];
+const RESERVED: [&str; 3] = ["events.jsonl", "index.html", "rejected"];
 
 /// Why a camera name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +89,7 @@ mod tests {
             ".hidden",
             "a..b",
             "index.html",
+            "rejected",
             "trailing ",
             &long,
         ] {

@@ -194,3 +194,18 @@ fn an_event_whose_frame_was_not_stored_is_listed_without_a_link() {
     assert!(page.contains("(frame not stored)"));
     assert!(page.contains("Frames stored: 0"));
 }
+
+#[test]
+fn rejected_payloads_are_kept_aside_under_a_safe_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut archive = Archive::open(dir.path()).expect("open");
+    let path = archive.keep_rejected("dtn://cam1/-848640675350-3", b"\xFF\xD8broken", "not decodable").expect("keep");
+    assert_eq!(path, dir.path().join("rejected/dtn___cam1_-848640675350-3.bin"));
+    assert_eq!(fs::read(&path).expect("read"), b"\xFF\xD8broken");
+    let why = fs::read_to_string(path.with_extension("txt")).expect("reason");
+    assert!(why.contains("not decodable"), "{why}");
+    let hidden = archive.keep_rejected("../..", b"x", "odd").expect("keep");
+    assert_eq!(hidden.parent(), Some(dir.path().join("rejected").as_path()));
+    // Not a camera: the directory holds no frames and reopening counts none.
+    assert_eq!(Archive::open(dir.path()).expect("reopen").frames_stored("rejected"), 0);
+}
