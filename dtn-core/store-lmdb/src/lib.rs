@@ -64,7 +64,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { quota: 64 << 30, inline_max: 256 << 10, map_size: 1 << 30, max_map_size: 1 << 40, max_group: 4096 }
+        Options { quota: 64 << 30, inline_max: 2 << 20, map_size: 1 << 30, max_map_size: 1 << 40, max_group: 4096 }
     }
 }
 
