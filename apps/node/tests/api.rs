@@ -428,3 +428,56 @@ async fn websocket_window_counts_neither_acknowledged_nor_given_back_bundles() {
     .await;
     node.shutdown().await;
 }
+
+/// The van met a station before anyone started the collector on it: the bundles for the collection endpoint
+/// (not an endpoint of the van's node ID) were stored for forwarding. Registering the endpoint afterwards
+/// makes them the collector's, over the WebSocket like any other delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_started_after_the_data_reached_the_van_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut station = NodeConfig::new("dtn://station/".parse().unwrap(), dir.path().join("station"));
+    station.tcpcl = Some("127.0.0.1:0".parse().unwrap());
+    station.discovery = false;
+    station.api = None;
+    let station = Node::start(station).await.unwrap();
+    let mut van = NodeConfig::new("dtn://van/".parse().unwrap(), dir.path().join("van"));
+    van.discovery = false;
+    van.api = Some("127.0.0.1:0".parse().unwrap());
+    van.tcpcl = Some("127.0.0.1:0".parse().unwrap());
+    van.peers = vec![station.tcpcl_addr().unwrap()];
+    let van = Node::start(van).await.unwrap();
+    let ep = "dtn://collector/~weather";
+    let big = vec![5u8; (2 << 20) + 17];
+    let sh = station.handle();
+    let small = sh.send(ep.parse().unwrap(), b"batch 1".to_vec()).await.unwrap().compact();
+    let large = sh.send(ep.parse().unwrap(), big.clone()).await.unwrap().compact();
+    let c = Client::new(van.api_addr().unwrap());
+    blocking(move || {
+        // Everything reached the van (the large one as three fragments), stored for forwarding.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let held = c.list().unwrap();
+            if held.iter().filter(|b| b["destination"] == ep).count() == 4 {
+                assert!(held.iter().all(|b| b["delivery"] == "Forward"), "{held:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the van did not get the bundles: {held:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c.set_link("dtn://station/", false).unwrap();
+
+        c.register(ep).unwrap();
+        let mut s = c.subscribe(ep, true, usize::MAX).unwrap();
+        let mut got: Vec<_> = (0..2).map(|_| s.next(Duration::from_secs(10)).unwrap().expect("a delivery")).collect();
+        got.sort_by_key(|d| d.len);
+        assert_eq!((got[0].id.as_str(), got[0].payload.as_slice()), (small.as_str(), &b"batch 1"[..]));
+        assert_eq!((got[1].id.as_str(), got[1].payload == big), (large.as_str(), true));
+        s.ack(&[&got[0].id, &got[1].id]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        s.close();
+        assert!(c.list().unwrap().is_empty(), "delivered bundles stay at the van: {:?}", c.list().unwrap());
+    })
+    .await;
+    van.shutdown().await;
+    station.shutdown().await;
+}
