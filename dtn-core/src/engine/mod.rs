@@ -388,11 +388,10 @@ impl Engine {
         }
         for ep in self.endpoints.clone() {
             // Claims made after a registration are written on their own; a crash may have lost them.
-            let (ops, ids) = self.claimable(store, &ep);
+            let (ops, ids) = self.deliver_waiting(store, &ep);
             if !ops.is_empty() {
                 self.persist(ops, vec![After::Claimed(ids)]);
             }
-            self.deliver_waiting(store, &ep, true);
         }
         self.schedule(self.now_plus(self.cfg.sweep_interval_ms), Timer::Sweep);
         self.schedule_custody_scan(store);
@@ -410,45 +409,12 @@ impl Engine {
             self.registrations += 1;
             ops.push(WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) });
         }
-        let (mut claims, ids) = self.claimable(store, &ep);
+        let (mut claims, ids) = self.deliver_waiting(store, &ep);
         ops.append(&mut claims);
         if !ops.is_empty() {
             let after = if ids.is_empty() { Vec::new() } else { vec![After::Claimed(ids)] };
             self.persist(ops, after);
         }
-        self.deliver_waiting(store, &ep, true);
-    }
-
-    /// The writes that make the bundles stored for forwarding to `ep` local deliveries, and their IDs. Bundles
-    /// being sent are left for the end of their transfers ([`Engine::deferred_claims`]); bundles being
-    /// written or removed are not touched (a write under way is looked at once durable).
-    fn claimable(&mut self, store: &dyn BundleStore, ep: &Eid) -> (Vec<WriteOp>, Vec<BundleId>) {
-        let sending: BTreeSet<BundleId> = self.transfers.values().map(|t| t.id.clone()).collect();
-        let mut metas = Vec::new();
-        let mut after = None;
-        loop {
-            let page = match store.by_destination(ep, after, 256) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.store_error(e);
-                    break;
-                }
-            };
-            let Some(last) = page.last() else { break };
-            after = Some(last.arrival);
-            for m in page {
-                if m.delivery != Delivery::Forward || self.removing.contains(&m.id) || self.pending_ids.contains(&m.id)
-                {
-                    continue;
-                }
-                if sending.contains(&m.id) {
-                    self.deferred_claims.insert(m.id);
-                } else {
-                    metas.push(m);
-                }
-            }
-        }
-        claim(metas)
     }
 
     /// Claims the stored bundles `ids` for local delivery if their destination is registered here now;
@@ -505,28 +471,45 @@ impl Engine {
         self.endpoints.contains(dest) || dest.node_id() == self.cfg.node
     }
 
-    /// Hands every stored bundle waiting for `ep` to its application.
-    /// Goes through the bundles waiting for `ep`: fragments are (re)considered for reassembly and, when
-    /// `deliver` is set, whole bundles are handed to the application.
-    pub(super) fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid, deliver: bool) {
+    /// Goes through the stored bundles for `ep`: those waiting for local delivery are handed to the
+    /// application (fragments are (re)considered for reassembly), and those stored for forwarding because `ep`
+    /// was not registered when they came are returned as claims: the writes that make them local deliveries,
+    /// and their IDs. Bundles being sent are left for the end of their transfers ([`Engine::deferred_claims`]);
+    /// bundles being written or removed are not touched (a write under way is looked at once durable).
+    fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid) -> (Vec<WriteOp>, Vec<BundleId>) {
+        let sending: BTreeSet<BundleId> = self.transfers.values().map(|t| t.id.clone()).collect();
+        let mut claims = Vec::new();
         let mut after = None;
         loop {
             let page = match store.by_destination(ep, after, 256) {
                 Ok(p) => p,
-                Err(e) => return self.store_error(e),
+                Err(e) => {
+                    self.store_error(e);
+                    break;
+                }
             };
-            let Some(last) = page.last() else { return };
+            let Some(last) = page.last() else { break };
             after = Some(last.arrival);
             for m in page {
-                if m.delivery == Delivery::LocalPending && !self.removing.contains(&m.id) {
-                    if m.id.fragment.is_some() {
+                if self.removing.contains(&m.id) || self.pending_ids.contains(&m.id) {
+                    continue;
+                }
+                match m.delivery {
+                    Delivery::LocalPending if m.id.fragment.is_some() => {
                         self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
-                    } else if deliver {
+                    }
+                    Delivery::LocalPending => {
                         self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id, pieces: Vec::new() });
                     }
+                    Delivery::Forward if sending.contains(&m.id) => {
+                        self.deferred_claims.insert(m.id);
+                    }
+                    Delivery::Forward => claims.push(m),
+                    Delivery::Delivered => {}
                 }
             }
         }
+        claim(claims)
     }
 
     fn delivery_acked(&mut self, store: &dyn BundleStore, id: BundleId) {
