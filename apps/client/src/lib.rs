@@ -234,28 +234,6 @@ impl Client {
         Ok(())
     }
 
-    /// A WebSocket stream of the bundles for `endpoint` (`GET /ws`). With `manual_ack` each bundle stays the
-    /// stream's until [`Deliveries::ack`] (and is delivered again if the stream ends first).
-    pub fn deliveries(&self, endpoint: &str, manual_ack: bool) -> Result<Deliveries, ClientError> {
-        let stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .map_err(|_| ClientError::NotRunning { addr: self.addr })?;
-        let _ = stream.set_nodelay(true);
-        let url = format!(
-            "ws://{}/ws?endpoint={}&ack={}",
-            self.addr,
-            query_escape(endpoint),
-            if manual_ack { "manual" } else { "auto" }
-        );
-        let (socket, _) = tungstenite::client(url.as_str(), stream).map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r)) => {
-                let body = r.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                ClientError::Node(format!("{}: {}", r.status(), body.trim()))
-            }
-            other => ClientError::Http(format!("opening the delivery stream: {other}")),
-        })?;
-        Ok(Deliveries { socket })
-    }
-
     /// Stored bundles (JSON objects as the API returns them).
     pub fn list(&self) -> Result<Vec<serde_json::Value>, ClientError> {
         let r = self.check(self.agent.get(self.url("/bundles")).call())?;
@@ -307,8 +285,11 @@ impl Client {
         Ok(v["node"].as_str().unwrap_or_default().to_string())
     }
 
-    /// Opens a WebSocket stream of deliveries for `endpoint` (see [`Subscription`]); payloads longer than
-    /// `max_payload` bytes are cut to it.
+    /// Opens a WebSocket stream of deliveries for `endpoint` (`GET /ws`, see [`Subscription`]). With
+    /// `manual_ack` each bundle stays the stream's until [`Subscription::ack`] (it is delivered again if it is
+    /// given back with [`Subscription::nack`] or the stream ends first). Payloads longer than `max_payload`
+    /// bytes are read to their end but kept only up to it ([`WsDelivery::truncated`]), so memory stays bounded
+    /// whatever arrives.
     pub fn subscribe(&self, endpoint: &str, manual_ack: bool, max_payload: usize) -> Result<Subscription, ClientError> {
         Subscription::open(self.addr, endpoint, manual_ack, max_payload)
     }
@@ -318,132 +299,5 @@ impl Client {
         let req = self.agent.post(self.url("/link")).query("peer", peer).query("up", up.to_string());
         self.check(req.send_empty())?;
         Ok(())
-    }
-}
-
-/// Percent-encodes a query value (endpoint IDs hold `:` and `/`, sometimes `~` or `?`).
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// One bundle from a delivery stream.
-#[derive(Debug, Clone)]
-pub struct StreamDelivery {
-    /// Compact bundle ID (what [`Deliveries::ack`] takes).
-    pub id: String,
-    /// Source endpoint.
-    pub source: String,
-    /// Destination endpoint.
-    pub destination: String,
-    /// Creation time (DTN time, ms); 0 when the source had no clock.
-    pub creation_time: u64,
-    /// How old the bundle was when the node handed it over (ms), when it carries a bundle age.
-    pub age_ms: Option<u64>,
-    /// The payload.
-    pub payload: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-struct StreamHead {
-    id: String,
-    source: String,
-    destination: String,
-    length: u64,
-    #[serde(default)]
-    creation_time: u64,
-    #[serde(default)]
-    age_ms: Option<u64>,
-}
-
-/// A WebSocket stream of deliveries ([`Client::deliveries`]).
-pub struct Deliveries {
-    socket: tungstenite::WebSocket<std::net::TcpStream>,
-}
-
-impl Deliveries {
-    /// The next bundle, waiting up to `wait` for one to begin; `None` if none did. A bundle that has begun
-    /// is read to its end whatever the wait.
-    pub fn next(&mut self, wait: Duration) -> Result<Option<StreamDelivery>, ClientError> {
-        let head = loop {
-            match self.read(Some(wait))? {
-                None => return Ok(None),
-                Some(tungstenite::Message::Text(t)) => {
-                    break serde_json::from_str::<StreamHead>(&t)
-                        .map_err(|e| ClientError::Http(format!("unexpected delivery header {t:?}: {e}")))?;
-                }
-                // An empty payload still comes as one (empty) binary frame.
-                Some(tungstenite::Message::Binary(b)) if b.is_empty() => {}
-                Some(other) => return Err(ClientError::Http(format!("expected a delivery header, got {other:?}"))),
-            }
-        };
-        let len = usize::try_from(head.length).map_err(|_| ClientError::Http("payload too large".into()))?;
-        let mut payload = Vec::with_capacity(len.min(64 << 20));
-        while payload.len() < len {
-            match self.read(None)? {
-                Some(tungstenite::Message::Binary(b)) => payload.extend_from_slice(&b),
-                other => return Err(ClientError::Http(format!("expected payload bytes, got {other:?}"))),
-            }
-        }
-        if payload.len() != len {
-            return Err(ClientError::Http(format!("payload of {} bytes, {len} announced", payload.len())));
-        }
-        Ok(Some(StreamDelivery {
-            id: head.id,
-            source: head.source,
-            destination: head.destination,
-            creation_time: head.creation_time,
-            age_ms: head.age_ms,
-            payload,
-        }))
-    }
-
-    /// Confirms bundles of a manual stream: the node never delivers them again.
-    pub fn ack(&mut self, ids: &[String]) -> Result<(), ClientError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let text = serde_json::json!({ "ack": ids }).to_string();
-        self.socket.send(tungstenite::Message::Text(text.into())).map_err(|e| ClientError::Http(e.to_string()))
-    }
-
-    /// Ends the stream; unacknowledged bundles go back to the node's queue.
-    pub fn close(mut self) {
-        let _ = self.socket.close(None);
-        let _ = self.socket.flush();
-    }
-
-    /// The next data frame; `None` when `wait` passed first. Control frames are handled here.
-    fn read(&mut self, wait: Option<Duration>) -> Result<Option<tungstenite::Message>, ClientError> {
-        let deadline = wait.map(|w| std::time::Instant::now() + w);
-        loop {
-            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            // Short reads so that a deadline is kept (a zero wait still looks once); a frame cut by a timeout
-            // is resumed by the next read.
-            let step =
-                left.map_or(Duration::from_secs(1), |l| l.clamp(Duration::from_millis(1), Duration::from_secs(1)));
-            let _ = self.socket.get_ref().set_read_timeout(Some(step));
-            match self.socket.read() {
-                Ok(m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_))) => return Ok(Some(m)),
-                Ok(tungstenite::Message::Close(_)) => {
-                    return Err(ClientError::Http("the node closed the delivery stream".into()));
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
-                {
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                        return Ok(None);
-                    }
-                }
-                Err(e) => return Err(ClientError::Http(format!("delivery stream: {e}"))),
-            }
-        }
     }
 }

@@ -41,6 +41,10 @@ pub struct CollectArgs {
 /// Bundles taken into one archive sync (and one acknowledgement).
 const ROUND: usize = 256;
 
+/// Payload bytes kept per bundle: one more than any sensor batch, so that a larger payload is still cut
+/// short of exhausting the van's memory and then set aside as too large by the archive.
+const MAX_PAYLOAD: usize = dtn_sensor::format::MAX_BATCH_BYTES + 1;
+
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -74,7 +78,7 @@ pub fn run(a: &CollectArgs) -> Result<ExitCode> {
         }
         let s = match stream.as_mut() {
             Some(s) => s,
-            None => match client.deliveries(&a.endpoint, true) {
+            None => match client.subscribe(&a.endpoint, true, MAX_PAYLOAD) {
                 Ok(s) => stream.insert(s),
                 Err(e) => {
                     // The node restarts, or is not up yet: try again, within the idle limit.

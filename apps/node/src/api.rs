@@ -551,14 +551,18 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut so
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Text(t))) if manual => match serde_json::from_str::<WsAck>(&t) {
                     Ok(a) => {
-                        for (ids, ok) in [(a.ack, true), (a.nack, false)] {
-                            for id in ids {
-                                // Only what this socket holds: an ID it was never given changes nothing.
-                                if let Some((_, b)) = unacked.remove(&id) {
-                                    node.taken(b, ok);
-                                }
+                        // Only what this socket holds: an ID it was never given changes nothing.
+                        for id in a.ack {
+                            if let Some((_, b)) = unacked.remove(&id) {
+                                node.taken(b, true);
                             }
                         }
+                        // Out of the window at once; back in the order they were sent, whatever the
+                        // order of the list.
+                        let mut back: Vec<(u64, BundleId)> =
+                            a.nack.iter().filter_map(|id| unacked.remove(id)).collect();
+                        back.sort_unstable_by_key(|(n, _)| *n);
+                        node.give_back(back.into_iter().map(|(_, id)| id).collect());
                         continue;
                     }
                     Err(e) => {
@@ -576,9 +580,8 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut so
         let mut ids = Vec::with_capacity(batch.len());
         let mut sent = true;
         for d in batch {
-            let id = d.id.clone();
+            ids.push(d.id.clone());
             if !sent {
-                node.taken(id, false);
                 continue;
             }
             let head = serde_json::json!({
@@ -597,27 +600,25 @@ async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut so
                     Err(_) => false,
                 };
             }
-            ids.push((id, sent));
         }
-        sent = sent && socket.flush().await.is_ok();
-        for (id, ok) in ids {
-            if manual && ok && sent {
+        if !(sent && socket.flush().await.is_ok()) {
+            // The client may have had some of them: with no acknowledgement, all are delivered again.
+            node.give_back(ids);
+            break;
+        }
+        for id in ids {
+            if manual {
                 sent_count += 1;
                 unacked.insert(id.compact(), (sent_count, id));
             } else {
-                node.taken(id, ok && sent);
+                node.taken(id, true);
             }
         }
-        if !sent {
-            break;
-        }
     }
-    // Given back last first: each goes to the front of the queue.
+    // Given back in the order they were sent, so that the next reader gets them in that order.
     let mut back: Vec<(u64, BundleId)> = unacked.into_values().collect();
-    back.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
-    for (_, id) in back {
-        node.taken(id, false);
-    }
+    back.sort_unstable_by_key(|(n, _)| *n);
+    node.give_back(back.into_iter().map(|(_, id)| id).collect());
 }
 
 /// Bundles taken per round on a WebSocket stream.

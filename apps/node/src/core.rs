@@ -39,6 +39,8 @@ pub(crate) enum Input {
     NextDelivery { endpoint: Eid, wait: bool, max: usize, reply: DeliveryReply },
     /// The application has the bundle (true) or gave it back (false).
     Taken { id: BundleId, ok: bool },
+    /// The application gives back bundles it took, in the order it got them.
+    GiveBack(Vec<BundleId>),
     /// Deletes a stored bundle on the operator's request.
     Delete(BundleId, oneshot::Sender<bool>),
     /// Peers in contact.
@@ -322,15 +324,14 @@ impl Core {
                     }
                 }
             }
-            Input::Taken { id, ok } => {
-                let Some(endpoint) = self.handed_out.remove(&id) else { return };
-                if ok {
+            Input::Taken { id, ok: true } => {
+                if self.handed_out.remove(&id).is_some() {
                     self.pieces.remove(&id);
                     self.handle(Event::DeliveryAcked { id });
-                } else {
-                    self.give_back(endpoint, id);
                 }
             }
+            Input::Taken { id, ok: false } => self.give_back(vec![id]),
+            Input::GiveBack(ids) => self.give_back(ids),
             Input::Delete(id, reply) => {
                 let token = self.next_token;
                 self.next_token += 1;
@@ -485,20 +486,41 @@ impl Core {
         batches
     }
 
-    /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
-    /// A bundle an application gave back goes to a reader already waiting (one may have started waiting
-    /// while the bundle was out), else to the front of the queue.
-    fn give_back(&mut self, endpoint: Eid, id: BundleId) {
-        let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
-        while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
-            if w.send(vec![(id.clone(), pieces.clone())]).is_ok() {
-                self.handed_out.insert(id, endpoint);
-                return;
-            }
+    /// Bundles an application gave back (in the order it got them) go back to the front of their queues, in
+    /// that order, ahead of anything newer; then readers already waiting (one may have started waiting while
+    /// the bundles were out) are served from the front. All at once, so that a waiting reader does not get
+    /// the last one first.
+    fn give_back(&mut self, ids: Vec<BundleId>) {
+        let mut endpoints = BTreeSet::new();
+        for id in ids.into_iter().rev() {
+            let Some(endpoint) = self.handed_out.remove(&id) else { continue };
+            self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
+            endpoints.insert(endpoint);
         }
-        self.deliveries.entry(endpoint).or_default().put_back(id);
+        for endpoint in endpoints {
+            self.serve_waiters(&endpoint);
+        }
     }
 
+    /// Hands queued bundles, one each, to the readers waiting at `endpoint`.
+    fn serve_waiters(&mut self, endpoint: &Eid) {
+        while let Some(w) = self.delivery_waiters.get_mut(endpoint).and_then(Vec::pop) {
+            let Some(id) = self.deliveries.get_mut(endpoint).and_then(DeliveryQueue::pop) else {
+                self.delivery_waiters.entry(endpoint.clone()).or_default().push(w);
+                return;
+            };
+            let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
+            match w.send(vec![(id.clone(), pieces)]) {
+                Ok(()) => {
+                    self.handed_out.insert(id, endpoint.clone());
+                }
+                // That reader went away while waiting: the bundle stays first for the next.
+                Err(_) => self.deliveries.entry(endpoint.clone()).or_default().put_back(id),
+            }
+        }
+    }
+
+    /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
     fn deliver(&mut self, endpoint: Eid, id: BundleId, pieces: Vec<Piece>) {
         if self.handed_out.contains_key(&id) {
             return;

@@ -418,6 +418,14 @@ impl NodeHandle {
         let _ = self.tx.send(Input::Taken { id, ok });
     }
 
+    /// Gives back bundles taken with [`next_deliveries`](Self::next_deliveries), listed in the order they
+    /// were received: they are delivered again in that order, before bundles that were never handed out.
+    pub fn give_back(&self, ids: Vec<BundleId>) {
+        if !ids.is_empty() {
+            let _ = self.tx.send(Input::GiveBack(ids));
+        }
+    }
+
     /// Receives the next bundle for `endpoint`, whole, and acknowledges it.
     pub async fn recv(&self, endpoint: Eid) -> Result<Delivery, NodeError> {
         loop {

@@ -225,48 +225,6 @@ async fn long_payloads_are_stored_in_parts_and_delivered_whole_or_not_at_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_stream_with_manual_ack_redelivers_what_was_not_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(config(dir.path())).await.unwrap();
-    let c = Client::new(node.api_addr().unwrap());
-    blocking(move || {
-        c.register("dtn://solo/~ws").unwrap();
-        let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
-        let ids = c.send_batch("dtn://solo/~ws", &payloads).unwrap();
-        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
-        let mut got = Vec::new();
-        while let Some(d) = s.next(Duration::from_secs(2)).unwrap() {
-            got.push(d);
-        }
-        assert_eq!(got.iter().map(|d| d.payload.clone()).collect::<Vec<_>>(), payloads);
-        assert!(got.iter().all(|d| d.creation_time > 0 && d.age_ms.is_none()), "a node with a clock");
-        // Two acknowledged, then the stream ends: the other three come again, to the next stream.
-        s.ack(&[got[0].id.clone(), got[3].id.clone()]).unwrap();
-        // The acknowledgement is on its way before the close.
-        std::thread::sleep(Duration::from_millis(200));
-        s.close();
-        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
-        let mut again = Vec::new();
-        while let Some(d) = s.next(Duration::from_secs(2)).unwrap() {
-            again.push(d.id);
-        }
-        assert_eq!(again, [ids[1].clone(), ids[2].clone(), ids[4].clone()]);
-        s.ack(&again).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        s.close();
-        let mut s = c.deliveries("dtn://solo/~ws", true).unwrap();
-        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "delivered after its acknowledgement");
-        // Garbage as an acknowledgement ends the stream; the node keeps serving.
-        let mut s2 = c.deliveries("dtn://solo/~ws", false).unwrap();
-        assert!(s2.next(Duration::from_millis(100)).unwrap().is_none());
-        assert!(c.node_id().is_ok());
-        s.close();
-    })
-    .await;
-    node.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_clock_dates_bundles_by_their_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
@@ -279,7 +237,7 @@ async fn a_node_without_a_clock_dates_bundles_by_their_age() {
         // Created with time 0: the ID says so.
         assert!(id.starts_with("dtn://solo/-0-"), "{id}");
         std::thread::sleep(Duration::from_millis(300));
-        let mut s = c.deliveries("dtn://solo/~age", false).unwrap();
+        let mut s = c.subscribe("dtn://solo/~age", false, usize::MAX).unwrap();
         let d = s.next(Duration::from_secs(5)).unwrap().expect("the bundle");
         assert_eq!((d.creation_time, &d.payload[..]), (0, &b"reading"[..]));
         let age = d.age_ms.expect("a bundle from a clockless source has an age");
@@ -360,8 +318,9 @@ async fn a_submission_beyond_the_quota_is_refused_with_507_and_what_was_accepted
     node.shutdown().await;
 }
 
-/// Over the WebSocket with manual acknowledgement, a bundle is the client's until it acknowledges it:
-/// what it did not acknowledge before closing comes again on the next socket, what it did never does.
+/// Over the WebSocket with manual acknowledgement, a bundle is the client's until it acknowledges it: what
+/// it gives back comes again on the same socket, what it did not acknowledge before closing comes again on
+/// the next, in the order it was first sent, and what it acknowledged never comes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_manual_ack_gives_back_what_was_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,36 +329,155 @@ async fn websocket_manual_ack_gives_back_what_was_not_acknowledged() {
     blocking(move || {
         let ep = "dtn://solo/~ws";
         c.register(ep).unwrap();
+        // Small ones (one of them empty), one stored in parts, and one more after it.
+        let mut payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
+        payloads[2].clear();
+        let mut ids = c.send_batch(ep, &payloads).unwrap();
         let big = vec![7u8; 3 << 20];
-        c.send(ep, &b"one"[..], Some(3), &SendOptions::default()).unwrap();
-        c.send(ep, std::io::Cursor::new(big.clone()), Some(big.len() as u64), &SendOptions::default()).unwrap();
-        c.send(ep, &b"three"[..], Some(5), &SendOptions::default()).unwrap();
+        let sent = c.send(ep, std::io::Cursor::new(big.clone()), Some(big.len() as u64), &SendOptions::default());
+        assert_eq!(sent.as_ref().unwrap().fragments, 3, "stored in parts");
+        ids.push(sent.unwrap().id);
+        ids.push(c.send(ep, &b"last"[..], Some(4), &SendOptions::default()).unwrap().id);
+        payloads.push(big.clone());
+        payloads.push(b"last".to_vec());
+
         let wait = Duration::from_secs(5);
         let mut s = c.subscribe(ep, true, 64 << 20).unwrap();
-        let got: Vec<_> = (0..3).map(|_| s.next(wait).unwrap().expect("a delivery")).collect();
-        assert_eq!(got[0].payload, b"one");
-        assert_eq!(got[1].payload, big, "a payload stored in parts arrives whole");
+        let got: Vec<_> = (0..7).map(|_| s.next(wait).unwrap().expect("a delivery")).collect();
+        assert_eq!(got.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), ids, "in the order sent");
+        assert_eq!(got.iter().map(|d| d.payload.clone()).collect::<Vec<_>>(), payloads);
+        assert!(got.iter().all(|d| !d.truncated() && d.len == d.payload.len() as u64));
+        assert!(got.iter().all(|d| d.creation_time > 0 && d.age_ms.is_none()), "a node with a clock");
+        assert!(got.iter().all(|d| d.destination == ep && d.source == "dtn://solo/"));
         assert!(s.next(Duration::from_millis(300)).unwrap().is_none(), "delivered twice on one socket");
-        s.ack(&[&got[0].id]).unwrap();
-        s.ack(&["dtn://nobody/-1-1"]).unwrap();
+
+        // Given back, in any order: it comes again on this socket, in the order first sent.
+        s.nack(&[&ids[4], &ids[1]]).unwrap();
+        let again: Vec<_> = (0..2).map(|_| s.next(wait).unwrap().expect("given back").id).collect();
+        assert_eq!(again, [ids[1].clone(), ids[4].clone()]);
+        assert!(s.next(Duration::from_millis(300)).unwrap().is_none());
+        // An ID this socket was never given changes nothing; acknowledged ones never come again.
+        s.ack(&[ids[0].as_str(), ids[3].as_str(), "dtn://nobody/-1-1"]).unwrap();
+        // The acknowledgement is on its way before the close.
+        std::thread::sleep(Duration::from_millis(200));
         s.close();
 
+        // The rest comes to the next socket in the order it was last sent; here payloads are cut to 16 bytes.
         let mut s = c.subscribe(ep, true, 16).unwrap();
-        let mut again: Vec<_> = (0..2).map(|_| s.next(wait).unwrap().expect("given back")).collect();
-        again.sort_by_key(|d| d.len);
-        assert_eq!((again[0].payload.as_slice(), again[0].truncated()), (&b"three"[..], false));
-        assert!(again[1].truncated() && again[1].len == big.len() as u64);
+        let rest: Vec<_> = (0..5).map(|_| s.next(wait).unwrap().expect("given back")).collect();
+        let order: Vec<&str> = rest.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(order, [&ids[2], &ids[5], &ids[6], &ids[1], &ids[4]]);
+        assert_eq!((rest[0].payload.len(), rest[0].len, rest[0].truncated()), (0, 0, false), "the empty one");
+        assert!(rest[1].truncated() && rest[1].len == big.len() as u64 && rest[1].payload == big[..16]);
+        assert_eq!((rest[2].payload.as_slice(), rest[2].truncated()), (&b"last"[..], false));
         assert!(s.next(Duration::from_millis(300)).unwrap().is_none(), "an acknowledged bundle came again");
-        s.ack(&[&again[0].id, &again[1].id]).unwrap();
+        s.ack(&order).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
         s.close();
 
         let mut s = c.subscribe(ep, true, 16).unwrap();
-        assert!(s.next(Duration::from_millis(500)).unwrap().is_none());
-        assert!(matches!(
-            c.subscribe(ep, false, 16).map(|_| ()).and(c.subscribe("not an eid", true, 16).map(|_| ())),
-            Err(ClientError::Node(_))
-        ));
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "delivered after its acknowledgement");
+        // A second stream (automatic) on the same endpoint finds nothing either, and the node still serves.
+        let mut auto = c.subscribe(ep, false, 16).unwrap();
+        assert!(auto.next(Duration::from_millis(100)).unwrap().is_none());
+        c.send(ep, &b"new"[..], Some(3), &SendOptions::default()).unwrap();
+        let fresh = match s.next(Duration::from_millis(500)).unwrap() {
+            Some(d) => d,
+            None => auto.next(wait).unwrap().expect("a new bundle reaches one of the streams"),
+        };
+        assert_eq!(fresh.payload, b"new");
+        assert!(matches!(c.subscribe("not an eid", true, 16).map(|_| ()), Err(ClientError::Node(_))));
+        s.close();
+        auto.close();
     })
     .await;
     node.shutdown().await;
+}
+
+/// A manual stream sends at most 1024 bundles ahead of acknowledgements; one given back leaves that window at
+/// once (and comes again), one acknowledged makes room for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_window_counts_neither_acknowledged_nor_given_back_bundles() {
+    const WINDOW: usize = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let c = Client::new(node.api_addr().unwrap());
+    blocking(move || {
+        let ep = "dtn://solo/~window";
+        c.register(ep).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..WINDOW as u32 + 2).map(|i| i.to_be_bytes().to_vec()).collect();
+        let ids = c.send_batch(ep, &payloads).unwrap();
+        let mut s = c.subscribe(ep, true, 16).unwrap();
+        let wait = Duration::from_secs(5);
+        let got: Vec<String> = (0..WINDOW).map(|_| s.next(wait).unwrap().expect("within the window").id).collect();
+        assert_eq!(got, ids[..WINDOW]);
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "sent beyond the window");
+
+        // Given back: out of the window, and delivered again before the two never sent.
+        s.nack(&[&ids[7], &ids[3]]).unwrap();
+        let again: Vec<String> = (0..2).map(|_| s.next(wait).unwrap().expect("given back").id).collect();
+        assert_eq!(again, [ids[3].clone(), ids[7].clone()]);
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "the window is full again");
+
+        // Acknowledged: room for exactly that many more.
+        s.ack(&[&ids[0]]).unwrap();
+        assert_eq!(s.next(wait).unwrap().expect("room for one").id, ids[WINDOW]);
+        assert!(s.next(Duration::from_millis(500)).unwrap().is_none(), "room for one only");
+        s.close();
+    })
+    .await;
+    node.shutdown().await;
+}
+
+/// The van met a station before anyone started the collector on it: the bundles for the collection endpoint
+/// (not an endpoint of the van's node ID) were stored for forwarding. Registering the endpoint afterwards
+/// makes them the collector's, over the WebSocket like any other delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_started_after_the_data_reached_the_van_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut station = NodeConfig::new("dtn://station/".parse().unwrap(), dir.path().join("station"));
+    station.tcpcl = Some("127.0.0.1:0".parse().unwrap());
+    station.discovery = false;
+    station.api = None;
+    let station = Node::start(station).await.unwrap();
+    let mut van = NodeConfig::new("dtn://van/".parse().unwrap(), dir.path().join("van"));
+    van.discovery = false;
+    van.api = Some("127.0.0.1:0".parse().unwrap());
+    van.tcpcl = Some("127.0.0.1:0".parse().unwrap());
+    van.peers = vec![station.tcpcl_addr().unwrap()];
+    let van = Node::start(van).await.unwrap();
+    let ep = "dtn://collector/~weather";
+    let big = vec![5u8; (2 << 20) + 17];
+    let sh = station.handle();
+    let small = sh.send(ep.parse().unwrap(), b"batch 1".to_vec()).await.unwrap().compact();
+    let large = sh.send(ep.parse().unwrap(), big.clone()).await.unwrap().compact();
+    let c = Client::new(van.api_addr().unwrap());
+    blocking(move || {
+        // Everything reached the van (the large one as three fragments), stored for forwarding.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let held = c.list().unwrap();
+            if held.iter().filter(|b| b["destination"] == ep).count() == 4 {
+                assert!(held.iter().all(|b| b["delivery"] == "Forward"), "{held:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the van did not get the bundles: {held:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c.set_link("dtn://station/", false).unwrap();
+
+        c.register(ep).unwrap();
+        let mut s = c.subscribe(ep, true, usize::MAX).unwrap();
+        let mut got: Vec<_> = (0..2).map(|_| s.next(Duration::from_secs(10)).unwrap().expect("a delivery")).collect();
+        got.sort_by_key(|d| d.len);
+        assert_eq!((got[0].id.as_str(), got[0].payload.as_slice()), (small.as_str(), &b"batch 1"[..]));
+        assert_eq!((got[1].id.as_str(), got[1].payload == big), (large.as_str(), true));
+        s.ack(&[&got[0].id, &got[1].id]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        s.close();
+        assert!(c.list().unwrap().is_empty(), "delivered bundles stay at the van: {:?}", c.list().unwrap());
+    })
+    .await;
+    van.shutdown().await;
+    station.shutdown().await;
 }

@@ -52,7 +52,7 @@ impl Contact {
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
     peer: Eid,
-    id: BundleId,
+    pub(super) id: BundleId,
     mode: SeqMode,
     decision: Decision,
     /// We asked the peer to take custody.
@@ -262,6 +262,7 @@ impl Engine {
                 || (meta.id.fragment.is_some() && self.receipts.contains(&whole, meta.seq_mode))
                 || meta.expires_at <= self.now
                 || meta.delivery != Delivery::Forward
+                || self.deferred_claims.contains(&meta.id)
                 || matches!(meta.custody, Custody::Transferring { deadline, .. } if deadline > self.now)
             {
                 continue;
@@ -443,6 +444,9 @@ impl Engine {
         if let Some(r) = t.report.clone() {
             self.status_report(r, StatusKind::Forwarded, 0);
         }
+        if self.end_deferred(store, &t) {
+            return self.pump(store, &t.peer);
+        }
         if let Decision::Spray { give } = t.decision {
             return self.spray_finished(store, &t, give);
         }
@@ -529,13 +533,30 @@ impl Engine {
         }
     }
 
+    /// A transfer of a bundle claimed for local delivery while it was being sent ended: once no transfer of it
+    /// is left, the claim is made. True if the bundle was such a one: the caller leaves it as it is (the copy
+    /// the peer got is the peer's; this node delivers its own).
+    fn end_deferred(&mut self, store: &dyn BundleStore, t: &Transfer) -> bool {
+        if !self.deferred_claims.contains(&t.id) {
+            return false;
+        }
+        self.release_reserved(t);
+        if !self.transfers.values().any(|x| x.id == t.id) {
+            self.deferred_claims.remove(&t.id);
+            self.claim_ids(store, std::slice::from_ref(&t.id));
+        }
+        true
+    }
+
     pub(super) fn transfer_failed(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.ended(&t);
             c.refused.insert(t.id.clone());
         }
-        self.release_reserved(&t);
+        if !self.end_deferred(store, &t) {
+            self.release_reserved(&t);
+        }
         self.pump(store, &t.peer);
     }
 
@@ -546,6 +567,10 @@ impl Engine {
         if let Some(c) = self.contacts.get_mut(&t.peer) {
             c.ended(&t);
             c.refused.insert(t.id.clone());
+        }
+        // Delivered here whole: no need to split it for the rest of the transfer.
+        if self.end_deferred(store, &t) {
+            return;
         }
         self.release_reserved(&t);
         let kept = durable.saturating_sub(t.payload_at).min(t.payload_len);

@@ -7,7 +7,7 @@ use crate::bpv7::admin::reason;
 use crate::bpv7::{BundleFlags, DtnTime, Eid};
 use crate::engine::Notice;
 use crate::proto::{CustodySignal, Disposition, OurRecord, Refusal};
-use crate::store::{BundleStore, Custody, TombstoneReason, WriteOp};
+use crate::store::{BundleStore, Custody, Delivery, TombstoneReason, WriteOp};
 
 /// Refusal for a bundle carrying a block we cannot process and must delete it for (our code 16).
 pub(super) const UNPROCESSABLE: Refusal = Refusal::Other(NonZeroU64::new(16).unwrap());
@@ -57,6 +57,15 @@ impl Engine {
                 }
             };
             match sig.disposition {
+                // Sent with custody before its endpoint was registered here: the next hop is responsible for its
+                // copy, and this one stays for the local application.
+                Disposition::Accepted if m.delivery == Delivery::LocalPending => {
+                    notices.push(Notice::CustodyReleased { id: id.clone() });
+                    if m.custody != Custody::Held {
+                        m.custody = Custody::Held;
+                        ops.push(WriteOp::Update(m));
+                    }
+                }
                 Disposition::Accepted => {
                     notices.push(Notice::CustodyReleased { id: id.clone() });
                     ops.push(WriteOp::Remove { id, tombstone: Some(TombstoneReason::Forwarded) });

@@ -135,7 +135,7 @@ impl Engine {
             ids.push(meta.id.clone());
             ops.push(WriteOp::Insert { meta, payload: Payload::Bytes(bytes) });
         }
-        Some((ops, After::Submitted { token, ids, local }))
+        Some((ops, After::Submitted { token, ids, local, registrations: self.registrations }))
     }
 
     fn reject(&mut self, token: u64, reason: String) {
@@ -282,7 +282,9 @@ impl Engine {
         let meta = self.meta_of(&bundle, bytes.len() as u64, class, local, custody, copies);
         let report_received = self.report_for(&bundle, BundleFlags::REPORT_RECEPTION);
         let ops = vec![WriteOp::Insert { meta, payload: Payload::Bytes(bytes.to_vec()) }];
-        self.persist(ops, vec![After::Stored { id, from: Some(peer), custodian: accept, local, report_received }]);
+        let registrations = self.registrations;
+        let after = After::Stored { id, from: Some(peer), custodian: accept, local, registrations, report_received };
+        self.persist(ops, vec![after]);
     }
 
     /// Whether this bundle was seen before: stored, being stored, delivered or deleted here, or known

@@ -33,7 +33,7 @@ use crate::bpv7::admin::reason;
 use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid, Limits};
 use crate::rng::Rng;
 use crate::routing::RoutingAgent;
-use crate::store::{BundleMeta, BundleStore, Delivery, Summary, WriteOp};
+use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Summary, WriteOp};
 
 use contact::{Contact, Transfer};
 
@@ -117,10 +117,15 @@ enum After {
         /// Custodian to send an "accepted" signal to.
         custodian: Option<Eid>,
         local: bool,
+        /// [`Engine::registrations`] when it was written: if an endpoint was registered since, a bundle stored
+        /// for forwarding may be for it.
+        registrations: u64,
         report_received: Option<ReportTo>,
     },
     /// A submission is stored.
-    Submitted { token: u64, ids: Vec<BundleId>, local: bool },
+    Submitted { token: u64, ids: Vec<BundleId>, local: bool, registrations: u64 },
+    /// Stored bundles are now local deliveries (their endpoint was registered after they came): deliver them.
+    Claimed(Vec<BundleId>),
     /// A locally made bundle (status report, routed signal) is stored.
     Originated { ids: Vec<BundleId> },
     /// Bundles to offer to peers in contact (split pieces, reassembled, custody reset).
@@ -182,6 +187,12 @@ pub struct Engine {
     now: DtnTime,
     started: bool,
     endpoints: Vec<Eid>,
+    /// Endpoints registered since start: tells a bundle whose write was under way during a registration.
+    registrations: u64,
+    /// Bundles for an endpoint registered while they were being sent to a peer: claimed for local delivery
+    /// once no transfer of them is left, so that the end of a transfer (custody, removal after forwarding)
+    /// never acts on a bundle that has become a local delivery.
+    deferred_claims: BTreeSet<BundleId>,
     next_seq: u64,
     next_batch: BatchId,
     next_transfer: TransferId,
@@ -221,6 +232,8 @@ impl Engine {
             now: DtnTime(0),
             started: false,
             endpoints: Vec::new(),
+            registrations: 0,
+            deferred_claims: BTreeSet::new(),
             next_seq: 0,
             next_batch: 1,
             next_transfer: 1,
@@ -374,21 +387,58 @@ impl Engine {
             Err(e) => self.store_error(e),
         }
         for ep in self.endpoints.clone() {
-            self.deliver_waiting(store, &ep, true);
+            // Claims made after a registration are written on their own; a crash may have lost them.
+            let (ops, ids) = self.deliver_waiting(store, &ep);
+            if !ops.is_empty() {
+                self.persist(ops, vec![After::Claimed(ids)]);
+            }
         }
         self.schedule(self.now_plus(self.cfg.sweep_interval_ms), Timer::Sweep);
         self.schedule_custody_scan(store);
     }
 
+    /// Registers `ep`. Bundles for it already here are delivered: those marked for local delivery when they
+    /// came (an endpoint of this node's ID) at once, and those stored for forwarding because the endpoint was
+    /// not registered then (a collection endpoint, say) once they are marked local, in the same write as the
+    /// registration.
     fn register(&mut self, store: &dyn BundleStore, ep: Eid) {
+        let mut ops = Vec::new();
         if !self.endpoints.contains(&ep) {
             self.endpoints.push(ep.clone());
             self.endpoints.sort();
-            let ops =
-                vec![WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) }];
-            self.persist(ops, Vec::new());
+            self.registrations += 1;
+            ops.push(WriteOp::PutState { key: keys::ENDPOINTS.to_vec(), value: Some(encode_eids(&self.endpoints)) });
         }
-        self.deliver_waiting(store, &ep, true);
+        let (mut claims, ids) = self.deliver_waiting(store, &ep);
+        ops.append(&mut claims);
+        if !ops.is_empty() {
+            let after = if ids.is_empty() { Vec::new() } else { vec![After::Claimed(ids)] };
+            self.persist(ops, after);
+        }
+    }
+
+    /// Claims the stored bundles `ids` for local delivery if their destination is registered here now;
+    /// returns those it claimed.
+    pub(super) fn claim_ids(&mut self, store: &dyn BundleStore, ids: &[BundleId]) -> Vec<BundleId> {
+        let mut metas = Vec::new();
+        for id in ids {
+            match store.meta(id) {
+                Ok(Some(m))
+                    if m.delivery == Delivery::Forward
+                        && self.endpoints.contains(&m.destination)
+                        && !self.removing.contains(id) =>
+                {
+                    metas.push(m);
+                }
+                Ok(_) => {}
+                Err(e) => self.store_error(e),
+            }
+        }
+        let (ops, ids) = claim(metas);
+        if !ops.is_empty() {
+            self.persist(ops, vec![After::Claimed(ids.clone())]);
+        }
+        ids
     }
 
     fn unregister(&mut self, ep: Eid) {
@@ -421,28 +471,45 @@ impl Engine {
         self.endpoints.contains(dest) || dest.node_id() == self.cfg.node
     }
 
-    /// Hands every stored bundle waiting for `ep` to its application.
-    /// Goes through the bundles waiting for `ep`: fragments are (re)considered for reassembly and, when
-    /// `deliver` is set, whole bundles are handed to the application.
-    pub(super) fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid, deliver: bool) {
+    /// Goes through the stored bundles for `ep`: those waiting for local delivery are handed to the
+    /// application (fragments are (re)considered for reassembly), and those stored for forwarding because `ep`
+    /// was not registered when they came are returned as claims: the writes that make them local deliveries,
+    /// and their IDs. Bundles being sent are left for the end of their transfers ([`Engine::deferred_claims`]);
+    /// bundles being written or removed are not touched (a write under way is looked at once durable).
+    fn deliver_waiting(&mut self, store: &dyn BundleStore, ep: &Eid) -> (Vec<WriteOp>, Vec<BundleId>) {
+        let sending: BTreeSet<BundleId> = self.transfers.values().map(|t| t.id.clone()).collect();
+        let mut claims = Vec::new();
         let mut after = None;
         loop {
             let page = match store.by_destination(ep, after, 256) {
                 Ok(p) => p,
-                Err(e) => return self.store_error(e),
+                Err(e) => {
+                    self.store_error(e);
+                    break;
+                }
             };
-            let Some(last) = page.last() else { return };
+            let Some(last) = page.last() else { break };
             after = Some(last.arrival);
             for m in page {
-                if m.delivery == Delivery::LocalPending && !self.removing.contains(&m.id) {
-                    if m.id.fragment.is_some() {
+                if self.removing.contains(&m.id) || self.pending_ids.contains(&m.id) {
+                    continue;
+                }
+                match m.delivery {
+                    Delivery::LocalPending if m.id.fragment.is_some() => {
                         self.note_fragment(store, &m.id, m.total_adu_len.unwrap_or(0));
-                    } else if deliver {
+                    }
+                    Delivery::LocalPending => {
                         self.out.push(Action::Deliver { endpoint: ep.clone(), id: m.id, pieces: Vec::new() });
                     }
+                    Delivery::Forward if sending.contains(&m.id) => {
+                        self.deferred_claims.insert(m.id);
+                    }
+                    Delivery::Forward => claims.push(m),
+                    Delivery::Delivered => {}
                 }
             }
         }
+        claim(claims)
     }
 
     fn delivery_acked(&mut self, store: &dyn BundleStore, id: BundleId) {
@@ -546,9 +613,10 @@ impl Engine {
         self.removed(batch);
         let Some(after) = self.pending.remove(&batch) else { return };
         let mut enqueue = Vec::new();
+        let mut claims = Vec::new();
         for a in after {
             match a {
-                After::Stored { id, from, custodian, local, report_received } => {
+                After::Stored { id, from, custodian, local, registrations, report_received } => {
                     self.pending_ids.remove(&id);
                     if let Some(from) = from {
                         self.notice(Notice::Stored { id: id.clone(), from });
@@ -562,11 +630,13 @@ impl Engine {
                     }
                     if local {
                         self.deliver_stored(store, &id);
+                    } else if registrations != self.registrations {
+                        claims.push(id);
                     } else {
                         enqueue.push(id);
                     }
                 }
-                After::Submitted { token, ids, local } => {
+                After::Submitted { token, ids, local, registrations } => {
                     for id in &ids {
                         self.pending_ids.remove(id);
                     }
@@ -574,10 +644,17 @@ impl Engine {
                         for id in &ids {
                             self.deliver_stored(store, id);
                         }
+                    } else if registrations != self.registrations {
+                        claims.extend(ids.iter().cloned());
                     } else {
                         enqueue.extend(ids.iter().cloned());
                     }
                     self.out.push(Action::Accepted { token, ids });
+                }
+                After::Claimed(ids) => {
+                    for id in &ids {
+                        self.deliver_stored(store, id);
+                    }
                 }
                 After::Originated { ids } => {
                     for id in &ids {
@@ -612,6 +689,11 @@ impl Engine {
                     self.spray_settled(&id);
                 }
             }
+        }
+        if !claims.is_empty() {
+            // Written while an endpoint was being registered: those for it are claimed, the rest offered.
+            let claimed = self.claim_ids(store, &claims);
+            enqueue.extend(claims.into_iter().filter(|id| !claimed.contains(id)));
         }
         if !enqueue.is_empty() {
             self.offer(store, &enqueue);
@@ -650,7 +732,8 @@ impl Engine {
                         self.pending_ids.remove(id);
                     }
                 }
-                After::Delivered { .. } | After::Notices(_) | After::Signal(..) => {}
+                // Still stored for forwarding: a later registration or restart claims them again.
+                After::Delivered { .. } | After::Notices(_) | After::Signal(..) | After::Claimed(_) => {}
                 // The copies were handed over all the same: they stay deducted (the sweep forgets them once the
                 // bundle is gone).
                 After::CopiesGiven(..) => {}
@@ -795,4 +878,19 @@ fn decode_eids(mut bytes: &[u8]) -> Vec<Eid> {
         }
     }
     out
+}
+
+/// Marks bundles for local delivery, held like custody from now on so the store never evicts them before
+/// the application has them (a custody transfer under way ends here: this node delivers the bundle).
+fn claim(metas: Vec<BundleMeta>) -> (Vec<WriteOp>, Vec<BundleId>) {
+    let ids = metas.iter().map(|m| m.id.clone()).collect();
+    let ops = metas
+        .into_iter()
+        .map(|mut m| {
+            m.delivery = Delivery::LocalPending;
+            m.custody = Custody::Held;
+            WriteOp::Update(m)
+        })
+        .collect();
+    (ops, ids)
 }

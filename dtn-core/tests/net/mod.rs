@@ -247,9 +247,24 @@ impl Net {
     }
 
     pub fn drain(&mut self) {
-        while let Some((i, ev)) = self.queue.pop_front() {
-            self.dispatch(i, ev);
-        }
+        while self.step() {}
+    }
+
+    /// Applies `op` now, queueing what it causes without running it (see [`Net::step`]).
+    pub fn apply_queued(&mut self, op: Op) {
+        self.apply(op);
+    }
+
+    /// Handles the next queued event, if any (to interleave events the way a busy shell would).
+    pub fn step(&mut self) -> bool {
+        let Some((i, ev)) = self.queue.pop_front() else { return false };
+        self.dispatch(i, ev);
+        true
+    }
+
+    /// Queues `ev` for node `i` ahead of everything already queued, without running anything.
+    pub fn push_front(&mut self, i: usize, ev: Event) {
+        self.queue.push_front((i, ev));
     }
 
     fn index_of(&self, eid: &Eid) -> Option<usize> {
