@@ -6,7 +6,8 @@
 #   sizes       100 B x 100,000 bundles, 64 KB x 5,000, 1 MB x 500 (KB = 1024 B, MB = 1024 KB); every size
 #               and system on two fresh nodes, after one warm-up bundle
 #   bundles/s   from the first submit at A to the last delivery at B; Mbit/s: payload bits, 10^6 per second
-#   ours        4 senders: POST /send/batch of 1,000 payloads (payloads up to 4 KiB), else one POST /send each;
+#   ours        4 senders: POST /send/batch of 1,000 payloads, at most 4 MiB of payload a request (so 64 per
+#               request at 64 KB), for payloads up to 64 KiB; else (1 MB) one POST /send each;
 #               both answer once the bundles are durable. Delivered = read by the application from B's
 #               WebSocket (GET /ws, 2 readers); column "counted s": when B's /stats counted the last one.
 #   dtn7-rs     4 senders, one POST /send each (it has no batch call). Delivered = B's /status/info delivered

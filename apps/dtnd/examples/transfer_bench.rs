@@ -26,8 +26,11 @@ use dtn_client::{Client, SendOptions};
 type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const MIB: usize = 1 << 20;
-/// Payloads up to this size are submitted to our node in batches.
-const BATCH_UP_TO: usize = 4096;
+/// Payloads up to this size are submitted to our node in batches (as a camera node queueing frames would);
+/// larger ones one per request.
+const BATCH_UP_TO: usize = 64 << 10;
+/// Payload bytes per batch request at most: a batch is stored in one write, all or none.
+const BATCH_BYTES: usize = 4 << 20;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(5);
 /// A run stops when nothing is delivered for this long after the last submit.
@@ -46,7 +49,8 @@ const USAGE: &str = "usage: transfer_bench [options]
   --counts N,...      bundles per size: one per size, or one for all
                       (default 100000 up to 1 KiB, 5000 up to 256 KiB, 500 above)
   --senders S         concurrent submitting connections per system (default 4)
-  --batch B           payloads per POST /send/batch to our node, for payloads up to 4 KiB (default 1000)
+  --batch B           payloads per POST /send/batch to our node, for payloads up to 64 KiB (default 1000,
+                      and at most 4 MiB of payload per request)
   --readers R         WebSocket readers at our receiving node (default 2)
   --dir D             where the scratch directory goes (default: the current directory)
   --dtn7-store STORE  dtn7-rs bundle store: mem, sled or sneakers (default mem)
@@ -440,8 +444,9 @@ fn run_ours(a: &Args, dir: &Path, payload: &Arc<[u8]>, n: u64) -> Res<Run> {
         cb.stats()?["delivered"].as_u64().ok_or_else(|| "no `delivered` in /stats".into())
     }));
     if size <= BATCH_UP_TO {
-        let batch = vec![payload.to_vec(); a.batch];
-        threads.extend(start_senders(a.senders, a.batch as u64, n, &shared, || {
+        let per = a.batch.min((BATCH_BYTES / size.max(1)).max(1));
+        let batch = vec![payload.to_vec(); per];
+        threads.extend(start_senders(a.senders, per as u64, n, &shared, || {
             let (c, batch) = (Client::new(api_a), batch.clone());
             move |k| Ok(c.send_batch(OUR_DST, &batch[..k as usize]).map(drop)?)
         }));
@@ -613,7 +618,7 @@ fn bench(mut args: Args) -> Res {
     let shown = args.dir.join(scratch.path().file_name().unwrap_or_default());
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "loopback, {cores} cores, scratch {}; {} senders per system; our batches of {} (payloads up to 4 KiB); \
+        "loopback, {cores} cores, scratch {}; {} senders per system; our batches of up to {} (payloads up to 64 KiB, 4 MiB a request); \
          {} WebSocket readers",
         shown.display(),
         args.senders,
