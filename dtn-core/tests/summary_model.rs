@@ -83,5 +83,61 @@ proptest! {
         prop_assert!(mine.difference(&u).is_empty());
         prop_assert!(d.difference(&d.difference(&other)).is_empty());
         prop_assert!(mine.run_count() <= model.len());
+        // Union by merge, by single inserts (a much smaller side) and by taking over agree with each other and
+        // with the model.
+        let mut u1 = mine.clone();
+        u1.union_with(&other);
+        let mut u2 = other.clone();
+        u2.union_with(&mine);
+        let mut u3 = mine.clone();
+        u3.union_owned(other.clone());
+        prop_assert_eq!(&u1, &u2);
+        prop_assert_eq!(&u1, &u3);
+        prop_assert!(u1.difference(&mine).difference(&other).is_empty());
+        prop_assert!(mine.difference(&u1).is_empty() && other.difference(&u1).is_empty());
+        prop_assert_eq!(Summary::decode(&u1.to_bytes()).unwrap(), u1.clone());
+    }
+
+    #[test]
+    fn rangeset_union_matches_a_set(a in prop::collection::vec((small(), 0u64..5), 0..60),
+                                    b in prop::collection::vec((small(), 0u64..5), 0..60)) {
+        let build = |v: &[(u64, u64)]| {
+            let mut set = RangeSet::new();
+            let mut model = BTreeSet::new();
+            for &(x, n) in v {
+                let hi = x.saturating_add(n);
+                set.insert_range(x, hi);
+                model.extend((0..=hi - x).map(|i| x + i));
+            }
+            (set, model)
+        };
+        let (sa, ma) = build(&a);
+        let (sb, mb) = build(&b);
+        let mut u = sa.clone();
+        u.union_with(&sb);
+        let mu: BTreeSet<u64> = ma.union(&mb).copied().collect();
+        prop_assert_eq!(u.len(), mu.len() as u64);
+        for x in ma.iter().chain(mb.iter()) {
+            prop_assert!(u.contains(*x));
+        }
+        let runs: Vec<_> = u.runs().collect();
+        for w in runs.windows(2) {
+            prop_assert!(w[0].end().saturating_add(1) < *w[1].start());
+        }
+        // The same set however it was built: by single values.
+        let mut one = RangeSet::new();
+        for x in &mu {
+            one.insert(*x);
+        }
+        prop_assert_eq!(&u, &one);
+        let mut other_way = sb.clone();
+        other_way.union_with(&sa);
+        prop_assert_eq!(&u, &other_way);
+        let d = sa.difference(&sb);
+        let md: BTreeSet<u64> = ma.difference(&mb).copied().collect();
+        prop_assert_eq!(d.len(), md.len() as u64);
+        for x in &md {
+            prop_assert!(d.contains(*x));
+        }
     }
 }

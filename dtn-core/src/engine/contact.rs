@@ -133,8 +133,9 @@ impl Engine {
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.ours = true;
         c.endpoints = h.endpoints;
-        c.known.union_with(&h.held);
-        c.known.union_with(&h.delivered);
+        // Taken over rather than copied: `known` is usually empty here.
+        c.known.union_owned(h.held);
+        c.known.union_owned(h.delivered);
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         if let Err(e) = self.agent.peer_hello(&local, peer, &h.routing, self.now) {
             self.notice(Notice::Malformed { from: peer.clone(), error: e.to_string() });
@@ -623,7 +624,7 @@ impl Engine {
             delta = delivered.difference(known).difference(&self.receipts);
             // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
             for (source, s) in mine.sources() {
-                if delta.sources().all(|(d, _)| d != source) {
+                if delta.source(source).is_none() {
                     continue;
                 }
                 for frag in s.fragment_ids(source) {
