@@ -48,6 +48,13 @@ impl Contact {
     }
 }
 
+/// The delivered summary our hellos carry, encoded, and the store's part of it when it was made.
+#[derive(Debug)]
+pub(super) struct HelloDelivered {
+    store: Summary,
+    bytes: Vec<u8>,
+}
+
 /// One transmission of a stored bundle.
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
@@ -90,24 +97,41 @@ impl Engine {
                 refused: BTreeSet::new(),
             },
         );
-        let mut delivered = store.delivered_summary();
-        delivered.union_with(&self.receipts);
+        self.refresh_hello_delivered(store);
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         let routing = self.agent.hello(&local, self.now);
         let held = store.summary();
-        if let Some(c) = self.contacts.get_mut(&peer) {
-            c.announced = held.clone();
-        }
-        let hello = Hello {
-            node: self.cfg.node.clone(),
-            endpoints: self.endpoints.clone(),
-            held,
+        let delivered = self.hello_delivered.as_ref().map_or(&[][..], |d| &d.bytes);
+        let payload = proto::Hello::admin_payload_unsigned(
+            &self.cfg.node,
+            &self.endpoints,
+            &held.to_bytes(),
             delivered,
-            routing,
-            signature: None,
-        };
-        self.send_record(&peer, &OurRecord::Hello(hello));
+            &routing,
+        );
+        if let Some(c) = self.contacts.get_mut(&peer) {
+            c.announced = held;
+        }
+        self.send_payload(&peer, payload);
         self.schedule(self.now_plus(self.cfg.hello_timeout_ms), Timer::HelloTimeout(peer));
+    }
+
+    /// Brings the encoded delivered summary that hellos carry (the store's tombstones plus receipts) up to
+    /// date. Between contacts it rarely changes while it grows with every delivery known, so it is encoded
+    /// once per change rather than once per contact: a comparison with the store's summary as it was then
+    /// (receipts are ours: changing them drops the cache) decides.
+    fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
+        if let Some(cached) = &self.hello_delivered {
+            let mut same = false;
+            store.with_summaries(&mut |_, delivered| same = *delivered == cached.store);
+            if same {
+                return;
+            }
+        }
+        let from_store = store.delivered_summary();
+        let mut all = from_store.clone();
+        all.union_with(&self.receipts);
+        self.hello_delivered = Some(HelloDelivered { store: from_store, bytes: all.to_bytes() });
     }
 
     pub(super) fn contact_down(&mut self, peer: Eid) {
@@ -657,6 +681,9 @@ impl Engine {
             rest.remove(&m.id, m.seq_mode);
         }
         let save_receipts = !rest.is_empty();
+        if save_receipts {
+            self.hello_delivered = None;
+        }
         self.receipts.union_with(&rest);
         let mut ops = Vec::with_capacity(held.len() + 1);
         let mut notices = Vec::with_capacity(held.len());
@@ -727,13 +754,18 @@ impl Engine {
 
     /// Sends one of our records straight to a peer in contact, without storing it.
     pub(super) fn send_record(&mut self, peer: &Eid, rec: &OurRecord) {
+        self.send_payload(peer, rec.to_admin_payload());
+    }
+
+    /// Sends an administrative-record payload straight to a peer in contact, without storing it.
+    fn send_payload(&mut self, peer: &Eid, payload: Vec<u8>) {
         let seq = self.hello_seq;
         self.hello_seq += 1;
         let mut b = BundleBuilder::new(self.cfg.node.clone(), peer.clone())
             .creation(crate::bpv7::CreationTimestamp { time: self.creation_time(), sequence: seq })
             .lifetime_ms(3_600_000)
             .flags(BundleFlags(BundleFlags::ADMIN_RECORD.0 | BundleFlags::MUST_NOT_FRAGMENT.0))
-            .payload(rec.to_admin_payload());
+            .payload(payload);
         if !self.cfg.has_clock {
             b = b.bundle_age_ms(0);
         }
