@@ -96,6 +96,11 @@ proptest! {
         prop_assert!(u1.difference(&mine).difference(&other).is_empty());
         prop_assert!(mine.difference(&u1).is_empty() && other.difference(&u1).is_empty());
         prop_assert_eq!(Summary::decode(&u1.to_bytes()).unwrap(), u1.clone());
+        // One pass against several equals successive differences.
+        prop_assert_eq!(mine.difference_all(&[&other, &d]), mine.difference(&other).difference(&d));
+        prop_assert_eq!(mine.difference_all(&[&other]), mine.difference(&other));
+        prop_assert_eq!(mine.difference_all(&[]), mine.clone());
+        prop_assert_eq!(other.difference_all(&[&mine, &Summary::new()]), other.difference(&mine));
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Engine {
             // Both hellos were written before either side read the other's, so the two sets sent are
             // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
             // offered first, like every bundle stored during the contact.
-            let later = held.difference(&c.announced).difference(&c.known);
+            let later = held.difference_all(&[&c.announced, &c.known]);
             c.to_announce.union_with(&later);
             c.announced.difference(&c.known)
         } else {
@@ -645,7 +645,7 @@ impl Engine {
         let mut delta = Summary::new();
         let mut fragments = Vec::new();
         store.with_summaries(&mut |mine, known| {
-            delta = delivered.difference(known).difference(&self.receipts);
+            delta = delivered.difference_all(&[known, &self.receipts]);
             // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
             for (source, s) in mine.sources() {
                 if delta.source(source).is_none() {
@@ -741,7 +741,7 @@ impl Engine {
         c.known.union_with(&o.held);
         let mut lacking = Summary::new();
         store.with_summaries(&mut |held, delivered| {
-            lacking = o.held.difference(held).difference(delivered).difference(&self.receipts);
+            lacking = o.held.difference_all(&[held, delivered, &self.receipts]);
         });
         c.to_request.union_with(&lacking);
         if o.wanted.is_empty() {
