@@ -235,10 +235,11 @@ impl<'b> Strict<'b> {
     fn summary(&mut self, item: &'static str) -> Result<Summary> {
         let at = self.pos();
         let raw = self.bytes(item)?;
-        let s = Summary::decode(raw).map_err(|e| malformed(self.what, format!("byte {at}: {item}: {e}")))?;
+        let (s, canonical) =
+            Summary::decode_checked(raw).map_err(|e| malformed(self.what, format!("byte {at}: {item}: {e}")))?;
         // Summary::decode tolerates a few non-canonical spellings (long varints, repeated fragments); one
         // encoding per value is what the signature needs.
-        if s.to_bytes() != raw {
+        if !canonical {
             return Err(self.non_canonical(at, item));
         }
         Ok(s)

@@ -146,3 +146,35 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// `decode_checked` calls an input canonical exactly when re-encoding what it decoded gives it back,
+    /// for valid encodings and for bytes changed, inserted or dropped in them.
+    #[test]
+    fn canonical_flag_matches_reencoding(ids in prop::collection::vec((0u64..4, 0u64..3, 0u64..200, any::<bool>(), 0u8..4), 0..40),
+                                         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3)) {
+        let mut s = Summary::new();
+        for (src, t, q, unique, frag) in ids {
+            let source = if src == 3 { Eid::dtn("station", "x").unwrap() } else { Eid::ipn(src * 100 + 1, 0) };
+            let fragment = (frag == 0).then_some((q * 10, 10));
+            s.insert(&BundleId { source, creation: CreationTimestamp::new(t * 1000, q), fragment },
+                     if unique { SeqMode::Unique } else { SeqMode::PerTime });
+        }
+        let mut bytes = s.to_bytes();
+        prop_assert_eq!(Summary::decode_checked(&bytes), Ok((s, true)));
+        for (at, b, kind) in edits {
+            let i = at.index(bytes.len() + 1);
+            match kind {
+                0 if i < bytes.len() => bytes[i] = b,
+                1 => bytes.insert(i, b),
+                _ if i < bytes.len() => { bytes.remove(i); }
+                _ => {}
+            }
+        }
+        if let Ok((d, canonical)) = Summary::decode_checked(&bytes) {
+            prop_assert_eq!(canonical, d.to_bytes() == bytes);
+        }
+    }
+}

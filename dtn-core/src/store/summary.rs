@@ -636,16 +636,31 @@ impl Summary {
     /// Decodes the binary form. Every length is checked against the input, so hostile input costs at most
     /// its own size.
     pub fn decode(input: &[u8]) -> Result<Summary, SummaryError> {
-        let mut r = VarReader { input, pos: 0 };
+        Summary::decode_checked(input).map(|(s, _)| s)
+    }
+
+    /// Decodes the binary form and tells whether it is canonical: exactly what [`Summary::to_bytes`] writes
+    /// for the result. [`Summary::decode`] tolerates a few other spellings (long varints, non-canonical
+    /// EIDs, sources or fragments out of order or repeated); a signed record must not, and finding out here
+    /// saves encoding the summary again to compare.
+    pub fn decode_checked(input: &[u8]) -> Result<(Summary, bool), SummaryError> {
+        let mut r = VarReader { input, pos: 0, loose: false };
         let version = r.byte()?;
         if version != SUMMARY_FORMAT {
             return Err(SummaryError::Version(version));
         }
         let mut out = Summary::new();
+        let mut scratch = Vec::new();
         let n = r.count()?;
         for _ in 0..n {
+            let at = r.pos;
             let (eid, used) = Eid::decode_prefix(&input[r.pos..]).map_err(|_| SummaryError::Malformed(r.pos))?;
             r.pos += used;
+            scratch.clear();
+            eid.encode(&mut scratch);
+            if scratch[..] != input[at..r.pos] || out.sources.last_key_value().is_some_and(|(last, _)| *last >= eid) {
+                r.loose = true;
+            }
             let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
             let times = r.count()?;
             let mut t = 0u64;
@@ -667,6 +682,9 @@ impl Summary {
             for _ in 0..frags {
                 list.push((r.varint()?, r.varint()?, r.varint()?, r.varint()?));
             }
+            if !list.is_sorted_by(|a, b| a < b) {
+                r.loose = true;
+            }
             s.fragments = FragmentSet::from_unsorted(list);
             if s.is_empty() || out.sources.insert(eid, s).is_some() {
                 return Err(SummaryError::Malformed(r.pos));
@@ -675,7 +693,9 @@ impl Summary {
         if r.pos != input.len() {
             return Err(SummaryError::Malformed(r.pos));
         }
-        Ok(out)
+        let canonical = !r.loose;
+        debug_assert_eq!(canonical, out.to_bytes() == input);
+        Ok((out, canonical))
     }
 }
 
@@ -739,6 +759,8 @@ fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
 struct VarReader<'a> {
     input: &'a [u8],
     pos: usize,
+    /// A varint was longer than it needed to be.
+    loose: bool,
 }
 
 impl VarReader<'_> {
@@ -759,6 +781,10 @@ impl VarReader<'_> {
             }
             v |= bits << shift;
             if b & 0x80 == 0 {
+                // A last group of zeros after the first byte only lengthens the encoding.
+                if b == 0 && shift > 0 {
+                    self.loose = true;
+                }
                 return Ok(v);
             }
         }
@@ -859,6 +885,13 @@ mod tests {
             assert!(Summary::decode(&b[..cut]).is_err(), "prefix {cut} accepted");
         }
         assert_eq!(Summary::decode(&[9]), Err(SummaryError::Version(9)));
+        // Accepted, but not canonical: a long varint, and two fragments out of order.
+        assert_eq!(Summary::decode_checked(&[1, 0x80, 0x00]), Ok((Summary::new(), false)));
+        assert_eq!(Summary::decode_checked(&[1, 0]), Ok((Summary::new(), true)));
+        let swapped = [1, 1, 0x82, 0x02, 0x82, 0x07, 0x01, 0, 0, 2, 3, 4, 5, 20, 3, 4, 0, 10];
+        let (d, canonical) = Summary::decode_checked(&swapped).unwrap();
+        assert!(!canonical);
+        assert_eq!(d.run_count(), 2);
         assert!(Summary::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
     }
 }
