@@ -170,6 +170,17 @@ impl RangeSet {
             }
             return;
         }
+        // Usually the other side tells nothing new: find that out without building anything.
+        let mut i = 0;
+        let covered = other.runs.iter().all(|&(s, e)| {
+            while i < self.runs.len() && self.runs[i].1 < s {
+                i += 1;
+            }
+            self.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
+        });
+        if covered {
+            return;
+        }
         let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.runs.len() + other.runs.len());
         let (mut a, mut b) = (self.runs.iter().peekable(), other.runs.iter().peekable());
         loop {
@@ -295,6 +306,16 @@ impl FragmentSet {
             for &f in &other.items {
                 self.insert(f);
             }
+            return;
+        }
+        let mut i = 0;
+        let covered = other.items.iter().all(|f| {
+            while i < self.items.len() && self.items[i] < *f {
+                i += 1;
+            }
+            self.items.get(i) == Some(f)
+        });
+        if covered {
             return;
         }
         let mut out = Vec::with_capacity(self.items.len() + other.items.len());
