@@ -21,6 +21,15 @@
 //!   quiet; the contact-down that follows is outside the timing. `contiguous`: 20 sources, one sequence run
 //!   each; `sparse`: only every other sequence number held, 10,000 runs, the worst case for the summaries.
 //!
+//! * `hello_summaries`: the summary work of one received hello once delivery knowledge has spread, without
+//!   the rest of the engine: 40 sources, each with a run of delivered sequence numbers and 2 to 100 fragment
+//!   IDs (the pieces cut transfers leave, which the destination's tombstones list; they are most of a delivered
+//!   summary in the 126-node simulation). `decode`: `Hello::decode` of a hello carrying it; `new_knowledge`:
+//!   what it tells that the store and the receipts do not (`difference` twice, nothing left;
+//!   `new_knowledge_one_pass`: the same with `difference_all`, as the engine does it); `merge`: adding
+//!   it to a summary that already holds most of it (`union_with`); `merge_into_contact`: adding the hello's
+//!   summaries to a contact's known set that holds little yet.
+//!
 //! Setup (building bundles, filling stores, adding nodes) stays outside the timed part (`iter_batched`,
 //! `iter_custom`). Run as tests (`cargo test --benches`), the scenarios shrink to a tenth (see [`scale`]).
 
@@ -31,11 +40,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dtn_core::bpv7::{BlockFlags, BundleBuilder, CreationTimestamp, DtnTime, Eid};
+use dtn_core::bpv7::{BlockFlags, BundleBuilder, BundleId, CreationTimestamp, DtnTime, Eid};
 use dtn_core::engine::{Event, Notice, Submission};
-use dtn_core::proto::{BUNDLE_CLASS_BLOCK, BundleClass};
+use dtn_core::proto::{BUNDLE_CLASS_BLOCK, BundleClass, Hello};
 use dtn_core::routing::{Epidemic, RoutingAgent};
-use dtn_core::store::Priority;
+use dtn_core::store::{Priority, SeqMode, Summary};
 use net::{Net, Op, T0, at, config};
 
 const SOURCES: usize = 20;
@@ -279,6 +288,90 @@ fn bench_summary_exchange(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// hello summaries
+// ---------------------------------------------------------------------------------------------------------
+
+/// A delivered summary as hellos carry it late in a dense simulation: `sources` sources, each with a run of
+/// whole bundles and fragment IDs, `frags` per source on average but skewed as there (most sources a few,
+/// some a hundred); `skip` leaves out every source whose number it divides.
+fn delivered_summary(sources: u64, frags: u64, skip: u64) -> Summary {
+    const SKEW: [u64; 8] = [2, 4, 13, 4, 35, 9, 14, 100];
+    let mut s = Summary::new();
+    for src in (1..=sources).filter(|n| skip == 0 || n % skip != 0) {
+        let source = Eid::ipn(src, 0);
+        for q in 0..20 {
+            let id = BundleId { source: source.clone(), creation: CreationTimestamp::new(1000 + q, q), fragment: None };
+            s.insert(&id, SeqMode::Unique);
+        }
+        for f in 0..(SKEW[src as usize % 8] * frags).div_ceil(23) {
+            let creation = CreationTimestamp::new(1000 + 20 + f / 3, 20 + f / 3);
+            let id = BundleId { source: source.clone(), creation, fragment: Some(((f % 3) * 1000, 1000)) };
+            s.insert(&id, SeqMode::Unique);
+        }
+    }
+    s
+}
+
+fn bench_hello_summaries(c: &mut Criterion) {
+    let mut g = c.benchmark_group("summary/hello_40x23");
+    g.sample_size(50);
+    g.throughput(Throughput::Elements(1));
+    let delivered = delivered_summary(40, 23, 0);
+    let receipts = delivered_summary(40, 23, 7);
+    let store_delivered = delivered.difference(&receipts);
+    let hello = Hello {
+        node: Eid::ipn(500, 0),
+        endpoints: vec![Eid::ipn(500, 1)],
+        held: delivered_summary(4, 6, 0),
+        delivered: delivered.clone(),
+        routing: Vec::new(),
+        signature: None,
+    };
+    let content = hello.encode();
+    eprintln!("hello_summaries: {} runs and fragments, hello content {} bytes", delivered.run_count(), content.len());
+    g.bench_function("decode", |b| b.iter(|| Hello::decode(black_box(&content)).unwrap()));
+    g.bench_function("new_knowledge", |b| {
+        b.iter(|| {
+            let d = black_box(&delivered).difference(&store_delivered).difference(&receipts);
+            assert!(d.is_empty());
+            d
+        })
+    });
+    // What the engine does since summaries could subtract several at once.
+    g.bench_function("new_knowledge_one_pass", |b| {
+        b.iter(|| {
+            let d = black_box(&delivered).difference_all(&[&store_delivered, &receipts]);
+            assert!(d.is_empty());
+            d
+        })
+    });
+    // A contact's known set right after the hello: what crossed so far (a little) plus the hello's summaries.
+    let crossed = delivered_summary(3, 2, 0);
+    g.bench_function("merge_into_contact", |b| {
+        b.iter_batched(
+            || crossed.clone(),
+            |mut known| {
+                known.union_with(black_box(&hello.held));
+                known.union_with(black_box(&delivered));
+                known
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("merge", |b| {
+        b.iter_batched(
+            || receipts.clone(),
+            |mut known| {
+                known.union_with(black_box(&delivered));
+                known
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 const MEASUREMENT: Duration = Duration::from_secs(5);
 
 criterion_group! {
@@ -289,6 +382,6 @@ criterion_group! {
         .sample_size(10)
         .measurement_time(MEASUREMENT)
         .warm_up_time(Duration::from_secs(1));
-    targets = bench_ingest, bench_contacts, bench_summary_exchange
+    targets = bench_ingest, bench_contacts, bench_summary_exchange, bench_hello_summaries
 }
 criterion_main!(benches);

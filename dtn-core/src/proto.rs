@@ -235,10 +235,11 @@ impl<'b> Strict<'b> {
     fn summary(&mut self, item: &'static str) -> Result<Summary> {
         let at = self.pos();
         let raw = self.bytes(item)?;
-        let s = Summary::decode(raw).map_err(|e| malformed(self.what, format!("byte {at}: {item}: {e}")))?;
+        let (s, canonical) =
+            Summary::decode_checked(raw).map_err(|e| malformed(self.what, format!("byte {at}: {item}: {e}")))?;
         // Summary::decode tolerates a few non-canonical spellings (long varints, repeated fragments); one
         // encoding per value is what the signature needs.
-        if s.to_bytes() != raw {
+        if !canonical {
             return Err(self.non_canonical(at, item));
         }
         Ok(s)
@@ -293,6 +294,19 @@ fn write_signature(out: &mut Vec<u8>, signature: &Option<Vec<u8>>) {
             out.extend_from_slice(s);
         }
     }
+}
+
+fn write_hello(out: &mut Vec<u8>, node: &Eid, endpoints: &[Eid], held: &[u8], delivered: &[u8], routing: &[u8]) {
+    write_head(out, MAJOR_ARRAY, 7);
+    write_head(out, MAJOR_UINT, HELLO_VERSION);
+    node.encode(out);
+    write_head(out, MAJOR_ARRAY, endpoints.len() as u64);
+    for e in endpoints {
+        e.encode(out);
+    }
+    write_bytes(out, held);
+    write_bytes(out, delivered);
+    write_bytes(out, routing);
 }
 
 fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -624,16 +638,24 @@ impl Hello {
     const WHAT: &'static str = "hello";
 
     fn write_unsigned(&self, out: &mut Vec<u8>, held: &[u8], delivered: &[u8]) {
-        write_head(out, MAJOR_ARRAY, 7);
-        write_head(out, MAJOR_UINT, HELLO_VERSION);
-        self.node.encode(out);
-        write_head(out, MAJOR_ARRAY, self.endpoints.len() as u64);
-        for e in &self.endpoints {
-            e.encode(out);
-        }
-        write_bytes(out, held);
-        write_bytes(out, delivered);
-        write_bytes(out, &self.routing);
+        write_hello(out, &self.node, &self.endpoints, held, delivered, &self.routing);
+    }
+
+    /// The administrative-record payload of an unsigned hello whose summaries are given in their binary form
+    /// ([`Summary::to_bytes`]): the same bytes as [`OurRecord::to_admin_payload`] of the hello, for a sender
+    /// that keeps a summary's encoding between contacts instead of encoding it again for each.
+    pub fn admin_payload_unsigned(
+        node: &Eid,
+        endpoints: &[Eid],
+        held: &[u8],
+        delivered: &[u8],
+        routing: &[u8],
+    ) -> Vec<u8> {
+        let mut out = admin_prefix(HELLO_RECORD);
+        out.reserve(32 + held.len() + delivered.len() + routing.len());
+        write_hello(&mut out, node, endpoints, held, delivered, routing);
+        write_signature(&mut out, &None);
+        out
     }
 
     fn unsigned_into(&self, out: &mut Vec<u8>) {
@@ -1435,6 +1457,14 @@ mod tests {
             let payload = rec.to_admin_payload();
             prop_assert!(payload.starts_with(&rec.signed_bytes()));
             prop_assert_eq!(OurRecord::from_admin(&AdminRecord::decode(&payload).unwrap()), Ok(Some(rec)));
+        }
+
+        #[test]
+        fn hello_from_encoded_summaries(h in hello()) {
+            let h = Hello { signature: None, ..h };
+            let payload = Hello::admin_payload_unsigned(
+                &h.node, &h.endpoints, &h.held.to_bytes(), &h.delivered.to_bytes(), &h.routing);
+            prop_assert_eq!(payload, OurRecord::from(h).to_admin_payload());
         }
 
         #[test]

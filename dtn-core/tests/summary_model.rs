@@ -83,5 +83,98 @@ proptest! {
         prop_assert!(mine.difference(&u).is_empty());
         prop_assert!(d.difference(&d.difference(&other)).is_empty());
         prop_assert!(mine.run_count() <= model.len());
+        // Union by merge, by single inserts (a much smaller side) and by taking over agree with each other and
+        // with the model.
+        let mut u1 = mine.clone();
+        u1.union_with(&other);
+        let mut u2 = other.clone();
+        u2.union_with(&mine);
+        let mut u3 = mine.clone();
+        u3.union_owned(other.clone());
+        prop_assert_eq!(&u1, &u2);
+        prop_assert_eq!(&u1, &u3);
+        prop_assert!(u1.difference(&mine).difference(&other).is_empty());
+        prop_assert!(mine.difference(&u1).is_empty() && other.difference(&u1).is_empty());
+        prop_assert_eq!(Summary::decode(&u1.to_bytes()).unwrap(), u1.clone());
+        // One pass against several equals successive differences.
+        prop_assert_eq!(mine.difference_all(&[&other, &d]), mine.difference(&other).difference(&d));
+        prop_assert_eq!(mine.difference_all(&[&other]), mine.difference(&other));
+        prop_assert_eq!(mine.difference_all(&[]), mine.clone());
+        prop_assert_eq!(other.difference_all(&[&mine, &Summary::new()]), other.difference(&mine));
+    }
+
+    #[test]
+    fn rangeset_union_matches_a_set(a in prop::collection::vec((small(), 0u64..5), 0..60),
+                                    b in prop::collection::vec((small(), 0u64..5), 0..60)) {
+        let build = |v: &[(u64, u64)]| {
+            let mut set = RangeSet::new();
+            let mut model = BTreeSet::new();
+            for &(x, n) in v {
+                let hi = x.saturating_add(n);
+                set.insert_range(x, hi);
+                model.extend((0..=hi - x).map(|i| x + i));
+            }
+            (set, model)
+        };
+        let (sa, ma) = build(&a);
+        let (sb, mb) = build(&b);
+        let mut u = sa.clone();
+        u.union_with(&sb);
+        let mu: BTreeSet<u64> = ma.union(&mb).copied().collect();
+        prop_assert_eq!(u.len(), mu.len() as u64);
+        for x in ma.iter().chain(mb.iter()) {
+            prop_assert!(u.contains(*x));
+        }
+        let runs: Vec<_> = u.runs().collect();
+        for w in runs.windows(2) {
+            prop_assert!(w[0].end().saturating_add(1) < *w[1].start());
+        }
+        // The same set however it was built: by single values.
+        let mut one = RangeSet::new();
+        for x in &mu {
+            one.insert(*x);
+        }
+        prop_assert_eq!(&u, &one);
+        let mut other_way = sb.clone();
+        other_way.union_with(&sa);
+        prop_assert_eq!(&u, &other_way);
+        let d = sa.difference(&sb);
+        let md: BTreeSet<u64> = ma.difference(&mb).copied().collect();
+        prop_assert_eq!(d.len(), md.len() as u64);
+        for x in &md {
+            prop_assert!(d.contains(*x));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// `decode_checked` calls an input canonical exactly when re-encoding what it decoded gives it back,
+    /// for valid encodings and for bytes changed, inserted or dropped in them.
+    #[test]
+    fn canonical_flag_matches_reencoding(ids in prop::collection::vec((0u64..4, 0u64..3, 0u64..200, any::<bool>(), 0u8..4), 0..40),
+                                         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3)) {
+        let mut s = Summary::new();
+        for (src, t, q, unique, frag) in ids {
+            let source = if src == 3 { Eid::dtn("station", "x").unwrap() } else { Eid::ipn(src * 100 + 1, 0) };
+            let fragment = (frag == 0).then_some((q * 10, 10));
+            s.insert(&BundleId { source, creation: CreationTimestamp::new(t * 1000, q), fragment },
+                     if unique { SeqMode::Unique } else { SeqMode::PerTime });
+        }
+        let mut bytes = s.to_bytes();
+        prop_assert_eq!(Summary::decode_checked(&bytes), Ok((s, true)));
+        for (at, b, kind) in edits {
+            let i = at.index(bytes.len() + 1);
+            match kind {
+                0 if i < bytes.len() => bytes[i] = b,
+                1 => bytes.insert(i, b),
+                _ if i < bytes.len() => { bytes.remove(i); }
+                _ => {}
+            }
+        }
+        if let Ok((d, canonical)) = Summary::decode_checked(&bytes) {
+            prop_assert_eq!(canonical, d.to_bytes() == bytes);
+        }
     }
 }

@@ -48,6 +48,13 @@ impl Contact {
     }
 }
 
+/// The delivered summary our hellos carry, encoded, and the store's part of it when it was made.
+#[derive(Debug)]
+pub(super) struct HelloDelivered {
+    store: Summary,
+    bytes: Vec<u8>,
+}
+
 /// One transmission of a stored bundle.
 #[derive(Debug, Clone)]
 pub(super) struct Transfer {
@@ -90,24 +97,41 @@ impl Engine {
                 refused: BTreeSet::new(),
             },
         );
-        let mut delivered = store.delivered_summary();
-        delivered.union_with(&self.receipts);
+        self.refresh_hello_delivered(store);
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         let routing = self.agent.hello(&local, self.now);
         let held = store.summary();
-        if let Some(c) = self.contacts.get_mut(&peer) {
-            c.announced = held.clone();
-        }
-        let hello = Hello {
-            node: self.cfg.node.clone(),
-            endpoints: self.endpoints.clone(),
-            held,
+        let delivered = self.hello_delivered.as_ref().map_or(&[][..], |d| &d.bytes);
+        let payload = proto::Hello::admin_payload_unsigned(
+            &self.cfg.node,
+            &self.endpoints,
+            &held.to_bytes(),
             delivered,
-            routing,
-            signature: None,
-        };
-        self.send_record(&peer, &OurRecord::Hello(hello));
+            &routing,
+        );
+        if let Some(c) = self.contacts.get_mut(&peer) {
+            c.announced = held;
+        }
+        self.send_payload(&peer, payload);
         self.schedule(self.now_plus(self.cfg.hello_timeout_ms), Timer::HelloTimeout(peer));
+    }
+
+    /// Brings the encoded delivered summary that hellos carry (the store's tombstones plus receipts) up to
+    /// date. Between contacts it rarely changes while it grows with every delivery known, so it is encoded
+    /// once per change rather than once per contact: a comparison with the store's summary as it was then
+    /// (receipts are ours: changing them drops the cache) decides.
+    fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
+        if let Some(cached) = &self.hello_delivered {
+            let mut same = false;
+            store.with_summaries(&mut |_, delivered| same = *delivered == cached.store);
+            if same {
+                return;
+            }
+        }
+        let from_store = store.delivered_summary();
+        let mut all = from_store.clone();
+        all.union_with(&self.receipts);
+        self.hello_delivered = Some(HelloDelivered { store: from_store, bytes: all.to_bytes() });
     }
 
     pub(super) fn contact_down(&mut self, peer: Eid) {
@@ -133,8 +157,9 @@ impl Engine {
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.ours = true;
         c.endpoints = h.endpoints;
-        c.known.union_with(&h.held);
-        c.known.union_with(&h.delivered);
+        // Taken over rather than copied: `known` is usually empty here.
+        c.known.union_owned(h.held);
+        c.known.union_owned(h.delivered);
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         if let Err(e) = self.agent.peer_hello(&local, peer, &h.routing, self.now) {
             self.notice(Notice::Malformed { from: peer.clone(), error: e.to_string() });
@@ -164,7 +189,7 @@ impl Engine {
             // Both hellos were written before either side read the other's, so the two sets sent are
             // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
             // offered first, like every bundle stored during the contact.
-            let later = held.difference(&c.announced).difference(&c.known);
+            let later = held.difference_all(&[&c.announced, &c.known]);
             c.to_announce.union_with(&later);
             c.announced.difference(&c.known)
         } else {
@@ -645,10 +670,10 @@ impl Engine {
         let mut delta = Summary::new();
         let mut fragments = Vec::new();
         store.with_summaries(&mut |mine, known| {
-            delta = delivered.difference(known).difference(&self.receipts);
+            delta = delivered.difference_all(&[known, &self.receipts]);
             // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
             for (source, s) in mine.sources() {
-                if delta.sources().all(|(d, _)| d != source) {
+                if delta.source(source).is_none() {
                     continue;
                 }
                 for frag in s.fragment_ids(source) {
@@ -681,6 +706,9 @@ impl Engine {
             rest.remove(&m.id, m.seq_mode);
         }
         let save_receipts = !rest.is_empty();
+        if save_receipts {
+            self.hello_delivered = None;
+        }
         self.receipts.union_with(&rest);
         let mut ops = Vec::with_capacity(held.len() + 1);
         let mut notices = Vec::with_capacity(held.len());
@@ -738,7 +766,7 @@ impl Engine {
         c.known.union_with(&o.held);
         let mut lacking = Summary::new();
         store.with_summaries(&mut |held, delivered| {
-            lacking = o.held.difference(held).difference(delivered).difference(&self.receipts);
+            lacking = o.held.difference_all(&[held, delivered, &self.receipts]);
         });
         c.to_request.union_with(&lacking);
         if o.wanted.is_empty() {
@@ -751,13 +779,18 @@ impl Engine {
 
     /// Sends one of our records straight to a peer in contact, without storing it.
     pub(super) fn send_record(&mut self, peer: &Eid, rec: &OurRecord) {
+        self.send_payload(peer, rec.to_admin_payload());
+    }
+
+    /// Sends an administrative-record payload straight to a peer in contact, without storing it.
+    fn send_payload(&mut self, peer: &Eid, payload: Vec<u8>) {
         let seq = self.hello_seq;
         self.hello_seq += 1;
         let mut b = BundleBuilder::new(self.cfg.node.clone(), peer.clone())
             .creation(crate::bpv7::CreationTimestamp { time: self.creation_time(), sequence: seq })
             .lifetime_ms(3_600_000)
             .flags(BundleFlags(BundleFlags::ADMIN_RECORD.0 | BundleFlags::MUST_NOT_FRAGMENT.0))
-            .payload(rec.to_admin_payload());
+            .payload(payload);
         if !self.cfg.has_clock {
             b = b.bundle_age_ms(0);
         }

@@ -535,13 +535,13 @@ pub(super) fn seq_mode(class: Option<BundleClass>) -> SeqMode {
 /// bundle stand in for the piece they came from).
 pub(super) fn covered(summary: &crate::store::Summary, id: &BundleId) -> bool {
     let Some((off, len)) = id.fragment else { return false };
-    let Some((_, s)) = summary.sources().find(|(src, _)| **src == id.source) else { return false };
+    let Some(s) = summary.source(&id.source) else { return false };
     let ranges: Vec<(u64, u64)> = s
-        .fragment_ids(&id.source)
-        .filter(|f| f.creation == id.creation)
-        .filter_map(|f| {
+        .fragments
+        .of_bundle(id.creation.time.0, id.creation.sequence)
+        .iter()
+        .filter_map(|&(_, _, fo, fl)| {
             // Each held piece clipped to the range asked about, relative to its start.
-            let (fo, fl) = f.fragment?;
             let (lo, hi) = (fo.max(off), (fo + fl).min(off + len));
             (lo < hi).then(|| (lo - off, hi - lo))
         })

@@ -35,7 +35,7 @@ use crate::rng::Rng;
 use crate::routing::RoutingAgent;
 use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Summary, WriteOp};
 
-use contact::{Contact, Transfer};
+use contact::{Contact, HelloDelivered, Transfer};
 
 /// How a node behaves. [`Config::new`] gives defaults suited to a station.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +198,8 @@ pub struct Engine {
     next_transfer: TransferId,
     hello_seq: u64,
     receipts: Summary,
+    /// The encoded delivered summary of our hellos, while neither the store's nor `receipts` changed.
+    hello_delivered: Option<HelloDelivered>,
     pending: BTreeMap<BatchId, Vec<After>>,
     pending_ids: BTreeSet<BundleId>,
     /// Bundles whose removal is handed to the store but not yet durable, by batch: a metadata update
@@ -239,6 +241,7 @@ impl Engine {
             next_transfer: 1,
             hello_seq,
             receipts: Summary::new(),
+            hello_delivered: None,
             pending: BTreeMap::new(),
             pending_ids: BTreeSet::new(),
             removing: BTreeSet::new(),
@@ -371,7 +374,10 @@ impl Engine {
         }
         match store.state(keys::RECEIPTS) {
             Ok(Some(v)) => match Summary::decode(&v) {
-                Ok(s) => self.receipts = s,
+                Ok(s) => {
+                    self.receipts = s;
+                    self.hello_delivered = None;
+                }
                 Err(e) => self.notice(Notice::StoreError(format!("delivery receipts unreadable, starting empty: {e}"))),
             },
             Ok(None) => {}

@@ -26,7 +26,7 @@ pub mod testkit;
 use std::io::{self, Read};
 
 pub use mem::{MemStager, MemStore};
-pub use summary::{RangeSet, SeqMode, SourceSummary, Summary, SummaryError};
+pub use summary::{FragmentSet, RangeSet, SeqMode, SourceSummary, Summary, SummaryError};
 
 use crate::bpv7::{BundleId, DtnTime, Eid};
 

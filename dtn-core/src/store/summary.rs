@@ -8,19 +8,25 @@
 //! * fragments are listed exactly (they are rare and short-lived).
 //!
 //! A summary never claims an ID that was not inserted, so a peer that trusts it never withholds a bundle the
-//! other side lacks. Insert and remove are O(log n) in the number of runs, so a store keeps its summary up to
-//! date as it commits instead of scanning.
+//! other side lacks. Insert and remove find their place by binary search in the source's runs (or fragments)
+//! and move only what follows it there, so a store keeps its summary up to date as it commits instead of
+//! scanning. Runs and fragments are sorted vectors: union and difference walk both sides once, which is what
+//! every hello, offer and receipt costs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use crate::bpv7::{BundleId, Eid};
 
-/// A set of `u64`s stored as disjoint, non-adjacent inclusive runs.
+/// A set of `u64`s stored as disjoint, non-adjacent inclusive runs, in ascending order.
+///
+/// The runs sit in one sorted vector: lookups are binary searches, and union and difference walk both sides
+/// once. A summary has few runs per source (that is the point of it), so inserting in the middle moves
+/// little.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeSet {
-    /// start → end (inclusive).
-    runs: BTreeMap<u64, u64>,
+    /// (start, end) inclusive, ascending, never touching.
+    runs: Vec<(u64, u64)>,
 }
 
 impl RangeSet {
@@ -29,9 +35,15 @@ impl RangeSet {
         RangeSet::default()
     }
 
+    /// Index of the first run starting after `x`.
+    fn after(&self, x: u64) -> usize {
+        self.runs.partition_point(|&(s, _)| s <= x)
+    }
+
     /// Whether `x` is in the set.
     pub fn contains(&self, x: u64) -> bool {
-        self.runs.range(..=x).next_back().is_some_and(|(_, &end)| end >= x)
+        let i = self.after(x);
+        i > 0 && self.runs[i - 1].1 >= x
     }
 
     /// Adds `x`; returns false if it was already present.
@@ -44,47 +56,51 @@ impl RangeSet {
         if lo > hi {
             return false;
         }
-        let (mut start, mut end) = (lo, hi);
-        // A run that starts at or before `lo` and reaches `lo - 1` or beyond merges with us.
-        if let Some((&s, &e)) = self.runs.range(..=lo).next_back() {
-            if e >= hi {
-                return false;
-            }
-            if e.saturating_add(1) >= lo {
-                start = s;
-                end = end.max(e);
-            }
+        // Runs that end before `lo - 1` stay apart; so do runs that start after `hi + 1`. Everything between
+        // overlaps or touches `lo..=hi` and merges with it.
+        let i = self.runs.partition_point(|&(_, e)| e.saturating_add(1) < lo);
+        let j = self.after(hi.saturating_add(1));
+        if i == j {
+            self.runs.insert(i, (lo, hi));
+            return true;
         }
-        // Runs starting inside `start..=end + 1` are swallowed.
-        let reach = end.saturating_add(1);
-        let swallowed: Vec<(u64, u64)> = self.runs.range(start..=reach).map(|(&s, &e)| (s, e)).collect();
-        for (s, e) in swallowed {
-            self.runs.remove(&s);
-            end = end.max(e);
+        let (s, e) = (self.runs[i].0, self.runs[j - 1].1);
+        if j - i == 1 && s <= lo && e >= hi {
+            return false;
         }
-        self.runs.insert(start, end);
+        self.runs[i] = (s.min(lo), e.max(hi));
+        self.runs.drain(i + 1..j);
         true
     }
 
     /// Removes `x`; returns false if it was absent.
     pub fn remove(&mut self, x: u64) -> bool {
-        let Some((&s, &e)) = self.runs.range(..=x).next_back() else { return false };
+        let i = self.after(x);
+        if i == 0 {
+            return false;
+        }
+        let k = i - 1;
+        let (s, e) = self.runs[k];
         if e < x {
             return false;
         }
-        self.runs.remove(&s);
-        if s < x {
-            self.runs.insert(s, x - 1);
-        }
-        if x < e {
-            self.runs.insert(x + 1, e);
+        match (s == x, e == x) {
+            (true, true) => {
+                self.runs.remove(k);
+            }
+            (true, false) => self.runs[k].0 = x + 1,
+            (false, true) => self.runs[k].1 = x - 1,
+            (false, false) => {
+                self.runs[k].1 = x - 1;
+                self.runs.insert(k + 1, (x + 1, e));
+            }
         }
         true
     }
 
     /// The runs, in order.
     pub fn runs(&self) -> impl Iterator<Item = RangeInclusive<u64>> + '_ {
-        self.runs.iter().map(|(&s, &e)| s..=e)
+        self.runs.iter().map(|&(s, e)| s..=e)
     }
 
     /// Number of runs.
@@ -94,7 +110,7 @@ impl RangeSet {
 
     /// Number of values (saturating).
     pub fn len(&self) -> u64 {
-        self.runs.iter().fold(0u64, |n, (&s, &e)| n.saturating_add(e - s).saturating_add(1))
+        self.runs.iter().fold(0u64, |n, &(s, e)| n.saturating_add(e - s).saturating_add(1))
     }
 
     /// Whether the set is empty.
@@ -102,36 +118,238 @@ impl RangeSet {
         self.runs.is_empty()
     }
 
-    /// The values in `self` and not in `other`.
+    /// The values in `self` and not in `other`, in one pass over both.
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
-        let mut out = RangeSet::new();
-        for (&s, &e) in &self.runs {
+        if other.runs.is_empty() {
+            return self.clone();
+        }
+        let mut out = Vec::new();
+        // Runs of `other` ending before the current run are behind us for good: runs are ascending.
+        let mut j = 0;
+        for &(s, e) in &self.runs {
+            while j < other.runs.len() && other.runs[j].1 < s {
+                j += 1;
+            }
             let mut cur = s;
+            let mut k = j;
             let mut done = false;
-            // Runs of `other` that may overlap s..=e: the one starting at or before s, then those inside.
-            let first = other.runs.range(..=s).next_back().map(|(&a, &b)| (a, b));
-            // (A one-value run has nothing inside, and `s + 1..=s` would be an inverted range.)
-            let inside =
-                other.runs.range(s.saturating_add(1)..=e.max(s.saturating_add(1))).filter(move |(a, _)| **a <= e);
-            let inside = inside.map(|(&a, &b)| (a, b));
-            for (a, b) in first.into_iter().chain(inside) {
-                if b < cur {
-                    continue;
-                }
+            while k < other.runs.len() && other.runs[k].0 <= e {
+                let (a, b) = other.runs[k];
                 if a > cur {
-                    out.runs.insert(cur, a - 1);
+                    out.push((cur, a - 1));
                 }
                 if b >= e {
                     done = true;
                     break;
                 }
                 cur = b + 1;
+                k += 1;
             }
             if !done {
-                out.runs.insert(cur, e);
+                out.push((cur, e));
+            }
+            // The run of `other` that ended the walk may reach into our next run: start there again.
+            j = k;
+        }
+        RangeSet { runs: out }
+    }
+
+    /// Adds every value in `other`: a merge of the two run lists, or single inserts when `other` is much
+    /// smaller.
+    pub fn union_with(&mut self, other: &RangeSet) {
+        if other.runs.is_empty() {
+            return;
+        }
+        if self.runs.is_empty() {
+            self.runs.clone_from(&other.runs);
+            return;
+        }
+        if other.runs.len() * 8 <= self.runs.len() {
+            for &(s, e) in &other.runs {
+                self.insert_range(s, e);
+            }
+            return;
+        }
+        // Usually the other side tells nothing new: find that out without building anything.
+        let mut i = 0;
+        let covered = other.runs.iter().all(|&(s, e)| {
+            while i < self.runs.len() && self.runs[i].1 < s {
+                i += 1;
+            }
+            self.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
+        });
+        if covered {
+            return;
+        }
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.runs.len() + other.runs.len());
+        let (mut a, mut b) = (self.runs.iter().peekable(), other.runs.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => {
+                    if x.0 <= y.0 {
+                        a.next();
+                        x
+                    } else {
+                        b.next();
+                        y
+                    }
+                }
+                (Some(&&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, Some(&&y)) => {
+                    b.next();
+                    y
+                }
+                (None, None) => break,
+            };
+            match out.last_mut() {
+                Some(last) if last.1.saturating_add(1) >= next.0 => last.1 = last.1.max(next.1),
+                _ => out.push(next),
             }
         }
-        out
+        self.runs = out;
+    }
+}
+
+/// Fragment IDs of one source, (creation time, sequence number, offset, length), as a sorted vector: few per
+/// source, so lookups are binary searches and union and difference are merges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FragmentSet {
+    items: Vec<(u64, u64, u64, u64)>,
+}
+
+impl FragmentSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        FragmentSet::default()
+    }
+
+    /// Adds a fragment; returns false if it was present.
+    pub fn insert(&mut self, f: (u64, u64, u64, u64)) -> bool {
+        match self.items.binary_search(&f) {
+            Ok(_) => false,
+            Err(i) => {
+                self.items.insert(i, f);
+                true
+            }
+        }
+    }
+
+    /// Removes a fragment; returns false if it was absent.
+    pub fn remove(&mut self, f: &(u64, u64, u64, u64)) -> bool {
+        match self.items.binary_search(f) {
+            Ok(i) => {
+                self.items.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the fragment is listed.
+    pub fn contains(&self, f: &(u64, u64, u64, u64)) -> bool {
+        self.items.binary_search(f).is_ok()
+    }
+
+    /// The fragments, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, u64, u64, u64)> + '_ {
+        self.items.iter()
+    }
+
+    /// The fragments of one bundle (creation time and sequence number), ascending by offset and length.
+    pub fn of_bundle(&self, time: u64, seq: u64) -> &[(u64, u64, u64, u64)] {
+        let lo = self.items.partition_point(|&(t, q, _, _)| (t, q) < (time, seq));
+        let hi = self.items.partition_point(|&(t, q, _, _)| (t, q) <= (time, seq));
+        &self.items[lo..hi]
+    }
+
+    /// Number of fragments.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The fragments in `self` and not in `other`.
+    pub fn difference(&self, other: &FragmentSet) -> FragmentSet {
+        if other.items.is_empty() {
+            return self.clone();
+        }
+        let mut out = Vec::new();
+        let mut j = 0;
+        for &f in &self.items {
+            while j < other.items.len() && other.items[j] < f {
+                j += 1;
+            }
+            if other.items.get(j) != Some(&f) {
+                out.push(f);
+            }
+        }
+        FragmentSet { items: out }
+    }
+
+    /// Adds every fragment in `other`.
+    pub fn union_with(&mut self, other: &FragmentSet) {
+        if other.items.is_empty() {
+            return;
+        }
+        if self.items.is_empty() {
+            self.items.clone_from(&other.items);
+            return;
+        }
+        if other.items.len() * 8 <= self.items.len() {
+            for &f in &other.items {
+                self.insert(f);
+            }
+            return;
+        }
+        let mut i = 0;
+        let covered = other.items.iter().all(|f| {
+            while i < self.items.len() && self.items[i] < *f {
+                i += 1;
+            }
+            self.items.get(i) == Some(f)
+        });
+        if covered {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.items.len() + other.items.len());
+        let (mut i, mut j) = (0, 0);
+        let (a, b) = (&self.items, &other.items);
+        while i < a.len() && j < b.len() {
+            match a[i].cmp(&b[j]) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(a[i]);
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.items = out;
+    }
+
+    /// A set from fragments in any order, repeats dropped.
+    fn from_unsorted(mut items: Vec<(u64, u64, u64, u64)>) -> FragmentSet {
+        if !items.is_sorted_by(|a, b| a < b) {
+            items.sort_unstable();
+            items.dedup();
+        }
+        FragmentSet { items }
     }
 }
 
@@ -143,7 +361,7 @@ pub struct SourceSummary {
     /// Other whole bundles: creation time → sequence numbers.
     pub by_time: BTreeMap<u64, RangeSet>,
     /// Fragments: (creation time, sequence number, offset, length).
-    pub fragments: BTreeSet<(u64, u64, u64, u64)>,
+    pub fragments: FragmentSet,
 }
 
 impl SourceSummary {
@@ -158,6 +376,84 @@ impl SourceSummary {
 
     fn is_empty(&self) -> bool {
         self.unique_seq.is_empty() && self.by_time.is_empty() && self.fragments.is_empty()
+    }
+
+    /// Adds everything in `other`.
+    fn union_with(&mut self, other: &SourceSummary) {
+        self.unique_seq.union_with(&other.unique_seq);
+        for (t, set) in &other.by_time {
+            match self.by_time.get_mut(t) {
+                Some(m) => m.union_with(set),
+                None => {
+                    self.by_time.insert(*t, set.clone());
+                }
+            }
+        }
+        self.fragments.union_with(&other.fragments);
+    }
+
+    /// The entries in `self` and in none of `others`.
+    fn difference_all(&self, others: &[&SourceSummary]) -> SourceSummary {
+        let Some((first, rest)) = others.split_first() else { return self.clone() };
+        let mut unique_seq = self.unique_seq.difference(&first.unique_seq);
+        for o in rest {
+            if unique_seq.is_empty() {
+                break;
+            }
+            unique_seq = unique_seq.difference(&o.unique_seq);
+        }
+        let by_time = self
+            .by_time
+            .iter()
+            .filter_map(|(t, set)| {
+                let mut d: Option<RangeSet> = None;
+                for o in others {
+                    if let Some(theirs) = o.by_time.get(t) {
+                        d = Some(d.as_ref().unwrap_or(set).difference(theirs));
+                    }
+                }
+                let d = d.unwrap_or_else(|| set.clone());
+                (!d.is_empty()).then_some((*t, d))
+            })
+            .collect();
+        // One cursor per other side, each only moving forward: a merge, not a search per fragment.
+        let mut at = vec![0usize; others.len()];
+        let fragments = FragmentSet {
+            items: self
+                .fragments
+                .iter()
+                .filter(|&f| {
+                    others.iter().zip(at.iter_mut()).all(|(o, i)| {
+                        let v = &o.fragments.items;
+                        while *i < v.len() && v[*i] < *f {
+                            *i += 1;
+                        }
+                        v.get(*i) != Some(f)
+                    })
+                })
+                .copied()
+                .collect(),
+        };
+        SourceSummary { unique_seq, by_time, fragments }
+    }
+
+    /// The entries in `self` and not in `other`.
+    fn difference(&self, other: &SourceSummary) -> SourceSummary {
+        SourceSummary {
+            unique_seq: self.unique_seq.difference(&other.unique_seq),
+            by_time: self
+                .by_time
+                .iter()
+                .filter_map(|(t, set)| {
+                    let d = match other.by_time.get(t) {
+                        Some(o) => set.difference(o),
+                        None => set.clone(),
+                    };
+                    (!d.is_empty()).then_some((*t, d))
+                })
+                .collect(),
+            fragments: self.fragments.difference(&other.fragments),
+        }
     }
 
     fn run_count(&self) -> usize {
@@ -239,26 +535,31 @@ impl Summary {
 
     /// The IDs in `self` and not in `other`: "what I hold that you lack" when `self` is mine.
     pub fn difference(&self, other: &Summary) -> Summary {
+        if other.is_empty() {
+            return self.clone();
+        }
         let mut out = Summary::new();
         for (eid, mine) in &self.sources {
             let d = match other.sources.get(eid) {
                 None => mine.clone(),
-                Some(theirs) => SourceSummary {
-                    unique_seq: mine.unique_seq.difference(&theirs.unique_seq),
-                    by_time: mine
-                        .by_time
-                        .iter()
-                        .filter_map(|(t, set)| {
-                            let d = match theirs.by_time.get(t) {
-                                Some(o) => set.difference(o),
-                                None => set.clone(),
-                            };
-                            (!d.is_empty()).then_some((*t, d))
-                        })
-                        .collect(),
-                    fragments: mine.fragments.difference(&theirs.fragments).copied().collect(),
-                },
+                Some(theirs) => mine.difference(theirs),
             };
+            if !d.is_empty() {
+                out.sources.insert(eid.clone(), d);
+            }
+        }
+        out
+    }
+
+    /// The IDs in `self` and in none of `others`: `a.difference(b).difference(c)` without the summary in
+    /// between, and without copying anything when nothing is left (the usual answer to "what is new here").
+    pub fn difference_all(&self, others: &[&Summary]) -> Summary {
+        let mut out = Summary::new();
+        let mut theirs = Vec::with_capacity(others.len());
+        for (eid, mine) in &self.sources {
+            theirs.clear();
+            theirs.extend(others.iter().filter_map(|o| o.sources.get(eid)));
+            let d = mine.difference_all(&theirs);
             if !d.is_empty() {
                 out.sources.insert(eid.clone(), d);
             }
@@ -268,19 +569,39 @@ impl Summary {
 
     /// Adds everything in `other`.
     pub fn union_with(&mut self, other: &Summary) {
+        if self.sources.is_empty() {
+            self.sources.clone_from(&other.sources);
+            return;
+        }
         for (eid, theirs) in &other.sources {
-            let mine = self.sources.entry(eid.clone()).or_default();
-            for r in theirs.unique_seq.runs() {
-                mine.unique_seq.insert_range(*r.start(), *r.end());
-            }
-            for (t, set) in &theirs.by_time {
-                let m = mine.by_time.entry(*t).or_default();
-                for r in set.runs() {
-                    m.insert_range(*r.start(), *r.end());
+            match self.sources.get_mut(eid) {
+                Some(mine) => mine.union_with(theirs),
+                None => {
+                    self.sources.insert(eid.clone(), theirs.clone());
                 }
             }
-            mine.fragments.extend(theirs.fragments.iter().copied());
         }
+    }
+
+    /// Adds everything in `other`, taking over what `self` lacks instead of copying it.
+    pub fn union_owned(&mut self, other: Summary) {
+        if self.sources.is_empty() {
+            *self = other;
+            return;
+        }
+        for (eid, theirs) in other.sources {
+            match self.sources.get_mut(&eid) {
+                Some(mine) => mine.union_with(&theirs),
+                None => {
+                    self.sources.insert(eid, theirs);
+                }
+            }
+        }
+    }
+
+    /// What the summary holds for one source.
+    pub fn source(&self, eid: &Eid) -> Option<&SourceSummary> {
+        self.sources.get(eid)
     }
 
     /// Per-source contents, in source order.
@@ -318,7 +639,7 @@ impl Summary {
                 encode_runs(out, set);
             }
             varint(out, s.fragments.len() as u64);
-            for &(t, q, off, len) in &s.fragments {
+            for &(t, q, off, len) in s.fragments.iter() {
                 for v in [t, q, off, len] {
                     varint(out, v);
                 }
@@ -336,16 +657,31 @@ impl Summary {
     /// Decodes the binary form. Every length is checked against the input, so hostile input costs at most
     /// its own size.
     pub fn decode(input: &[u8]) -> Result<Summary, SummaryError> {
-        let mut r = VarReader { input, pos: 0 };
+        Summary::decode_checked(input).map(|(s, _)| s)
+    }
+
+    /// Decodes the binary form and tells whether it is canonical: exactly what [`Summary::to_bytes`] writes
+    /// for the result. [`Summary::decode`] tolerates a few other spellings (long varints, non-canonical
+    /// EIDs, sources or fragments out of order or repeated); a signed record must not, and finding out here
+    /// saves encoding the summary again to compare.
+    pub fn decode_checked(input: &[u8]) -> Result<(Summary, bool), SummaryError> {
+        let mut r = VarReader { input, pos: 0, loose: false };
         let version = r.byte()?;
         if version != SUMMARY_FORMAT {
             return Err(SummaryError::Version(version));
         }
         let mut out = Summary::new();
+        let mut scratch = Vec::new();
         let n = r.count()?;
         for _ in 0..n {
+            let at = r.pos;
             let (eid, used) = Eid::decode_prefix(&input[r.pos..]).map_err(|_| SummaryError::Malformed(r.pos))?;
             r.pos += used;
+            scratch.clear();
+            eid.encode(&mut scratch);
+            if scratch[..] != input[at..r.pos] || out.sources.last_key_value().is_some_and(|(last, _)| *last >= eid) {
+                r.loose = true;
+            }
             let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
             let times = r.count()?;
             let mut t = 0u64;
@@ -363,9 +699,14 @@ impl Summary {
                 s.by_time.insert(t, runs);
             }
             let frags = r.count()?;
+            let mut list = Vec::with_capacity(frags.min(r.input.len() / 4));
             for _ in 0..frags {
-                s.fragments.insert((r.varint()?, r.varint()?, r.varint()?, r.varint()?));
+                list.push((r.varint()?, r.varint()?, r.varint()?, r.varint()?));
             }
+            if !list.is_sorted_by(|a, b| a < b) {
+                r.loose = true;
+            }
+            s.fragments = FragmentSet::from_unsorted(list);
             if s.is_empty() || out.sources.insert(eid, s).is_some() {
                 return Err(SummaryError::Malformed(r.pos));
             }
@@ -373,7 +714,9 @@ impl Summary {
         if r.pos != input.len() {
             return Err(SummaryError::Malformed(r.pos));
         }
-        Ok(out)
+        let canonical = !r.loose;
+        debug_assert_eq!(canonical, out.to_bytes() == input);
+        Ok((out, canonical))
     }
 }
 
@@ -416,7 +759,8 @@ fn encode_runs(out: &mut Vec<u8>, set: &RangeSet) {
 
 fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
     let n = r.count()?;
-    let mut set = RangeSet::new();
+    // Each run takes at least two bytes.
+    let mut set = RangeSet { runs: Vec::with_capacity(n.min(r.input.len() / 2)) };
     let mut prev_end: Option<u64> = None;
     let bad = |at| SummaryError::Malformed(at);
     for _ in 0..n {
@@ -427,7 +771,7 @@ fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
             Some(p) => p.checked_add(2).and_then(|v| v.checked_add(gap)).ok_or(bad(r.pos))?,
         };
         let end = start.checked_add(span).ok_or(bad(r.pos))?;
-        set.runs.insert(start, end);
+        set.runs.push((start, end));
         prev_end = Some(end);
     }
     Ok(set)
@@ -436,6 +780,8 @@ fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
 struct VarReader<'a> {
     input: &'a [u8],
     pos: usize,
+    /// A varint was longer than it needed to be.
+    loose: bool,
 }
 
 impl VarReader<'_> {
@@ -456,6 +802,10 @@ impl VarReader<'_> {
             }
             v |= bits << shift;
             if b & 0x80 == 0 {
+                // A last group of zeros after the first byte only lengthens the encoding.
+                if b == 0 && shift > 0 {
+                    self.loose = true;
+                }
                 return Ok(v);
             }
         }
@@ -556,6 +906,13 @@ mod tests {
             assert!(Summary::decode(&b[..cut]).is_err(), "prefix {cut} accepted");
         }
         assert_eq!(Summary::decode(&[9]), Err(SummaryError::Version(9)));
+        // Accepted, but not canonical: a long varint, and two fragments out of order.
+        assert_eq!(Summary::decode_checked(&[1, 0x80, 0x00]), Ok((Summary::new(), false)));
+        assert_eq!(Summary::decode_checked(&[1, 0]), Ok((Summary::new(), true)));
+        let swapped = [1, 1, 0x82, 0x02, 0x82, 0x07, 0x01, 0, 0, 2, 3, 4, 5, 20, 3, 4, 0, 10];
+        let (d, canonical) = Summary::decode_checked(&swapped).unwrap();
+        assert!(!canonical);
+        assert_eq!(d.run_count(), 2);
         assert!(Summary::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
     }
 }
