@@ -12,7 +12,7 @@ use dtn_collector::Collector;
 use dtn_core::bpv7::Eid;
 use dtn_core::engine::Submission;
 use dtn_core::routing::RoutingConfig;
-use dtn_demo::net::{self, DemoNode, unix_ms};
+use dtn_demo::net::{self, unix_ms};
 use dtn_sensor::{Batch, Clock, Reading, SensorKind};
 use tokio::sync::Mutex;
 
@@ -277,9 +277,7 @@ async fn main() -> Result<()> {
     .await?;
     let in_store = in_store.unwrap_or(until_archived);
     collect.abort();
-    for nd in stations.into_iter().chain(std::iter::once(van)).collect::<Vec<DemoNode>>() {
-        nd.node.shutdown().await;
-    }
+    net::shutdown(stations.into_iter().chain(std::iter::once(van))).await;
 
     let plain = tokio::task::spawn_blocking({
         let dir = dir.to_path_buf();

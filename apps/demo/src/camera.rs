@@ -21,7 +21,7 @@ use dtn_core::bpv7::Eid;
 use dtn_core::engine::Submission;
 use dtn_core::routing::RoutingConfig;
 
-use crate::net::{self, DemoNode, unix_ms};
+use crate::net::{self, unix_ms};
 
 /// The endpoint cameras send to and the house registers.
 pub const HOUSE_ENDPOINT: &str = "dtn://house/~camera";
@@ -165,14 +165,8 @@ pub async fn run_camera(opts: &CameraOptions, out: &mut (dyn Write + Send)) -> R
     if !(opts.fps.is_finite() && opts.fps > 0.0) {
         bail!("frames per second must be positive");
     }
-    let tmp;
-    let dir = match &opts.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_path_buf()
-        }
-    };
+    // Removes the temporary directory, if it is one, when the demo is over.
+    let (dir, _tmp) = net::work_dir(opts.dir.as_deref())?;
     let n = opts.cameras;
     let ports = net::free_ports(n + 1)?;
     let mut house_cfg = net::config(&dir, "house", ports[n], Vec::new(), opts.routing.clone(), 8 << 30, opts.seed)?;
@@ -194,11 +188,7 @@ pub async fn run_camera(opts: &CameraOptions, out: &mut (dyn Write + Send)) -> R
         net::set_link(&c, &house, false)?;
         cams.push(c);
     }
-    let say = |out: &mut (dyn Write + Send), start: Instant, msg: String| {
-        if !opts.quiet {
-            let _ = writeln!(out, "[{:>6.1}s] {msg}", start.elapsed().as_secs_f64());
-        }
-    };
+    let say = net::progress(opts.quiet);
 
     // The house: the same code as `dtn house`, on a thread of its own (it blocks on its WebSocket).
     let archive_dir = dir.join("house-archive");
@@ -330,17 +320,10 @@ pub async fn run_camera(opts: &CameraOptions, out: &mut (dyn Write + Send)) -> R
         }
         if now >= next_status {
             next_status += Duration::from_secs(2);
-            let mut held = Vec::with_capacity(n);
-            for c in &cams {
-                held.push(format!("{}:{}", c.name, net::held(c).await));
-            }
+            let held = net::held_by(&cams).await;
             let g: u64 = generated.iter().map(|g| g.load(Ordering::Relaxed)).sum();
             let a: u64 = stored.iter().sum();
-            say(
-                out,
-                start,
-                format!("frames taken {g}, archived {a}, motion events {events}; waiting at {}", held.join(" ")),
-            );
+            say(out, start, format!("frames taken {g}, archived {a}, motion events {events}; waiting at {held}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -375,9 +358,6 @@ pub async fn run_camera(opts: &CameraOptions, out: &mut (dyn Write + Send)) -> R
         });
     }
     let summary = CameraSummary { rows, archive: archive_dir, rejected: home.unattributed() };
-    let nodes: Vec<DemoNode> = cams.into_iter().chain(std::iter::once(house)).collect();
-    for nd in nodes {
-        nd.node.shutdown().await;
-    }
+    net::shutdown(cams.into_iter().chain(std::iter::once(house))).await;
     Ok(summary)
 }

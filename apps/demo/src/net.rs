@@ -1,8 +1,9 @@
 //! A set of nodes on loopback, and the links between them.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dtn_core::bpv7::Eid;
@@ -19,6 +20,28 @@ pub struct DemoNode {
     pub node: Node,
     /// A handle to it.
     pub handle: NodeHandle,
+}
+
+/// Where a demo keeps its stores and archive: `keep` if given, else a temporary directory that is removed
+/// when the returned guard is dropped.
+pub fn work_dir(keep: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match keep {
+        Some(d) => Ok((d.to_path_buf(), None)),
+        None => {
+            let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
+/// How a demo tells what happens: `say(out, start, msg)` writes `msg` stamped with the time since `start`,
+/// unless `quiet`.
+pub fn progress(quiet: bool) -> impl Fn(&mut (dyn Write + Send), Instant, String) {
+    move |out: &mut (dyn Write + Send), start: Instant, msg: String| {
+        if !quiet {
+            let _ = writeln!(out, "[{:>6.1}s] {msg}", start.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// Free loopback ports, one per node, so that every node's peers can be configured before any starts.
@@ -86,6 +109,22 @@ pub fn set_link(a: &DemoNode, b: &DemoNode, up: bool) -> Result<()> {
 /// Bundles a node holds now.
 pub async fn held(n: &DemoNode) -> u64 {
     n.handle.stats().await.map(|s| s.store.bundles).unwrap_or(0)
+}
+
+/// `name:bundles` for each node, what each holds now.
+pub async fn held_by(nodes: &[DemoNode]) -> String {
+    let mut list = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        list.push(format!("{}:{}", n.name, held(n).await));
+    }
+    list.join(" ")
+}
+
+/// Shuts the nodes down, one after another.
+pub async fn shutdown(nodes: impl IntoIterator<Item = DemoNode>) {
+    for n in nodes {
+        n.node.shutdown().await;
+    }
 }
 
 /// When `links` links come up and go down until `end`: each up for `window` every `window + gap`, link `i`

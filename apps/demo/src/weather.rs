@@ -22,7 +22,7 @@ use dtn_core::routing::RoutingConfig;
 use dtn_sensor::{Clock, SensorKind, StationConfig, StationSources};
 use tokio::sync::Mutex;
 
-use crate::net::{self, DemoNode, unix_ms};
+use crate::net::{self, unix_ms};
 
 /// The endpoint every station sends to and the van registers.
 pub const COLLECTION_ENDPOINT: &str = "dtn://collector/~weather";
@@ -134,14 +134,8 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
     if opts.stations < 1 {
         bail!("the demo needs at least one station");
     }
-    let tmp;
-    let dir = match &opts.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_path_buf()
-        }
-    };
+    // Removes the temporary directory, if it is one, when the demo is over.
+    let (dir, _tmp) = net::work_dir(opts.dir.as_deref())?;
     let n = opts.stations;
     let ports = net::free_ports(n + 1)?;
     let mut stations = Vec::with_capacity(n);
@@ -169,11 +163,7 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
         }
     }
     net::set_link(&van, &stations[n - 1], false)?;
-    let say = |out: &mut (dyn Write + Send), start: Instant, msg: String| {
-        if !opts.quiet {
-            let _ = writeln!(out, "[{:>6.1}s] {msg}", start.elapsed().as_secs_f64());
-        }
-    };
+    let say = net::progress(opts.quiet);
     let start = Instant::now();
     say(
         out,
@@ -318,13 +308,10 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
         }
         if now >= next_status {
             next_status += Duration::from_secs(2);
-            let mut held = Vec::with_capacity(n);
-            for s in &stations {
-                held.push(format!("{}:{}", s.name, net::held(s).await));
-            }
+            let held = net::held_by(&stations).await;
             let gen_total: u64 = generated.iter().map(|g| g.load(Ordering::Relaxed)).sum();
             let collected: u64 = collector.lock().await.report().stations.values().map(|s| s.batches()).sum();
-            say(out, start, format!("generated {gen_total}, van has {collected}; held {}", held.join(" ")));
+            say(out, start, format!("generated {gen_total}, van has {collected}; held {held}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -355,9 +342,6 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
     };
     let summary =
         WeatherSummary { rows, report, archive: archive_dir, van_bytes: van_bytes.load(Ordering::Relaxed), van_busy };
-    let nodes: Vec<DemoNode> = stations.into_iter().chain(std::iter::once(van)).collect();
-    for nd in nodes {
-        nd.node.shutdown().await;
-    }
+    net::shutdown(stations.into_iter().chain(std::iter::once(van))).await;
     Ok(summary)
 }

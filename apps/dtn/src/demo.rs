@@ -1,6 +1,6 @@
 //! `dtn demo`: the whole story on one machine, with real nodes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -132,6 +132,30 @@ fn secs(name: &str, v: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// Makes the `--keep` directory, if there is one, and the multi-threaded runtime a demo's nodes run on.
+fn runtime(keep: Option<&Path>) -> Result<tokio::runtime::Runtime> {
+    if let Some(d) = keep {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+}
+
+/// A demo's last lines: where its files are (`kept`, or that they were temporary), and whether everything
+/// arrived. The exit status is 3 if not.
+fn ending(kept: Option<String>, complete: bool, yes: &str, no: &str) -> ExitCode {
+    match kept {
+        Some(line) => println!("{line}"),
+        None => println!("(stores and archive were in a temporary directory; --keep DIR keeps them)"),
+    }
+    if complete {
+        println!("{yes}");
+        ExitCode::SUCCESS
+    } else {
+        println!("{no}");
+        ExitCode::from(3)
+    }
+}
+
 pub fn run(cmd: &DemoCommand) -> Result<ExitCode> {
     match cmd {
         DemoCommand::Weather(a) => weather(a),
@@ -157,12 +181,8 @@ fn weather(a: &WeatherArgs) -> Result<ExitCode> {
         dir: a.keep.clone(),
         quiet: a.quiet,
     };
-    if let Some(d) = &opts.dir {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let mut out = std::io::stdout();
-    let summary = rt.block_on(run_weather(&opts, &mut out))?;
+    let rt = runtime(opts.dir.as_deref())?;
+    let summary = rt.block_on(run_weather(&opts, &mut std::io::stdout()))?;
     println!();
     print!("{summary}");
     println!();
@@ -176,17 +196,13 @@ fn weather(a: &WeatherArgs) -> Result<ExitCode> {
             opts.van_window.as_secs_f64()
         );
     }
-    match &opts.dir {
-        Some(_) => println!("archive kept in {}", summary.archive.display()),
-        None => println!("(stores and archive were in a temporary directory; --keep DIR keeps them)"),
-    }
-    if summary.complete() {
-        println!("complete: every batch of every station reached the van");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("INCOMPLETE: some batches did not reach the van");
-        Ok(ExitCode::from(3))
-    }
+    let kept = opts.dir.as_ref().map(|_| format!("archive kept in {}", summary.archive.display()));
+    Ok(ending(
+        kept,
+        summary.complete(),
+        "complete: every batch of every station reached the van",
+        "INCOMPLETE: some batches did not reach the van",
+    ))
 }
 
 fn camera(a: &CameraArgs) -> Result<ExitCode> {
@@ -209,26 +225,18 @@ fn camera(a: &CameraArgs) -> Result<ExitCode> {
         dir: a.keep.clone(),
         quiet: a.quiet,
     };
-    if let Some(d) = &opts.dir {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let mut out = std::io::stdout();
-    let summary = rt.block_on(run_camera(&opts, &mut out))?;
+    let rt = runtime(opts.dir.as_deref())?;
+    let summary = rt.block_on(run_camera(&opts, &mut std::io::stdout()))?;
     println!();
     print!("{summary}");
     if summary.rejected > 0 {
         println!("{} payloads were not camera frames (kept in rejected/)", summary.rejected);
     }
-    match &opts.dir {
-        Some(_) => println!("archive kept in {} (open index.html)", summary.archive.display()),
-        None => println!("(stores and archive were in a temporary directory; --keep DIR keeps them)"),
-    }
-    if summary.complete() {
-        println!("complete: every frame of every camera is in the house's archive");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("INCOMPLETE: some frames did not reach the house");
-        Ok(ExitCode::from(3))
-    }
+    let kept = opts.dir.as_ref().map(|_| format!("archive kept in {} (open index.html)", summary.archive.display()));
+    Ok(ending(
+        kept,
+        summary.complete(),
+        "complete: every frame of every camera is in the house's archive",
+        "INCOMPLETE: some frames did not reach the house",
+    ))
 }

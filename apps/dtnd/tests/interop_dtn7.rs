@@ -2,9 +2,13 @@
 //! directions. dtn7 is installed by `scripts/install-dtn7.sh` (which `.ci/run` calls); its directory comes
 //! from `DTN7_BIN`, else the script's default cache. Without it the test says why and skips.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{dtn, dtnd, dtnd_args, free_port, wait_until};
 
 fn dtn7_bin() -> Option<PathBuf> {
     let dir = match std::env::var_os("DTN7_BIN") {
@@ -12,14 +16,6 @@ fn dtn7_bin() -> Option<PathBuf> {
         None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/dtn-interop/dtn7-0.21.0/bin"),
     };
     dir.join("dtnd").exists().then_some(dir)
-}
-
-fn ours(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dtnd")).with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Proc(Child);
@@ -31,13 +27,8 @@ impl Drop for Proc {
     }
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+/// How often the test looks again for what it waits for.
+const POLL: Duration = Duration::from_millis(200);
 
 fn output(cmd: &mut Command) -> Output {
     cmd.output().expect("command runs")
@@ -69,19 +60,15 @@ fn our_node_and_dtn7_exchange_bundles_both_ways() {
             .expect("dtn7 dtnd starts"),
     );
     let _ours = Proc(
-        Command::new(ours("dtnd"))
-            .args(["--node-id", "dtn://ours/", "--store"])
-            .arg(dir.path().join("ours"))
-            .args(["--tcpcl", &format!("127.0.0.1:{pours}"), "--api", &api, "--no-discovery"])
+        dtnd_args(&mut Command::new(dtnd()), "ours", &dir.path().join("ours"), &format!("127.0.0.1:{pours}"), &api)
             .args(["--peer", &format!("tcp://127.0.0.1:{p7}")])
+            // Info, where `dtnd_args` sets warn.
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("our dtnd starts"),
     );
-    let dtn = ours("dtn");
-    wait_until("a session with dtn7", 30, || {
+    let dtn = dtn();
+    wait_until(Duration::from_secs(30), POLL, "timed out waiting for a session with dtn7", || {
         let out = output(Command::new(&dtn).args(["peers", "--api", &api, "--json"]));
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("seven")
     });
@@ -92,7 +79,7 @@ fn our_node_and_dtn7_exchange_bundles_both_ways() {
     let out = output(Command::new(&dtn).args(["send", "--api", &api, "--dst", "dtn://seven/incoming"]).arg(&payload));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut got = Vec::new();
-    wait_until("the bundle at dtn7", 60, || {
+    wait_until(Duration::from_secs(60), POLL, "timed out waiting for the bundle at dtn7", || {
         let out = output(Command::new(d7.join("dtnrecv")).args(["-p", &w7.to_string(), "-e", "incoming"]));
         got = out.stdout;
         !got.is_empty()

@@ -4,26 +4,19 @@
 //! Needs root and `ip netns`; otherwise each test prints why it skips and passes. The `dtn` command must be
 //! built next to `dtnd` (`cargo test --workspace` does; or `cargo build -p dtn-cli`).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{dtn, dtnd, dtnd_args, wait_until};
 use serde_json::Value;
 
 /// The cases run one after another: each starts several daemons, and together they would starve each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn dtnd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dtnd"))
-}
-
-fn dtn() -> PathBuf {
-    let p = dtnd().with_file_name(format!("dtn{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} is missing: run `cargo build -p dtn-cli` or `cargo test --workspace`", p.display());
-    p
-}
 
 /// Why these tests cannot run here, if they cannot.
 fn unavailable() -> Option<String> {
@@ -42,13 +35,16 @@ fn unavailable() -> Option<String> {
     }
 }
 
-macro_rules! skip_unless_netns {
-    () => {
+/// The start of every case: returns from the test if namespaces are unavailable, else waits for the cases
+/// before it and holds the others back until it ends (`let _one = netns_case!();`).
+macro_rules! netns_case {
+    () => {{
         if let Some(why) = unavailable() {
             eprintln!("skipped: {why}");
             return;
         }
-    };
+        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    }};
 }
 
 fn ip(args: &[&str]) {
@@ -122,21 +118,18 @@ impl Lab {
         let i = self.idx(node);
         let n = &self.nodes[i];
         let mut c = self.cmd(node, &dtnd());
-        c.args(["--node-id", &format!("dtn://{}/", n.name), "--store"])
-            .arg(self.dir.path().join(&n.name))
-            .args(["--tcpcl", "0.0.0.0:4556", "--api", "127.0.0.1:3000", "--no-discovery", "--keepalive", "2"])
+        dtnd_args(&mut c, &n.name, &self.dir.path().join(&n.name), "0.0.0.0:4556", "127.0.0.1:3000")
+            .args(["--keepalive", "2"])
             .args(n.peers.iter().flat_map(|p| ["--peer", p.as_str()]))
-            .args(&n.extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .args(&n.extra);
         let child = c.spawn().expect("dtnd starts");
         self.nodes[i].daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.dtn(node, &["stats"]).status.success() {
-            assert!(Instant::now() < deadline, "dtnd {node} did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            &format!("dtnd {node} did not come up"),
+            || self.dtn(node, &["stats"]).status.success(),
+        );
     }
 
     fn kill(&mut self, node: &str) {
@@ -278,6 +271,15 @@ fn wait_exit(c: &mut Child, within: Duration, what: &str) -> std::process::ExitS
     }
 }
 
+/// Waits for every batch the stations accepted to reach the archive and for the collector to finish, then
+/// checks that each is there exactly once.
+fn collected_exactly_once(lab: &Lab, collector: &mut Child, stations: &[&str]) -> BTreeSet<(String, String, u64)> {
+    let sent: BTreeSet<_> = stations.iter().flat_map(|s| lab.sent(s)).collect();
+    lab.wait_archived(&sent, Duration::from_secs(40));
+    assert!(wait_exit(collector, Duration::from_secs(40), "the collector").success());
+    assert_exactly_once(lab, stations)
+}
+
 /// Every batch accepted at a station is in the archive, and no batch is in it twice.
 fn assert_exactly_once(lab: &Lab, stations: &[&str]) -> BTreeSet<(String, String, u64)> {
     let archived = lab.archived();
@@ -329,8 +331,7 @@ fn chain_lab(case: &str) -> Lab {
 
 #[test]
 fn every_batch_crosses_an_intermittent_chain_exactly_once() {
-    skip_unless_netns!();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = netns_case!();
     let mut lab = chain_lab("a");
     let mut collector = lab.collector("15s");
     let mut stations: Vec<Child> = STATIONS
@@ -345,10 +346,7 @@ fn every_batch_crosses_an_intermittent_chain_exactly_once() {
     for s in &mut stations {
         assert!(wait_exit(s, Duration::from_secs(30), "a station").success());
     }
-    let sent: BTreeSet<_> = STATIONS.iter().flat_map(|s| lab.sent(s)).collect();
-    lab.wait_archived(&sent, Duration::from_secs(40));
-    assert!(wait_exit(&mut collector, Duration::from_secs(40), "the collector").success());
-    let sent = assert_exactly_once(&lab, &STATIONS);
+    let sent = collected_exactly_once(&lab, &mut collector, &STATIONS);
     // Nothing came that no station sent: the numbering at every station runs without holes.
     assert_eq!(lab.archived().len(), sent.len());
     for s in STATIONS {
@@ -358,8 +356,7 @@ fn every_batch_crosses_an_intermittent_chain_exactly_once() {
 
 #[test]
 fn a_station_killed_and_restarted_mid_run_loses_nothing_it_accepted() {
-    skip_unless_netns!();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = netns_case!();
     let mut lab = chain_lab("b");
     let mut collector = lab.collector("15s");
     let mut runs: BTreeMap<&str, Child> = BTreeMap::new();
@@ -383,10 +380,7 @@ fn a_station_killed_and_restarted_mid_run_loses_nothing_it_accepted() {
     for (_, mut c) in runs {
         assert!(wait_exit(&mut c, Duration::from_secs(30), "a station").success());
     }
-    let sent: BTreeSet<_> = STATIONS.iter().flat_map(|s| lab.sent(s)).collect();
-    lab.wait_archived(&sent, Duration::from_secs(40));
-    assert!(wait_exit(&mut collector, Duration::from_secs(40), "the collector").success());
-    assert_exactly_once(&lab, &STATIONS);
+    collected_exactly_once(&lab, &mut collector, &STATIONS);
     // The restarted station went on numbering after what it had used: no number twice.
     let s2 = lab.sent("s2");
     let distinct: BTreeSet<_> = s2.iter().collect();
@@ -418,8 +412,7 @@ fn noise_jpeg(width: u32, height: u32) -> Vec<u8> {
 
 #[test]
 fn a_large_still_cut_mid_transfer_resumes_where_it_was() {
-    skip_unless_netns!();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = netns_case!();
     let mut lab = Lab::chain("c", &["s3", "van"]);
     let images = lab.path("images");
     std::fs::create_dir_all(&images).expect("mkdir");
@@ -470,8 +463,7 @@ fn a_large_still_cut_mid_transfer_resumes_where_it_was() {
 
 #[test]
 fn a_station_over_its_quota_refuses_cleanly_and_keeps_what_it_accepted() {
-    skip_unless_netns!();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = netns_case!();
     let mut lab = Lab::chain("d", &["s3", "van"]);
     lab.nodes[0].extra = vec!["--quota".into(), "24K".into()];
     lab.start("s3");
@@ -484,20 +476,15 @@ fn a_station_over_its_quota_refuses_cleanly_and_keeps_what_it_accepted() {
         0,
         &["--sensors", "temperature=50,humidity=50,barometer=50", "--batch", "2", "--duration", "6s"],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(lab.path("s3-0.err")).unwrap_or_default().contains("store full") {
-        assert!(Instant::now() < deadline, "the station never hit its quota");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(20), Duration::from_millis(100), "the station never hit its quota", || {
+        std::fs::read_to_string(lab.path("s3-0.err")).unwrap_or_default().contains("store full")
+    });
     // The van comes: what was accepted drains, the store frees, and the station's refused batches go in.
     lab.set_link("s3", "van", true);
     let status = wait_exit(&mut station, Duration::from_secs(40), "the station");
     // 0: everything got in in the end; 3: some batches were given up and said so. Never a crash.
     assert!(matches!(status.code(), Some(0 | 3)), "{status}");
-    let sent: BTreeSet<_> = lab.sent("s3").into_iter().collect();
-    lab.wait_archived(&sent, Duration::from_secs(40));
-    assert!(wait_exit(&mut collector, Duration::from_secs(40), "the collector").success());
-    assert_exactly_once(&lab, &["s3"]);
+    collected_exactly_once(&lab, &mut collector, &["s3"]);
     let err = std::fs::read_to_string(lab.path("s3-0.err")).expect("station stderr");
     assert!(err.contains("refused") && err.contains("store full"), "{err}");
     lab.wait_empty("s3", Duration::from_secs(30));

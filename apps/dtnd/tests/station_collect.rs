@@ -2,64 +2,13 @@
 //! whose readings the van dates by bundle age, a collector killed mid-run that loses nothing and stores
 //! nothing twice, and a payload that is not a batch set aside.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
-fn dtnd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dtnd"))
-}
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn dtn() -> PathBuf {
-    let p = dtnd().with_file_name(format!("dtn{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} is missing: run `cargo build -p dtn-cli` or `cargo test --workspace`", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon {
-    child: Child,
-    api: String,
-    tcpcl: String,
-}
-
-impl Daemon {
-    fn start(dir: &Path, name: &str, peer: Option<&str>, extra: &[&str]) -> Daemon {
-        let (api, tcpcl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut cmd = Command::new(dtnd());
-        cmd.args(["--node-id", &format!("dtn://{name}/"), "--store"])
-            .arg(dir.join(name))
-            .args(["--tcpcl", &tcpcl, "--api", &api, "--no-discovery"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(p) = peer {
-            cmd.args(["--peer", &format!("tcp://{p}")]);
-        }
-        let d = Daemon { child: cmd.spawn().expect("dtnd starts"), api, tcpcl };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !run(&["stats", "--api", &d.api]).status.success() {
-            assert!(Instant::now() < deadline, "dtnd {name} did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(dtn()).args(args).output().expect("dtn runs")
-}
+use common::{Daemon, dtn, run};
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64

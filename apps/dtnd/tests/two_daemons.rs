@@ -1,78 +1,12 @@
 //! Two `dtnd` processes on loopback, driven only through the `dtn` command, as a user would.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn dtnd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dtnd"))
-}
-
-/// The `dtn` command, built next to `dtnd` by `cargo test --workspace`.
-fn dtn() -> PathBuf {
-    let p = dtnd().with_file_name(format!("dtn{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} is missing: run the tests with `cargo test --workspace`", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon {
-    child: Child,
-    api: String,
-    tcpcl: String,
-}
-
-impl Daemon {
-    fn start(dir: &Path, name: &str, peer: Option<&str>) -> Daemon {
-        let (api, tcpcl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut cmd = Command::new(dtnd());
-        cmd.args(["--node-id", &format!("dtn://{name}/"), "--store"])
-            .arg(dir.join(name))
-            .args(["--tcpcl", &tcpcl, "--api", &api, "--no-discovery"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(p) = peer {
-            cmd.args(["--peer", &format!("tcp://{p}")]);
-        }
-        let d = Daemon { child: cmd.spawn().expect("dtnd starts"), api, tcpcl };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !run(&["stats", "--api", &d.api]).status.success() {
-            assert!(Instant::now() < deadline, "dtnd {name} did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    /// SIGTERM, and the daemon must exit cleanly.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "dtnd exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "dtnd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(dtn()).args(args).output().expect("dtn runs")
-}
+use common::{Daemon, dtn, free_port, run};
 
 fn ok(args: &[&str]) -> String {
     let out = run(args);
@@ -83,8 +17,8 @@ fn ok(args: &[&str]) -> String {
 #[test]
 fn two_daemons_exchange_bundles_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Daemon::start(dir.path(), "a", None);
-    let b = Daemon::start(dir.path(), "b", Some(&a.tcpcl));
+    let a = Daemon::start(dir.path(), "a", None, &[]);
+    let b = Daemon::start(dir.path(), "b", Some(&a.tcpcl), &[]);
 
     // A small payload and a 24 MiB one (fragmented at the source, reassembled at b).
     let small = dir.path().join("small.txt");
@@ -148,7 +82,7 @@ fn cli_errors_are_one_line_and_non_zero() {
     assert!(err.contains("is dtnd running"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
-    let a = Daemon::start(dir.path(), "a", None);
+    let a = Daemon::start(dir.path(), "a", None, &[]);
     let f = dir.path().join("p");
     std::fs::write(&f, b"x").unwrap();
     let out = run(&["send", "--api", &a.api, "--dst", "not-an-eid", f.to_str().unwrap()]);
@@ -163,8 +97,8 @@ fn cli_errors_are_one_line_and_non_zero() {
 #[test]
 fn export_and_import_carry_bundles_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Daemon::start(dir.path(), "a", None);
-    let c = Daemon::start(dir.path(), "c", None);
+    let a = Daemon::start(dir.path(), "a", None, &[]);
+    let c = Daemon::start(dir.path(), "c", None, &[]);
     let f = dir.path().join("p");
     for i in 0..5 {
         std::fs::write(&f, format!("reading {i}")).unwrap();
@@ -270,8 +204,8 @@ fn a_1_gb_payload_crosses_two_daemons_with_bounded_memory() {
             left -= n;
         }
     }
-    let a = Daemon::start(dir.path(), "a", None);
-    let b = Daemon::start(dir.path(), "b", Some(&a.tcpcl));
+    let a = Daemon::start(dir.path(), "a", None, &[]);
+    let b = Daemon::start(dir.path(), "b", Some(&a.tcpcl), &[]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (wa, wb) = (watch_memory(a.child.id(), stop.clone()), watch_memory(b.child.id(), stop.clone()));
 
