@@ -144,8 +144,10 @@ pub struct Collector {
     files: BTreeMap<(String, String), BufWriter<File>>,
     /// Manifest lines of batches written but not yet synced.
     pending: Vec<u8>,
-    /// Image files written since the last sync, to sync with it.
+    /// Directories of image files written since the last sync, to sync with it.
     images: Vec<PathBuf>,
+    /// Image files written under a temporary name since the last sync, and their names.
+    staged: Vec<(PathBuf, PathBuf)>,
     manifest: File,
     rejected: u64,
 }
@@ -197,6 +199,7 @@ impl Collector {
             files: BTreeMap::new(),
             pending: Vec::new(),
             images: Vec::new(),
+            staged: Vec::new(),
             manifest,
             rejected,
         };
@@ -262,9 +265,9 @@ impl Collector {
             fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
             let p = d.join(format!("{:08}.jpg", batch.seq));
             let tmp = d.join(format!(".{:08}.jpg.tmp", batch.seq));
+            // Synced (with the rest of the round, in parallel) and renamed to its name by `sync`.
             fs::write(&tmp, image).map_err(io_err(format!("writing {}", tmp.display())))?;
-            File::open(&tmp).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", tmp.display())))?;
-            fs::rename(&tmp, &p).map_err(io_err(format!("renaming to {}", p.display())))?;
+            self.staged.push((tmp, p));
             self.images.push(d);
         }
         let (csv_len, kind) = {
@@ -357,6 +360,11 @@ impl Collector {
         for w in self.files.values_mut() {
             w.flush().map_err(io_err("flushing a data file"))?;
             w.get_ref().sync_data().map_err(io_err("syncing a data file"))?;
+        }
+        // A crash leaves either a temporary file or a whole image under its name.
+        sync_all_files(self.staged.iter().map(|(tmp, _)| tmp.as_path()))?;
+        for (tmp, p) in std::mem::take(&mut self.staged) {
+            fs::rename(&tmp, &p).map_err(io_err(format!("renaming to {}", p.display())))?;
         }
         // New image and CSV files must be findable after a crash, like their contents.
         let mut dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.images).into_iter().collect();
@@ -480,3 +488,28 @@ fn safe(name: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Syncs the data of `files` from a few threads at once. A van unloads hundreds of stills per round, and the
+/// file system joins syncs that are in flight together into one journal commit, where syncing them one after
+/// another pays a commit each: the archive kept up with half the rate of a single synced stream that way.
+fn sync_all_files<'a>(files: impl Iterator<Item = &'a Path>) -> Result<(), CollectError> {
+    const THREADS: usize = 8;
+    let files: Vec<&Path> = files.collect();
+    if files.len() <= 1 {
+        return files.iter().try_for_each(|p| sync_file(p));
+    }
+    let per = files.len().div_ceil(THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            files.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|p| sync_file(p)))).collect();
+        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(sync_panicked())))
+    })
+}
+
+fn sync_file(p: &Path) -> Result<(), CollectError> {
+    File::open(p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))
+}
+
+fn sync_panicked() -> CollectError {
+    io_err("syncing image files")(io::Error::other("a sync thread panicked"))
+}
