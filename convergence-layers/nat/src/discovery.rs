@@ -165,27 +165,25 @@ impl<P: DatagramPort> StunDiscovery<P> {
         sel.offer(found, now)
     }
 
-    /// Checks every candidate that is due, with a real Binding request each.
+    /// Checks every candidate that is due now, with a real Binding request each, at most `parallel` at a
+    /// time. One pass: what falls due during it waits for the next call.
     pub async fn verify_due(&self) {
+        let mut due = self.selection().due(std::time::Instant::now(), usize::MAX).into_iter();
+        let mut set = JoinSet::new();
         loop {
-            let due = self.selection().due(std::time::Instant::now(), self.parallel);
-            if due.is_empty() {
-                break;
-            }
-            let mut set = JoinSet::new();
-            for server in due {
+            while set.len() < self.parallel {
+                let Some(server) = due.next() else { break };
                 let client = self.client.clone();
                 let probe = self.probe;
                 set.spawn(async move { (server, client.binding_with(server, probe).await) });
             }
-            while let Some(done) = set.join_next().await {
-                let Ok((server, result)) = done else { continue };
-                self.selection().record(server, &result, std::time::Instant::now());
-                if let Ok(b) = result {
-                    let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-                    answers.retain(|a| a.server != b.server);
-                    answers.push(b);
-                }
+            let Some(done) = set.join_next().await else { break };
+            let Ok((server, result)) = done else { continue };
+            self.selection().record(server, &result, std::time::Instant::now());
+            if let Ok(b) = result {
+                let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+                answers.retain(|a| a.server != b.server);
+                answers.push(b);
             }
         }
     }
