@@ -14,9 +14,10 @@ use crate::discovery::NetworkName;
 use crate::record::{EndpointRecord, RecordError};
 use crate::seq::{SeqError, SeqFile};
 
-/// Storing nodes keep items for a time of their own choosing (BEP 44 suggests at least two hours; the
-/// `mainline` crate keeps them until its cache is full). Republishing every 30 minutes keeps the record
-/// alive through a few lost rounds and replaces nodes that left the DHT.
+/// Storing nodes keep items for a time of their own choosing: BEP 44 leaves it to them, deployed nodes
+/// forget an item an hour or two after its last put, and the `mainline` crate keeps items until its cache
+/// is full. Republishing every 30 minutes keeps the record alive through a lost round even with the
+/// one-hour nodes, and reaches nodes that joined the DHT near our key since.
 pub const DEFAULT_REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
 /// After a failed publication, try again this soon (or at the next change).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
