@@ -186,7 +186,9 @@ impl Driver {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let wake_at = delay.map(|d| Instant::now() + d).map_or(next_tick, |t| t.min(next_tick));
+            // At least a millisecond: the stack was just polled and sent nothing, so a zero delay would spin.
+            let wake_at =
+                delay.map(|d| Instant::now() + d.max(Duration::from_millis(1))).map_or(next_tick, |t| t.min(next_tick));
             tokio::select! {
                 c = self.cmds.recv() => match c {
                     Some(c) => self.command(c).await,

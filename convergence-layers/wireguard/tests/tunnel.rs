@@ -165,3 +165,24 @@ async fn stun_datagrams_go_to_the_other_channel_and_garbage_is_counted() {
     assert_eq!(&buf[..n], b"binding response");
     assert_eq!(src, b.local_addr());
 }
+
+/// A handshake can be started without data (to open NAT mappings), and persistent keepalives then keep
+/// packets flowing on an idle tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_on_demand_and_persistent_keepalives() {
+    let (ia, ib) = (id(1), id(2));
+    let mut cb = cfg();
+    cb.peers.push(PeerConfig::new(ia.public(), None));
+    let b = Endpoint::bind(&ib, cb).await.unwrap();
+    let mut ca = cfg();
+    ca.peers.push(PeerConfig { persistent_keepalive: Some(1), ..PeerConfig::new(ib.public(), Some(b.local_addr())) });
+    let a = Endpoint::bind(&ia, ca).await.unwrap();
+    a.initiate_handshake(ib.public());
+    wait_until("the handshake", || b.stats().handshakes == 1 && a.stats().handshakes == 1).await;
+    let before = b.stats().rx_datagrams;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Nothing was sent by the application, yet a kept talking about once a second.
+    let kept = b.stats().rx_datagrams - before;
+    assert!(kept >= 2, "{kept} keepalives in 3.5 s");
+    assert_eq!(b.peer_status(ia.public()).await.unwrap().endpoint, Some(a.local_addr()));
+}
