@@ -25,6 +25,7 @@ const TX_BATCH: usize = 128;
 const BACKLOG: usize = 4;
 /// How long a dropped stream may take to finish closing before it is reset.
 const ORPHAN_TIMEOUT: SmolDuration = SmolDuration::from_secs(60);
+const DEAD_PEER: SmolDuration = SmolDuration::from_secs(120);
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// State shared by the driver, the endpoint handle, the streams and the listeners.
@@ -162,6 +163,9 @@ impl Stack {
         s.set_nagle_enabled(false);
         // The tunnel may cross a real, lossy, shared link: behave like a kernel TCP.
         s.set_congestion_control(tcp::CongestionControl::Cubic);
+        // A peer silent this long while we wait on it (SYN-ACK, unacknowledged data) is gone: free the
+        // socket, including a backlog slot stuck half-open. WireGuard re-handshakes well within it.
+        s.set_timeout(Some(DEAD_PEER));
         s
     }
 

@@ -96,6 +96,9 @@ impl TunnelStream {
 
 impl AsyncRead for TunnelStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         let this = self.get_mut();
         let mut st = this.shared.lock();
         let s = st.sockets.get_mut::<tcp::Socket>(this.handle);
