@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -17,6 +16,7 @@ use crate::error::{DecodeError, SessionError};
 use crate::msg::{
     Decoded, Limits, Message, MsgReject, RejectReason, SessTerm, TERM_REPLY, TermReason, decode_message, msg_type,
 };
+use crate::session::ReadHalf;
 use crate::state::{Ctrl, Ended, Event, InDecision, PeerVerdict, Shared};
 use crate::writer::{far, shut};
 
@@ -29,7 +29,7 @@ const FAIL_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) struct Driver {
     pub shared: Arc<Shared>,
-    pub rd: OwnedReadHalf,
+    pub rd: ReadHalf,
     pub buf: BytesMut,
     pub limits: Limits,
     pub events: mpsc::Sender<Event>,

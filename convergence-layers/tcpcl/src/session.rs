@@ -2,11 +2,12 @@
 //! through which the owner sends, acknowledges, refuses and terminates.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
@@ -23,6 +24,11 @@ use crate::{sender, writer};
 
 /// Received segments and other session events, in order; `Event::Ended` is always the last one.
 pub type SessionEvents = mpsc::Receiver<Event>;
+
+/// The halves of a session's byte stream, boxed so that the driver and writer tasks are the same code over
+/// TCP and over any other stream (one virtual call per read or write, negligible next to a system call).
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Control messages queued for the writer before `ack`/`refuse` wait.
 const CTRL_QUEUE: usize = 1024;
@@ -47,7 +53,7 @@ pub async fn connect(
             let _ = sock.set_recv_buffer_size(n);
         }
         match sock.connect(a).await {
-            Ok(s) => return establish(s, cfg, Role::Active).await,
+            Ok(s) => return establish_tcp(s, cfg, Role::Active).await,
             Err(e) => last_err = Some(e),
         }
     }
@@ -56,7 +62,59 @@ pub async fn connect(
 
 /// Runs the passive side of a session on an accepted connection.
 pub async fn accept(tcp: TcpStream, cfg: SessionConfig) -> Result<(SessionHandle, SessionEvents), SessionError> {
-    establish(tcp, cfg.sanitized(), Role::Passive).await
+    establish_tcp(tcp, cfg.sanitized(), Role::Passive).await
+}
+
+/// Opens a session as the active entity over an already connected byte stream, e.g. a TCP connection of a
+/// userspace stack inside a tunnel. `local_addr` and `peer_addr` only label the session (`SessionParams`).
+/// Without a socket underneath, `SessionHandle::abort` ends the session by dropping the stream.
+pub async fn connect_stream<S>(
+    stream: S,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    cfg: SessionConfig,
+) -> Result<(SessionHandle, SessionEvents), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    establish(stream, (local_addr, peer_addr), split_stream, cfg.sanitized(), Role::Active).await
+}
+
+/// Runs the passive side of a session over an already accepted byte stream; see [`connect_stream`].
+pub async fn accept_stream<S>(
+    stream: S,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    cfg: SessionConfig,
+) -> Result<(SessionHandle, SessionEvents), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    establish(stream, (local_addr, peer_addr), split_stream, cfg.sanitized(), Role::Passive).await
+}
+
+fn split_stream<S>(s: S) -> (ReadHalf, WriteHalf, Option<socket2::Socket>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(s);
+    (Box::new(rd), Box::new(wr), None)
+}
+
+async fn establish_tcp(
+    s: TcpStream,
+    cfg: SessionConfig,
+    role: Role,
+) -> Result<(SessionHandle, SessionEvents), SessionError> {
+    configure(&s, &cfg);
+    let addrs = (s.local_addr()?, s.peer_addr()?);
+    // TCP splits without a lock, and keeps a duplicate of the socket so that `abort` can reset it.
+    let split = |s: TcpStream| -> (ReadHalf, WriteHalf, Option<socket2::Socket>) {
+        let (rd, wr) = s.into_split();
+        let dup = socket2::SockRef::from(wr.as_ref()).try_clone().ok();
+        (Box::new(rd), Box::new(wr), dup)
+    };
+    establish(s, addrs, split, cfg, role).await
 }
 
 fn configure(s: &TcpStream, cfg: &SessionConfig) {
@@ -69,17 +127,19 @@ fn configure(s: &TcpStream, cfg: &SessionConfig) {
     }
 }
 
-async fn establish(
-    mut s: TcpStream,
+async fn establish<S>(
+    mut s: S,
+    (local_addr, peer_addr): (SocketAddr, SocketAddr),
+    split: impl FnOnce(S) -> (ReadHalf, WriteHalf, Option<socket2::Socket>),
     cfg: SessionConfig,
     role: Role,
-) -> Result<(SessionHandle, SessionEvents), SessionError> {
+) -> Result<(SessionHandle, SessionEvents), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if cfg.node_id.len() > usize::from(u16::MAX) {
         return Err(SessionError::Config("node ID longer than 65535 bytes"));
     }
-    configure(&s, &cfg);
-    let local_addr = s.local_addr()?;
-    let peer_addr = s.peer_addr()?;
     let mut buf = BytesMut::with_capacity(4096);
     let deadline = Instant::now() + cfg.negotiation_timeout;
     let peer = match negotiate(&mut s, &mut buf, &cfg, role, deadline).await {
@@ -106,8 +166,7 @@ async fn establish(
     tracing::debug!(?params, "tcpcl session established");
     let ka = (keepalive > 0).then(|| Duration::from_secs(u64::from(keepalive)));
 
-    let (rd, wr) = s.into_split();
-    let dup = socket2::SockRef::from(wr.as_ref()).try_clone().ok();
+    let (rd, wr, dup) = split(s);
     let (ctrl_tx, ctrl_rx) = mpsc::channel(CTRL_QUEUE);
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
     let (req_tx, req_rx) = mpsc::unbounded_channel();
@@ -137,7 +196,7 @@ async fn establish(
 /// Contact header and SESS_INIT exchange (RFC 9174 §4.1–§4.7); returns the peer's SESS_INIT. On failure the
 /// peer has been told whatever the RFC requires and the caller closes the connection.
 async fn negotiate(
-    s: &mut TcpStream,
+    s: &mut (impl AsyncRead + AsyncWrite + Unpin),
     buf: &mut BytesMut,
     cfg: &SessionConfig,
     role: Role,
@@ -253,7 +312,7 @@ fn reject(reason: RejectReason, rejected_type: u8) -> Message {
 
 /// Sends what is queued in `out` plus an optional SESS_TERM, best effort, and returns the error.
 async fn refuse_session(
-    s: &mut TcpStream,
+    s: &mut (impl AsyncWrite + Unpin),
     out: &mut BytesMut,
     (error, reason): (SessionError, Option<TermReason>),
 ) -> SessionError {
@@ -264,7 +323,7 @@ async fn refuse_session(
     error
 }
 
-async fn write(s: &mut TcpStream, out: &mut BytesMut, deadline: Instant) -> Result<(), SessionError> {
+async fn write(s: &mut (impl AsyncWrite + Unpin), out: &mut BytesMut, deadline: Instant) -> Result<(), SessionError> {
     let r = timeout_at(deadline, s.write_all(out)).await;
     out.clear();
     match r {
@@ -273,7 +332,11 @@ async fn write(s: &mut TcpStream, out: &mut BytesMut, deadline: Instant) -> Resu
     }
 }
 
-async fn read_some(s: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<(), SessionError> {
+async fn read_some(
+    s: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<(), SessionError> {
     if buf.capacity() == buf.len() {
         buf.reserve(4096);
     }
@@ -286,7 +349,7 @@ async fn read_some(s: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> 
 }
 
 /// FIN, then a short drain so that our last words are not destroyed by a reset.
-async fn close_gently(mut s: TcpStream) {
+async fn close_gently(mut s: impl AsyncRead + AsyncWrite + Unpin) {
     let deadline = Instant::now() + REFUSE_GRACE;
     if timeout_at(deadline, s.shutdown()).await.is_err() {
         return;

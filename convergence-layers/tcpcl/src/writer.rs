@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::error::SessionError;
 use crate::msg::Message;
+use crate::session::WriteHalf;
 use crate::state::{Ctrl, Ended, OutSegment, Shared};
 
 /// Control messages, and small data segments, are batched into one write up to this size.
@@ -24,7 +24,7 @@ const BATCH: usize = 64 << 10;
 const COALESCE: usize = 16 << 10;
 
 pub(crate) async fn run(
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     ctrl: mpsc::Receiver<Ctrl>,
     data: mpsc::Receiver<OutSegment>,
     keepalive: Option<Duration>,
@@ -43,7 +43,7 @@ pub(crate) async fn run(
 }
 
 struct Writer {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     shutdown: watch::Receiver<bool>,
     buf: BytesMut,
 }

@@ -298,3 +298,32 @@ async fn idle_session_terminates_cleanly() {
     assert!(eb.is_clean() && eb.by_peer && eb.reason == Some(TermReason::IdleTimeout), "{eb:?}");
     assert_eq!(a.send(Bytes::from_static(b"late")).await, Outcome::Cut { acked: 0 });
 }
+
+/// Sessions run over any byte stream, not only TCP (the WireGuard layer hands them streams of a userspace
+/// TCP stack): both directions carry bundles, and the given addresses label the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_over_an_in_memory_stream() {
+    let (x, y) = tokio::io::duplex(64 << 10);
+    let (la, lb): (std::net::SocketAddr, std::net::SocketAddr) =
+        ("[fd00::a]:4556".parse().unwrap(), "[fd00::b]:4556".parse().unwrap());
+    let (a, b) = tokio::join!(
+        dtn_tcpcl::connect_stream(x, la, lb, cfg("dtn://a/")),
+        dtn_tcpcl::accept_stream(y, lb, la, cfg("dtn://b/"))
+    );
+    let ((a, aev), (b, bev)) = (a.expect("active side"), b.expect("passive side"));
+    assert_eq!(a.peer_node_id(), "dtn://b/");
+    assert_eq!(a.params().peer_addr, lb);
+    let msgs: Vec<Bytes> = (0..20).map(|i| Bytes::from(vec![i as u8; 1000 * (i + 1)])).collect();
+    let a_rx = tokio::spawn(durable_receiver(a.clone(), aev, msgs.len()));
+    let b_rx = tokio::spawn(durable_receiver(b.clone(), bev, msgs.len()));
+    let outs: Vec<_> = msgs.iter().flat_map(|m| [a.send(m.clone()), b.send(m.clone())]).collect();
+    for f in outs {
+        assert_eq!(timeout(T, f).await.unwrap(), Outcome::Acked);
+    }
+    assert_eq!(b_rx.await.unwrap(), msgs);
+    assert_eq!(a_rx.await.unwrap(), msgs);
+    a.terminate(TermReason::Unknown);
+    // The receivers' event queues are gone by now, so the session ends without being "clean"; it still ends.
+    let e = timeout(T, b.closed()).await.unwrap();
+    assert_eq!(e.reason, Some(TermReason::Unknown), "{e:?}");
+}
