@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use dtn_core::bpv7::Eid;
+use dtn_core::routing::LinkClass;
 use dtn_core::routing::{ContactPlan, ProphetParams, RoutingConfig, StaticRoute};
-use dtn_node::{Node, NodeConfig};
+use dtn_node::{Identity, Node, NodeConfig, PeerKey, WgConfig, WgPeer};
 use serde::Deserialize;
 
 /// The DTN bundle router daemon.
@@ -61,6 +62,19 @@ struct Args {
     /// TCPCL keepalive interval in seconds (0 disables): a session silent for twice this is taken for lost.
     #[arg(long)]
     keepalive: Option<u16>,
+    /// WireGuard link: UDP address of the tunnel's socket (e.g. 0.0.0.0:51820), or "off" (default off).
+    #[arg(long)]
+    wg: Option<String>,
+    /// WireGuard peer: its identity key (from `dtnd --print-identity` on that node), with its UDP endpoint
+    /// if known: KEY[@HOST:PORT] (repeatable).
+    #[arg(long = "wg-peer")]
+    wg_peers: Vec<String>,
+    /// Identity key file (default: <store>/identity; created on first start, mode 0600).
+    #[arg(long)]
+    wg_key: Option<PathBuf>,
+    /// Print this node's identity public key (creating the key if there is none yet) and exit.
+    #[arg(long)]
+    print_identity: bool,
 }
 
 /// The configuration file: the same settings as the flags.
@@ -83,6 +97,30 @@ struct FileConfig {
     custody: Option<bool>,
     clock: Option<bool>,
     keepalive: Option<u16>,
+    wg: Option<WgFile>,
+}
+
+/// `[wg]`: the WireGuard link.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WgFile {
+    listen: Option<String>,
+    key: Option<PathBuf>,
+    /// Seconds; 0 turns keepalives off.
+    keepalive: Option<u16>,
+    class: Option<String>,
+    #[serde(default)]
+    peers: Vec<WgPeerFile>,
+}
+
+/// `[[wg.peers]]`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WgPeerFile {
+    key: String,
+    endpoint: Option<String>,
+    keepalive: Option<u16>,
+    class: Option<String>,
 }
 
 // Small bundles mean many short-lived allocations on several threads; glibc's allocator spent a tenth of
@@ -93,7 +131,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<()> {
     let args = Args::parse();
     init_logs();
+    let print_identity = args.print_identity;
     let cfg = configure(args)?;
+    if print_identity {
+        let path = identity_path(&cfg);
+        let id = Identity::load_or_generate(&path).with_context(|| format!("identity {}", path.display()))?;
+        println!("{}", id.public());
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(run(cfg))
 }
@@ -176,7 +221,80 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
     let copies = args.spray_copies.or(file.spray_copies);
     let plan = args.contact_plan.or(file.contact_plan);
     cfg.routing = routing(args.routing.or(file.routing).as_deref(), copies, &routes, plan.as_deref())?;
+    cfg.wg = wg_config(args.wg, args.wg_peers, args.wg_key, file.wg.unwrap_or_default(), args.print_identity)?;
     Ok(cfg)
+}
+
+/// Where the identity key is: the WireGuard link's key file, else the default in the store.
+fn identity_path(cfg: &NodeConfig) -> PathBuf {
+    cfg.wg.as_ref().map(|w| w.key_path(&cfg.store_dir)).unwrap_or_else(|| cfg.store_dir.join("identity"))
+}
+
+/// The WireGuard link from its flags and `[wg]`. With `print_identity` the link is configured even when off
+/// (it is never started then), so that the key file setting is found.
+fn wg_config(
+    listen: Option<String>,
+    peers: Vec<String>,
+    key: Option<PathBuf>,
+    file: WgFile,
+    print_identity: bool,
+) -> Result<Option<WgConfig>> {
+    let off = if print_identity { Some(SocketAddr::from(([127, 0, 0, 1], 0))) } else { None };
+    let listen = addr_or_off(listen.or(file.listen), "--wg", None)?.or(off);
+    let key_file = key.or(file.key);
+    let Some(listen) = listen else {
+        if !peers.is_empty() || !file.peers.is_empty() {
+            bail!("WireGuard peers are configured but the link is off: add --wg ADDR:PORT");
+        }
+        return Ok(None);
+    };
+    let mut wg = WgConfig::new(listen);
+    wg.key_file = key_file;
+    if let Some(k) = file.keepalive {
+        wg.persistent_keepalive = (k > 0).then_some(k);
+    }
+    if let Some(c) = &file.class {
+        wg.class = parse_class(c)?;
+    }
+    if peers.is_empty() {
+        for p in &file.peers {
+            let mut peer = WgPeer::new(parse_key(&p.key)?, p.endpoint.as_deref().map(resolve).transpose()?);
+            peer.persistent_keepalive = p.keepalive.filter(|&k| k > 0);
+            peer.class = p.class.as_deref().map(parse_class).transpose()?;
+            wg.peers.push(peer);
+        }
+    } else {
+        for p in &peers {
+            let (key, endpoint) = match p.split_once('@') {
+                Some((k, e)) => (k, Some(resolve(e).with_context(|| format!("--wg-peer {p:?}"))?)),
+                None => (p.as_str(), None),
+            };
+            wg.peers.push(WgPeer::new(parse_key(key).with_context(|| format!("--wg-peer {p:?}"))?, endpoint));
+        }
+    }
+    Ok(Some(wg))
+}
+
+fn parse_key(s: &str) -> Result<PeerKey> {
+    s.trim().parse().map_err(|e| anyhow::anyhow!("peer key {s:?}: {e}"))
+}
+
+fn parse_class(s: &str) -> Result<LinkClass> {
+    Ok(match s {
+        "metered" => LinkClass::Metered,
+        "wired" => LinkClass::Wired,
+        "wifi" => LinkClass::Wifi,
+        "unknown" => LinkClass::Unknown,
+        other => bail!("link class {other:?}: expected metered, wired, wifi or unknown"),
+    })
+}
+
+fn resolve(s: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .with_context(|| format!("{s:?}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{s:?}: no address"))
 }
 
 fn routing(name: Option<&str>, copies: Option<u32>, routes: &[String], plan: Option<&Path>) -> Result<RoutingConfig> {
@@ -291,6 +409,44 @@ mod tests {
         assert!(configure(bad).unwrap_err().to_string().contains("must be a node ID"));
         let bad = Args { routing: Some("flood".into()), store: Some("/tmp/x".into()), ..Args::default() };
         assert!(configure(bad).unwrap_err().to_string().contains("unknown routing agent"));
+    }
+
+    #[test]
+    fn wireguard_flags_and_table() {
+        let key = Identity::from_seed(&[4; 32]).public().to_string();
+        let base = || Args { store: Some("/tmp/x".into()), node_id: Some("dtn://a/".into()), ..Args::default() };
+        let cfg = configure_with(base(), FileConfig::default()).unwrap();
+        assert!(cfg.wg.is_none());
+        let args = Args {
+            wg: Some("127.0.0.1:51820".into()),
+            wg_peers: vec![key.clone(), format!("{key}@127.0.0.1:9")],
+            wg_key: Some("/tmp/k".into()),
+            ..base()
+        };
+        let wg = configure_with(args, FileConfig::default()).unwrap().wg.unwrap();
+        assert_eq!(wg.listen, "127.0.0.1:51820".parse().unwrap());
+        assert_eq!(wg.key_path(Path::new("/s")), PathBuf::from("/tmp/k"));
+        assert_eq!(wg.peers[0].endpoint, None);
+        assert_eq!(wg.peers[1].endpoint, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(wg.class, LinkClass::Metered);
+        let bad = Args { wg: Some("127.0.0.1:0".into()), wg_peers: vec!["not-a-key".into()], ..base() };
+        assert!(configure_with(bad, FileConfig::default()).unwrap_err().to_string().contains("--wg-peer"));
+        let orphan = Args { wg_peers: vec![key.clone()], ..base() };
+        assert!(configure_with(orphan, FileConfig::default()).unwrap_err().to_string().contains("link is off"));
+
+        let text = format!(
+            "[wg]\nlisten = \"0.0.0.0:51820\"\nkeepalive = 0\nclass = \"wired\"\n\
+             [[wg.peers]]\nkey = \"{key}\"\nendpoint = \"127.0.0.1:7\"\nclass = \"metered\"\nkeepalive = 15\n"
+        );
+        let wg = configure_with(base(), toml::from_str(&text).unwrap()).unwrap().wg.unwrap();
+        assert_eq!((wg.persistent_keepalive, wg.class), (None, LinkClass::Wired));
+        assert_eq!(wg.key_path(Path::new("/s")), PathBuf::from("/s/identity"));
+        let p = &wg.peers[0];
+        assert_eq!(
+            (p.endpoint, p.class, p.persistent_keepalive),
+            (Some("127.0.0.1:7".parse().unwrap()), Some(LinkClass::Metered), Some(15))
+        );
+        assert!(toml::from_str::<FileConfig>("[wg]\nlisen = \"x\"\n").is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dtn_core::bpv7::Eid;
-use dtn_core::routing::RoutingConfig;
+use dtn_core::routing::{LinkClass, RoutingConfig};
+pub use dtn_wg::PeerKey;
 
 /// A node's configuration. `dtnd` fills it from its TOML file and flags; embedders set it directly.
 #[derive(Debug, Clone)]
@@ -50,6 +51,61 @@ pub struct NodeConfig {
     /// TCPCL keepalive interval offered (seconds; 0 disables). A session silent for twice the agreed
     /// interval is taken for lost, so a link that went away is noticed within that time.
     pub keepalive: u16,
+    /// The WireGuard convergence layer (TCPCL sessions through WireGuard tunnels over UDP); `None` runs none.
+    pub wg: Option<WgConfig>,
+}
+
+/// The WireGuard link: one UDP socket, tunnels to peers named by their identity public key.
+#[derive(Debug, Clone)]
+pub struct WgConfig {
+    /// UDP address of the tunnel's socket (port 0: any).
+    pub listen: SocketAddr,
+    /// The identity key file; `None` uses `<store>/identity` (created on first start).
+    pub key_file: Option<PathBuf>,
+    /// Peers: only they can reach this node through the tunnel, and the node keeps a session with each.
+    pub peers: Vec<WgPeer>,
+    /// Seconds between keepalives on an idle tunnel, for peers that set none (25 holds most NAT mappings).
+    pub persistent_keepalive: Option<u16>,
+    /// Link class of the contacts, for peers that set none. Metered by default: a tunnel usually crosses
+    /// a cellular or satellite link that is paid per byte.
+    pub class: LinkClass,
+}
+
+impl WgConfig {
+    /// Defaults: no peers, keepalive 25 s, metered.
+    pub fn new(listen: SocketAddr) -> WgConfig {
+        WgConfig {
+            listen,
+            key_file: None,
+            peers: Vec::new(),
+            persistent_keepalive: Some(25),
+            class: LinkClass::Metered,
+        }
+    }
+
+    /// Where the identity key is kept for a node whose store is `store_dir`.
+    pub fn key_path(&self, store_dir: &std::path::Path) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| store_dir.join("identity"))
+    }
+}
+
+/// A WireGuard peer.
+#[derive(Debug, Clone)]
+pub struct WgPeer {
+    /// Its identity public key (what `dtnd --print-identity` prints on that node).
+    pub key: PeerKey,
+    /// Where to reach it, if known in advance; `None` for a peer that dials us (or is found by rendezvous).
+    pub endpoint: Option<SocketAddr>,
+    /// Overrides [`WgConfig::persistent_keepalive`].
+    pub persistent_keepalive: Option<u16>,
+    /// Overrides [`WgConfig::class`].
+    pub class: Option<LinkClass>,
+}
+
+impl WgPeer {
+    pub fn new(key: PeerKey, endpoint: Option<SocketAddr>) -> WgPeer {
+        WgPeer { key, endpoint, persistent_keepalive: None, class: None }
+    }
 }
 
 impl NodeConfig {
@@ -75,6 +131,7 @@ impl NodeConfig {
             accept_primary_without_crc: true,
             has_clock: true,
             keepalive: 30,
+            wg: None,
         }
     }
 

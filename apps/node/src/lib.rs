@@ -19,6 +19,7 @@ mod config;
 mod core;
 mod links;
 mod stats;
+mod wg;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use clock::NodeClock;
-pub use config::NodeConfig;
+pub use config::{NodeConfig, WgConfig, WgPeer};
 pub use core::{PeerInfo, now};
+pub use dtn_core::routing::LinkClass;
+pub use dtn_wg::{Identity, IdentityError, PeerKey};
 pub use stats::{Stats, StoreUsage};
 
 use crate::core::{Core, Input};
@@ -57,6 +60,12 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("the node is stopped")]
     Stopped,
+    /// The WireGuard identity key could not be loaded or created.
+    #[error("identity: {0}")]
+    Identity(#[from] dtn_wg::IdentityError),
+    /// The WireGuard endpoint could not be started.
+    #[error("WireGuard: {0}")]
+    Wg(#[from] dtn_wg::Error),
     /// A bundle the store returned could not be decoded.
     #[error("stored bundle unreadable: {0}")]
     Corrupt(String),
@@ -70,6 +79,7 @@ pub struct Node {
     api: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     api_addr: Option<std::net::SocketAddr>,
     tcpcl_addr: Option<std::net::SocketAddr>,
+    wg: Option<(Arc<dtn_wg::Endpoint>, PeerKey)>,
 }
 
 /// A cheap, cloneable way to talk to a running node.
@@ -106,9 +116,16 @@ impl Node {
         if !clock.has_clock() {
             tasks.push(tokio::spawn(clock::keep_lease(clock)));
         }
+        let handle_blocked = blocked.clone();
         let links = links::start(&cfg, handle.clone(), blocked).await?;
         let tcpcl_addr = links.listen_addr;
         tasks.extend(links.tasks);
+        let mut wg = None;
+        if let Some(w) = &cfg.wg {
+            let l = wg::start(&cfg, w, handle.clone(), handle_blocked.clone()).await?;
+            tasks.extend(l.tasks);
+            wg = Some((l.endpoint, l.identity));
+        }
         let mut api_addr = None;
         let mut api = None;
         if let Some(addr) = cfg.api {
@@ -118,7 +135,7 @@ impl Node {
             api = Some((stop, task));
         }
         tracing::info!(node = %cfg.node_id, store = %cfg.store_dir.display(), ?tcpcl_addr, ?api_addr, "node started");
-        Ok(Node { handle, core, tasks, api, api_addr, tcpcl_addr })
+        Ok(Node { handle, core, tasks, api, api_addr, tcpcl_addr, wg })
     }
 
     /// A handle for submitting, receiving and inspecting.
@@ -134,6 +151,21 @@ impl Node {
     /// Where TCPCL listens (the bound address, useful with port 0).
     pub fn tcpcl_addr(&self) -> Option<std::net::SocketAddr> {
         self.tcpcl_addr
+    }
+
+    /// The WireGuard tunnel's UDP address (the bound address, useful with port 0).
+    pub fn wg_addr(&self) -> Option<std::net::SocketAddr> {
+        self.wg.as_ref().map(|(ep, _)| ep.local_addr())
+    }
+
+    /// This node's identity public key, when it runs the WireGuard link.
+    pub fn wg_identity(&self) -> Option<PeerKey> {
+        self.wg.as_ref().map(|(_, k)| *k)
+    }
+
+    /// The WireGuard endpoint, for its statistics and peers' status.
+    pub fn wg_endpoint(&self) -> Option<Arc<dtn_wg::Endpoint>> {
+        self.wg.as_ref().map(|(ep, _)| ep.clone())
     }
 
     /// Stops accepting work, waits for pending commits, closes sessions and the store.

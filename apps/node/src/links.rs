@@ -28,11 +28,11 @@ pub(crate) struct Links {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-type Blocked = Arc<Mutex<BTreeSet<Eid>>>;
+pub(crate) type Blocked = Arc<Mutex<BTreeSet<Eid>>>;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-fn session_config(cfg: &NodeConfig) -> SessionConfig {
+pub(crate) fn session_config(cfg: &NodeConfig) -> SessionConfig {
     let mut s = SessionConfig::new(cfg.node_id.to_string());
     s.transfer_mru = cfg.max_bundle;
     s.keepalive = cfg.keepalive;
@@ -168,8 +168,23 @@ async fn dial_loop(addr: SocketAddr, scfg: SessionConfig, node: NodeHandle, bloc
     }
 }
 
+/// One session as one contact, with the link class taken from the peer's address (loopback: wired, else
+/// Wi-Fi). See [`run_session_on`].
+async fn run_session(h: SessionHandle, events: SessionEvents, node: NodeHandle, blocked: Blocked, max: u64) {
+    run_session_on(h, events, node, blocked, max, None).await
+}
+
 /// One session as one contact: bundles out from the engine, bundles in to it, until the session ends.
-async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHandle, blocked: Blocked, max: u64) {
+/// `class` is the link class when the convergence layer knows it better than the peer's address does (a
+/// WireGuard tunnel: its inner addresses say nothing about the path).
+pub(crate) async fn run_session_on(
+    h: SessionHandle,
+    mut events: SessionEvents,
+    node: NodeHandle,
+    blocked: Blocked,
+    max: u64,
+    class: Option<LinkClass>,
+) {
     let peer = match h.peer_node_id().parse::<Eid>() {
         Ok(e) if !e.is_null() && e.node_id() == e => e,
         _ => {
@@ -185,9 +200,9 @@ async fn run_session(h: SessionHandle, mut events: SessionEvents, node: NodeHand
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel();
     let p = h.params();
-    let class = if p.peer_addr.ip().is_loopback() { LinkClass::Wired } else { LinkClass::Wifi };
+    let class = class.unwrap_or(if p.peer_addr.ip().is_loopback() { LinkClass::Wired } else { LinkClass::Wifi });
     let link = LinkInfo { class, rate: None, mtu: Some(p.peer_transfer_mru), volume: None, durable_acks: true };
-    tracing::info!(%peer, addr = %p.peer_addr, "contact up");
+    tracing::info!(%peer, addr = %p.peer_addr, ?class, "contact up");
     if node.input(Input::ContactUp { peer: peer.clone(), link, session, tx }).is_err() {
         return;
     }

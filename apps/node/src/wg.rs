@@ -1,0 +1,164 @@
+//! The WireGuard link: TCPCL sessions through dtn-wg tunnels, accepted from and dialled to the configured
+//! peers, each handed to the same session code as TCP sessions (`links::run_session_on`) with the link
+//! class of its peer's configuration.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dtn_core::routing::LinkClass;
+use dtn_tcpcl::SessionConfig;
+use dtn_wg::tcpcl::TCPCL_PORT;
+use dtn_wg::{Endpoint, EndpointConfig, Identity, Listener, PeerConfig, PeerKey};
+use tokio::task::JoinHandle;
+
+use crate::links::{Blocked, run_session_on, session_config};
+use crate::{NodeConfig, NodeError, NodeHandle, WgConfig};
+
+pub(crate) struct WgLinks {
+    pub endpoint: Arc<Endpoint>,
+    pub identity: PeerKey,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Peers with a session up through the tunnel, so that a dialler does not open a second one.
+type Active = Arc<Mutex<HashSet<PeerKey>>>;
+
+/// Marks a peer as in session for as long as it lives.
+struct InSession {
+    active: Active,
+    peer: PeerKey,
+}
+
+impl InSession {
+    fn new(active: &Active, peer: PeerKey) -> InSession {
+        active.lock().unwrap_or_else(|e| e.into_inner()).insert(peer);
+        InSession { active: active.clone(), peer }
+    }
+}
+
+impl Drop for InSession {
+    fn drop(&mut self) {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.peer);
+    }
+}
+
+fn is_active(active: &Active, peer: &PeerKey) -> bool {
+    active.lock().unwrap_or_else(|e| e.into_inner()).contains(peer)
+}
+
+#[derive(Clone)]
+struct Ctx {
+    scfg: SessionConfig,
+    node: NodeHandle,
+    blocked: Blocked,
+    max: u64,
+    active: Active,
+    classes: Arc<HashMap<PeerKey, LinkClass>>,
+}
+
+impl Ctx {
+    fn class(&self, peer: &PeerKey) -> LinkClass {
+        // Every peer that can complete a handshake is configured, so the fallback is never used; it is the
+        // cautious class should that ever change.
+        self.classes.get(peer).copied().unwrap_or(LinkClass::Metered)
+    }
+}
+
+pub(crate) async fn start(
+    cfg: &NodeConfig,
+    wg: &WgConfig,
+    node: NodeHandle,
+    blocked: Blocked,
+) -> Result<WgLinks, NodeError> {
+    let identity = Identity::load_or_generate(&wg.key_path(&cfg.store_dir))?;
+    let me = identity.public();
+    let mut ecfg = EndpointConfig::new(wg.listen);
+    let mut classes = HashMap::new();
+    for p in &wg.peers {
+        if p.key == me {
+            return Err(NodeError::Rejected(format!("WireGuard peer {} is this node's own key", p.key)));
+        }
+        ecfg.peers.push(PeerConfig {
+            key: p.key,
+            endpoint: p.endpoint,
+            persistent_keepalive: p.persistent_keepalive.or(wg.persistent_keepalive),
+        });
+        classes.insert(p.key, p.class.unwrap_or(wg.class));
+    }
+    let endpoint = Arc::new(Endpoint::bind(&identity, ecfg).await?);
+    let listener = endpoint.listen(TCPCL_PORT)?;
+    let ctx = Ctx {
+        scfg: session_config(cfg),
+        node,
+        blocked,
+        max: cfg.max_bundle,
+        active: Arc::new(Mutex::new(HashSet::new())),
+        classes: Arc::new(classes),
+    };
+    let mut tasks = vec![tokio::spawn(accept_loop(listener, ctx.clone()))];
+    for p in &wg.peers {
+        tasks.push(tokio::spawn(dial_loop(endpoint.clone(), me, p.key, ctx.clone())));
+    }
+    tracing::info!(identity = %me, addr = %endpoint.local_addr(), peers = wg.peers.len(), "WireGuard link up");
+    Ok(WgLinks { endpoint, identity: me, tasks })
+}
+
+async fn accept_loop(listener: Listener, ctx: Ctx) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "WireGuard accept failed; the tunnel has stopped");
+                return;
+            }
+        };
+        let ctx = ctx.clone();
+        // Negotiation runs apart from the loop so that one slow peer does not hold up the others.
+        tokio::spawn(async move {
+            let (peer, local, remote) = (stream.peer(), stream.local_addr(), stream.peer_addr());
+            match dtn_tcpcl::accept_stream(stream, local, remote, ctx.scfg.clone()).await {
+                Ok((h, ev)) => {
+                    let _mark = InSession::new(&ctx.active, peer);
+                    tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session accepted");
+                    let class = ctx.class(&peer);
+                    run_session_on(h, ev, ctx.node, ctx.blocked, ctx.max, Some(class)).await;
+                }
+                Err(e) => tracing::info!(%peer, error = %e, "TCPCL session through the tunnel refused"),
+            }
+        });
+    }
+}
+
+/// Keeps a session with a peer, reconnecting with backoff (1 s doubling to 30 s) as for static TCP peers.
+/// Both ends of a tunnel know each other, so both would dial: the one with the smaller key dials at once,
+/// the other only after a grace period if no session came up meanwhile.
+async fn dial_loop(ep: Arc<Endpoint>, me: PeerKey, peer: PeerKey, ctx: Ctx) {
+    let grace = if me.as_bytes() < peer.as_bytes() { Duration::ZERO } else { Duration::from_secs(3) };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        // Until the peer's address is known (configured, heard from, or found by rendezvous) a connection
+        // attempt could only time out.
+        let known = ep.peer_status(peer).await.is_some_and(|s| s.endpoint.is_some());
+        if !known || is_active(&ctx.active, &peer) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        tokio::time::sleep(grace).await;
+        if is_active(&ctx.active, &peer) {
+            continue;
+        }
+        match dtn_wg::tcpcl::connect(&ep, peer, TCPCL_PORT, ctx.scfg.clone()).await {
+            Ok((h, ev)) => {
+                backoff = Duration::from_secs(1);
+                let _mark = InSession::new(&ctx.active, peer);
+                tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session dialled");
+                let c = ctx.clone();
+                run_session_on(h, ev, c.node, c.blocked, c.max, Some(ctx.class(&peer))).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "WireGuard connect failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
