@@ -72,6 +72,16 @@ struct Args {
     /// Identity key file (default: <store>/identity; created on first start, mode 0600).
     #[arg(long)]
     wg_key: Option<PathBuf>,
+    /// Rendezvous: the DTN network's name, shared by its nodes (separates its records in the DHT).
+    #[arg(long)]
+    network: Option<String>,
+    /// Rendezvous: a Mainline DHT node to bootstrap from, HOST:PORT (repeatable). Without one, rendezvous
+    /// is off and the DHT is never contacted.
+    #[arg(long = "dht-bootstrap")]
+    dht_bootstrap: Vec<String>,
+    /// Rendezvous: answer STUN on the tunnel's socket and announce it (for a node with a public address).
+    #[arg(long)]
+    stun_responder: bool,
     /// Print this node's identity public key (creating the key if there is none yet) and exit.
     #[arg(long)]
     print_identity: bool,
@@ -111,6 +121,10 @@ struct WgFile {
     class: Option<String>,
     #[serde(default)]
     peers: Vec<WgPeerFile>,
+    network: Option<String>,
+    #[serde(default)]
+    dht_bootstrap: Vec<String>,
+    stun_responder: Option<bool>,
 }
 
 /// `[[wg.peers]]`.
@@ -221,8 +235,57 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
     let copies = args.spray_copies.or(file.spray_copies);
     let plan = args.contact_plan.or(file.contact_plan);
     cfg.routing = routing(args.routing.or(file.routing).as_deref(), copies, &routes, plan.as_deref())?;
-    cfg.wg = wg_config(args.wg, args.wg_peers, args.wg_key, file.wg.unwrap_or_default(), args.print_identity)?;
+    let mut fwg = file.wg.unwrap_or_default();
+    let rdv = RendezvousArgs {
+        network: args.network.or(fwg.network.take()),
+        bootstrap: if args.dht_bootstrap.is_empty() {
+            std::mem::take(&mut fwg.dht_bootstrap)
+        } else {
+            args.dht_bootstrap
+        },
+        responder: args.stun_responder || fwg.stun_responder.unwrap_or(false),
+    };
+    cfg.wg = wg_config(args.wg, args.wg_peers, args.wg_key, fwg, args.print_identity)?;
+    rendezvous_config(cfg.wg.as_mut(), rdv)?;
     Ok(cfg)
+}
+
+/// The rendezvous settings, from flags or `[wg]`.
+struct RendezvousArgs {
+    network: Option<String>,
+    bootstrap: Vec<String>,
+    responder: bool,
+}
+
+/// Adds rendezvous to the WireGuard link. Settings that would silently do nothing are refused.
+fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<()> {
+    let Some(wg) = wg else {
+        if rdv.network.is_some() || !rdv.bootstrap.is_empty() || rdv.responder {
+            bail!("rendezvous is configured but the WireGuard link is off: add --wg ADDR:PORT");
+        }
+        return Ok(());
+    };
+    for b in &rdv.bootstrap {
+        wg.dht_bootstrap.push(resolve(b).with_context(|| format!("--dht-bootstrap {b:?}"))?);
+    }
+    if wg.dht_bootstrap.is_empty() {
+        if rdv.responder {
+            bail!("--stun-responder needs --dht-bootstrap (it is announced in the DHT)");
+        }
+        return Ok(());
+    }
+    let Some(network) = rdv.network else {
+        bail!("--dht-bootstrap needs --network NAME (records and STUN servers are found under it)");
+    };
+    wg.network = network;
+    wg.stun_responder = rdv.responder;
+    // A DHT reached only at loopback or private addresses is a closed network, whose STUN servers have
+    // such addresses too; on the Internet an announcement naming one is refused.
+    wg.rendezvous.allow_private = wg.dht_bootstrap.iter().all(|a| match a.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local(),
+    });
+    Ok(())
 }
 
 /// Where the identity key is: the WireGuard link's key file, else the default in the store.
@@ -447,6 +510,33 @@ mod tests {
             (Some("127.0.0.1:7".parse().unwrap()), Some(LinkClass::Metered), Some(15))
         );
         assert!(toml::from_str::<FileConfig>("[wg]\nlisen = \"x\"\n").is_err());
+
+        // Rendezvous: off without bootstrap nodes; a private bootstrap makes a closed network.
+        let wg = |a: Args| configure_with(a, FileConfig::default()).map(|c| c.wg.unwrap());
+        let on = || Args { wg: Some("127.0.0.1:0".into()), ..base() };
+        let w = wg(on()).unwrap();
+        assert!(!w.rendezvous_enabled() && !w.stun_responder);
+        let w = wg(Args {
+            network: Some("hills".into()),
+            dht_bootstrap: vec!["127.0.0.1:6881".into(), "10.0.0.1:6881".into()],
+            stun_responder: true,
+            ..on()
+        })
+        .unwrap();
+        assert_eq!(w.network, "hills");
+        assert_eq!(w.dht_bootstrap.len(), 2);
+        assert!(w.stun_responder && w.rendezvous.allow_private);
+        let w = wg(Args { network: Some("hills".into()), dht_bootstrap: vec!["192.0.2.1:6881".into()], ..on() });
+        assert!(!w.unwrap().rendezvous.allow_private);
+        let e = wg(Args { dht_bootstrap: vec!["127.0.0.1:6881".into()], ..on() }).unwrap_err();
+        assert!(e.to_string().contains("--network"));
+        assert!(wg(Args { stun_responder: true, ..on() }).unwrap_err().to_string().contains("--dht-bootstrap"));
+        let e = configure_with(Args { network: Some("hills".into()), ..base() }, FileConfig::default());
+        assert!(e.unwrap_err().to_string().contains("WireGuard link is off"));
+        let text = "[wg]\nlisten = \"127.0.0.1:0\"\nnetwork = \"hills\"\ndht-bootstrap = [\"127.0.0.1:6881\"]\n\
+                    stun-responder = true\n";
+        let w = configure_with(base(), toml::from_str(text).unwrap()).unwrap().wg.unwrap();
+        assert_eq!((w.network.as_str(), w.dht_bootstrap.len(), w.stun_responder), ("hills", 1, true));
     }
 
     #[test]

@@ -69,6 +69,48 @@ pub struct WgConfig {
     /// Link class of the contacts, for peers that set none. Metered by default: a tunnel usually crosses
     /// a cellular or satellite link that is paid per byte.
     pub class: LinkClass,
+    /// Rendezvous: the DTN network's name, which separates its STUN servers and endpoint records from
+    /// every other network's in the shared DHT (1 to 57 bytes).
+    pub network: String,
+    /// Mainline DHT nodes to bootstrap from. Empty: no rendezvous at all, and the DHT is never contacted
+    /// (in particular not the public DHT's default bootstrap nodes).
+    pub dht_bootstrap: Vec<SocketAddr>,
+    /// Answer STUN Binding requests on the tunnel's socket and announce that in the DHT: for nodes with a
+    /// public address, so that NATed nodes of the network can learn their mappings.
+    pub stun_responder: bool,
+    /// Rendezvous timers and rules; the defaults suit the public Internet.
+    pub rendezvous: RendezvousTiming,
+}
+
+/// How often rendezvous does what it does.
+#[derive(Debug, Clone)]
+pub struct RendezvousTiming {
+    /// Between lookups of STUN servers in the DHT (checks of known ones fall due by their own clock).
+    pub discovery_every: Duration,
+    /// Between publications of an unchanged endpoint record (a changed one goes out at once).
+    pub republish_every: Duration,
+    /// Between resolutions of the records of peers that have no live tunnel.
+    pub resolve_every: Duration,
+    /// Between announcements of our STUN responder.
+    pub announce_every: Duration,
+    /// Accept STUN servers on loopback and private addresses (closed networks, tests); remote announcers
+    /// should never name those on the Internet.
+    pub allow_private: bool,
+    /// Time a DHT query waits for a silent node (`None`: the DHT library's default).
+    pub dht_request_timeout: Option<Duration>,
+}
+
+impl Default for RendezvousTiming {
+    fn default() -> Self {
+        RendezvousTiming {
+            discovery_every: Duration::from_secs(5 * 60),
+            republish_every: Duration::from_secs(30 * 60),
+            resolve_every: Duration::from_secs(60),
+            announce_every: Duration::from_secs(10 * 60),
+            allow_private: false,
+            dht_request_timeout: None,
+        }
+    }
 }
 
 impl WgConfig {
@@ -80,7 +122,16 @@ impl WgConfig {
             peers: Vec::new(),
             persistent_keepalive: Some(25),
             class: LinkClass::Metered,
+            network: String::new(),
+            dht_bootstrap: Vec::new(),
+            stun_responder: false,
+            rendezvous: RendezvousTiming::default(),
         }
+    }
+
+    /// Rendezvous runs when DHT bootstrap nodes are configured.
+    pub fn rendezvous_enabled(&self) -> bool {
+        !self.dht_bootstrap.is_empty()
     }
 
     /// Where the identity key is kept for a node whose store is `store_dir`.

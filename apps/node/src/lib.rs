@@ -18,6 +18,7 @@ mod clock;
 mod config;
 mod core;
 mod links;
+mod rendezvous;
 mod stats;
 mod wg;
 
@@ -32,10 +33,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use clock::NodeClock;
-pub use config::{NodeConfig, WgConfig, WgPeer};
+pub use config::{NodeConfig, RendezvousTiming, WgConfig, WgPeer};
 pub use core::{PeerInfo, now};
 pub use dtn_core::routing::LinkClass;
 pub use dtn_wg::{Identity, IdentityError, PeerKey};
+pub use rendezvous::RendezvousError;
 pub use stats::{Stats, StoreUsage};
 
 use crate::core::{Core, Input};
@@ -66,6 +68,9 @@ pub enum NodeError {
     /// The WireGuard endpoint could not be started.
     #[error("WireGuard: {0}")]
     Wg(#[from] dtn_wg::Error),
+    /// Rendezvous through the DHT could not start.
+    #[error("rendezvous: {0}")]
+    Rendezvous(#[from] rendezvous::RendezvousError),
     /// A bundle the store returned could not be decoded.
     #[error("stored bundle unreadable: {0}")]
     Corrupt(String),

@@ -100,6 +100,10 @@ pub(crate) async fn start(
     for p in &wg.peers {
         tasks.push(tokio::spawn(dial_loop(endpoint.clone(), me, p.key, ctx.clone())));
     }
+    if wg.rendezvous_enabled() {
+        let found = crate::rendezvous::start(endpoint.clone(), &identity, wg, &cfg.store_dir, cfg.has_clock)?;
+        tasks.extend(found);
+    }
     tracing::info!(identity = %me, addr = %endpoint.local_addr(), peers = wg.peers.len(), "WireGuard link up");
     Ok(WgLinks { endpoint, identity: me, tasks })
 }
