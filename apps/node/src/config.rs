@@ -69,6 +69,10 @@ pub struct WgConfig {
     /// Link class of the contacts, for peers that set none. Metered by default: a tunnel usually crosses
     /// a cellular or satellite link that is paid per byte.
     pub class: LinkClass,
+    /// Bytes a day the node may send to each peer that sets no budget of its own; `None`: no limit. Counts
+    /// bundle bytes handed to the TCPCL session; days turn at UTC midnight (without a clock: every 24 h of
+    /// the node's time base); the count is kept in the store across restarts.
+    pub budget_per_day: Option<u64>,
 }
 
 impl WgConfig {
@@ -80,6 +84,7 @@ impl WgConfig {
             peers: Vec::new(),
             persistent_keepalive: Some(25),
             class: LinkClass::Metered,
+            budget_per_day: None,
         }
     }
 
@@ -100,11 +105,13 @@ pub struct WgPeer {
     pub persistent_keepalive: Option<u16>,
     /// Overrides [`WgConfig::class`].
     pub class: Option<LinkClass>,
+    /// Overrides [`WgConfig::budget_per_day`].
+    pub budget_per_day: Option<u64>,
 }
 
 impl WgPeer {
     pub fn new(key: PeerKey, endpoint: Option<SocketAddr>) -> WgPeer {
-        WgPeer { key, endpoint, persistent_keepalive: None, class: None }
+        WgPeer { key, endpoint, persistent_keepalive: None, class: None, budget_per_day: None }
     }
 }
 
