@@ -80,6 +80,10 @@ pub struct WgConfig {
     pub stun_responder: bool,
     /// Rendezvous timers and rules; the defaults suit the public Internet.
     pub rendezvous: RendezvousTiming,
+    /// Bytes a day the node may send to each peer that sets no budget of its own; `None`: no limit. Counts
+    /// bundle bytes handed to the TCPCL session; days turn at UTC midnight (without a clock: every 24 h of
+    /// the node's time base); the count is kept in the store across restarts.
+    pub budget_per_day: Option<u64>,
 }
 
 /// How often rendezvous does what it does.
@@ -126,6 +130,7 @@ impl WgConfig {
             dht_bootstrap: Vec::new(),
             stun_responder: false,
             rendezvous: RendezvousTiming::default(),
+            budget_per_day: None,
         }
     }
 
@@ -151,11 +156,13 @@ pub struct WgPeer {
     pub persistent_keepalive: Option<u16>,
     /// Overrides [`WgConfig::class`].
     pub class: Option<LinkClass>,
+    /// Overrides [`WgConfig::budget_per_day`].
+    pub budget_per_day: Option<u64>,
 }
 
 impl WgPeer {
     pub fn new(key: PeerKey, endpoint: Option<SocketAddr>) -> WgPeer {
-        WgPeer { key, endpoint, persistent_keepalive: None, class: None }
+        WgPeer { key, endpoint, persistent_keepalive: None, class: None, budget_per_day: None }
     }
 }
 

@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
 use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Piece, Submission, TransferId};
 use dtn_core::routing::LinkInfo;
-use dtn_core::store::{CommitReport, StoreError, WriteBatch, WriteOp};
+use dtn_core::store::{BundleStore, CommitReport, StoreError, WriteBatch, WriteOp};
 use dtn_store_lmdb::LmdbStore;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::budget::{Budgets, LinkBudget};
 use crate::stats::Stats;
 
 /// What the engine task is asked to do.
@@ -29,8 +30,14 @@ pub(crate) enum Input {
     /// Part of a bundle from a peer (a checkpoint of a long transfer, or its end after one): the payload
     /// bytes of `bytes` beyond the first `skip` are kept as a fragment; answered like `Received`.
     ReceivedPartial { peer: Eid, bytes: Vec<u8>, skip: u64, durable: oneshot::Sender<bool> },
-    /// A session to a peer is up; bundles for it go to `tx`.
-    ContactUp { peer: Eid, link: LinkInfo, session: u64, tx: mpsc::UnboundedSender<Outgoing> },
+    /// A session to a peer is up; bundles for it go to `tx`, counted against `budget` if it has one.
+    ContactUp {
+        peer: Eid,
+        link: LinkInfo,
+        session: u64,
+        tx: mpsc::UnboundedSender<Outgoing>,
+        budget: Option<LinkBudget>,
+    },
     /// That session ended.
     ContactDown { peer: Eid, session: u64 },
     /// A store commit finished.
@@ -78,6 +85,8 @@ struct Session {
     id: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
     in_flight: usize,
+    /// The daily byte budget its bytes count against, and the day the engine's volume for it was set.
+    budget: Option<(LinkBudget, u64)>,
 }
 
 pub(crate) struct Core {
@@ -110,6 +119,7 @@ pub(crate) struct Core {
     group: Option<(BatchId, Vec<WriteOp>)>,
     stats: Stats,
     clock: crate::clock::NodeClock,
+    budgets: Budgets,
 }
 
 /// Inputs handled as one group at most: bounds the latency of the first one's acknowledgement.
@@ -181,6 +191,7 @@ impl Core {
             group: None,
             stats: Stats::default(),
             clock: crate::clock::NodeClock::real(),
+            budgets: Budgets::default(),
         }
     }
 
@@ -193,14 +204,23 @@ impl Core {
     pub(crate) async fn run(mut self) {
         self.handle(Event::Start);
         loop {
-            let input = match self.timer {
+            // A budget's new day wakes the loop too, so that a contact idle for want of budget goes on.
+            let wake = match (self.timer, self.budget_wake()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let input = match wake {
                 Some(at) => {
                     let wait = at.0.saturating_sub(self.clock.now().0);
                     tokio::select! {
                         i = self.inbox.recv() => i,
                         _ = tokio::time::sleep(Duration::from_millis(wait)) => {
-                            self.timer = None;
-                            self.handle(Event::Timer);
+                            self.roll_budgets();
+                            if self.timer.is_some_and(|t| t <= self.clock.now()) {
+                                self.timer = None;
+                                self.handle(Event::Timer);
+                            }
+                            self.save_budgets();
                             continue;
                         }
                     }
@@ -274,14 +294,14 @@ impl Core {
                 let batches = self.handle(Event::ReceivedPartial { peer, bytes, skip });
                 self.wait_durable(batches, durable);
             }
-            Input::ContactUp { peer, link, session, tx } => {
-                let s = Session { id: session, tx, in_flight: 0 };
+            Input::ContactUp { peer, link, session, tx, budget } => {
+                let s = Session { id: session, tx, in_flight: 0, budget: budget.map(|b| (b, 0)) };
                 if self.sessions.contains_key(&peer) {
                     // One contact per peer: the engine sends on the first session only.
                     self.spare.entry(peer).or_default().push((s, link));
                     return;
                 }
-                self.sessions.insert(peer.clone(), s);
+                let link = self.budgeted(s, &peer, link);
                 self.handle(Event::ContactUp { peer, link });
             }
             Input::ContactDown { peer, session } => {
@@ -293,7 +313,7 @@ impl Core {
                     self.handle(Event::ContactDown { peer: peer.clone() });
                     let next = self.spare.get_mut(&peer).and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
                     if let Some((s, link)) = next {
-                        self.sessions.insert(peer.clone(), s);
+                        let link = self.budgeted(s, &peer, link);
                         self.handle(Event::ContactUp { peer: peer.clone(), link });
                     }
                 }
@@ -433,6 +453,62 @@ impl Core {
         }
         let actions = self.engine.end_group();
         self.act(actions);
+        self.save_budgets();
+    }
+
+    /// Writes the budget counts changed by the group's transmissions, in a write of their own: the
+    /// engine's batches are its business. A crash loses at most the last group's count.
+    fn save_budgets(&mut self) {
+        let ops = self.budgets.take_writes();
+        if ops.is_empty() {
+            return;
+        }
+        self.store.submit_with(WriteBatch { now: self.clock.now(), ops }, |r| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "byte budget count not saved");
+            }
+        });
+    }
+
+    /// Makes `s` the session of `peer`, with the link's volume at what is left of its daily budget today.
+    fn budgeted(&mut self, mut s: Session, peer: &Eid, mut link: LinkInfo) -> LinkInfo {
+        let now = self.clock.now();
+        if let Some((b, day)) = &mut s.budget {
+            let store = &self.store;
+            let left = self.budgets.left(b, now, &|k| store.state(k).ok().flatten());
+            *day = crate::budget::day_of(now);
+            link.volume = Some(link.volume.map_or(left, |v| v.min(left)));
+            tracing::info!(%peer, budget = b.per_day, left, "metered contact with a daily budget");
+        }
+        self.sessions.insert(peer.clone(), s);
+        link
+    }
+
+    /// When the next day of a budget starts, if a session in contact has one.
+    fn budget_wake(&self) -> Option<DtnTime> {
+        let now = self.clock.now();
+        self.sessions.values().any(|s| s.budget.is_some()).then(|| crate::budget::next_day(now))
+    }
+
+    /// A new day on a live contact: the engine's volume is raised to the new day's budget (rather than
+    /// cycling the contact, which would resend hellos and requeue everything for nothing).
+    fn roll_budgets(&mut self) {
+        let now = self.clock.now();
+        let today = crate::budget::day_of(now);
+        let mut raised = Vec::new();
+        for (peer, s) in &mut self.sessions {
+            if let Some((b, day)) = &mut s.budget
+                && *day != today
+            {
+                *day = today;
+                let store = &self.store;
+                raised.push((peer.clone(), self.budgets.left(b, now, &|k| store.state(k).ok().flatten())));
+            }
+        }
+        for (peer, left) in raised {
+            tracing::info!(%peer, left, "new day of the byte budget");
+            self.handle(Event::ContactVolume { peer, volume: Some(left) });
+        }
     }
 
     fn commit(&mut self, batch: BatchId, ops: Vec<WriteOp>) {
@@ -540,9 +616,16 @@ impl Core {
 
     fn transmit(&mut self, peer: Eid, transfer: TransferId, bytes: Vec<u8>) {
         self.stats.sent_bytes += bytes.len() as u64;
+        let now = self.clock.now();
         let sent = match self.sessions.get_mut(&peer) {
             Some(s) => {
                 s.in_flight += 1;
+                // Counted when handed to the session: a failed transfer's bytes were mostly sent (and
+                // billed) too. Hellos and offers count as well; only stored bundles are held back.
+                if let Some((b, _)) = &s.budget {
+                    let store = &self.store;
+                    self.budgets.spend(b, now, bytes.len() as u64, &|k| store.state(k).ok().flatten());
+                }
                 s.tx.send(Outgoing { transfer, bytes }).is_ok()
             }
             None => false,

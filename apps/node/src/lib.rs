@@ -14,6 +14,7 @@
 //! ```
 
 pub mod api;
+mod budget;
 mod clock;
 mod config;
 mod core;

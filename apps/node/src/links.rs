@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::budget::LinkBudget;
 use crate::core::{Input, Outgoing};
 use crate::{NodeConfig, NodeError, NodeHandle};
 
@@ -171,12 +172,13 @@ async fn dial_loop(addr: SocketAddr, scfg: SessionConfig, node: NodeHandle, bloc
 /// One session as one contact, with the link class taken from the peer's address (loopback: wired, else
 /// Wi-Fi). See [`run_session_on`].
 async fn run_session(h: SessionHandle, events: SessionEvents, node: NodeHandle, blocked: Blocked, max: u64) {
-    run_session_on(h, events, node, blocked, max, None).await
+    run_session_on(h, events, node, blocked, max, None, None).await
 }
 
 /// One session as one contact: bundles out from the engine, bundles in to it, until the session ends.
 /// `class` is the link class when the convergence layer knows it better than the peer's address does (a
-/// WireGuard tunnel: its inner addresses say nothing about the path).
+/// WireGuard tunnel: its inner addresses say nothing about the path). Bytes sent count against `budget`, if
+/// any, and the contact's volume is what is left of it today.
 pub(crate) async fn run_session_on(
     h: SessionHandle,
     mut events: SessionEvents,
@@ -184,6 +186,7 @@ pub(crate) async fn run_session_on(
     blocked: Blocked,
     max: u64,
     class: Option<LinkClass>,
+    budget: Option<LinkBudget>,
 ) {
     let peer = match h.peer_node_id().parse::<Eid>() {
         Ok(e) if !e.is_null() && e.node_id() == e => e,
@@ -203,7 +206,7 @@ pub(crate) async fn run_session_on(
     let class = class.unwrap_or(if p.peer_addr.ip().is_loopback() { LinkClass::Wired } else { LinkClass::Wifi });
     let link = LinkInfo { class, rate: None, mtu: Some(p.peer_transfer_mru), volume: None, durable_acks: true };
     tracing::info!(%peer, addr = %p.peer_addr, ?class, "contact up");
-    if node.input(Input::ContactUp { peer: peer.clone(), link, session, tx }).is_err() {
+    if node.input(Input::ContactUp { peer: peer.clone(), link, session, tx, budget }).is_err() {
         return;
     }
     let sender = tokio::spawn(send_loop(h.clone(), rx, node.clone()));

@@ -12,6 +12,7 @@ use dtn_wg::tcpcl::TCPCL_PORT;
 use dtn_wg::{Endpoint, EndpointConfig, Identity, Listener, PeerConfig, PeerKey};
 use tokio::task::JoinHandle;
 
+use crate::budget::LinkBudget;
 use crate::links::{Blocked, run_session_on, session_config};
 use crate::{NodeConfig, NodeError, NodeHandle, WgConfig};
 
@@ -55,6 +56,8 @@ struct Ctx {
     max: u64,
     active: Active,
     classes: Arc<HashMap<PeerKey, LinkClass>>,
+    /// Daily byte budgets by peer (peers without one are absent).
+    budgets: Arc<HashMap<PeerKey, u64>>,
 }
 
 impl Ctx {
@@ -62,6 +65,11 @@ impl Ctx {
         // Every peer that can complete a handshake is configured, so the fallback is never used; it is the
         // cautious class should that ever change.
         self.classes.get(peer).copied().unwrap_or(LinkClass::Metered)
+    }
+
+    fn budget(&self, peer: &PeerKey) -> Option<LinkBudget> {
+        let per_day = *self.budgets.get(peer)?;
+        Some(LinkBudget { name: format!("wg/{peer}"), per_day })
     }
 }
 
@@ -75,6 +83,7 @@ pub(crate) async fn start(
     let me = identity.public();
     let mut ecfg = EndpointConfig::new(wg.listen);
     let mut classes = HashMap::new();
+    let mut budgets = HashMap::new();
     for p in &wg.peers {
         if p.key == me {
             return Err(NodeError::Rejected(format!("WireGuard peer {} is this node's own key", p.key)));
@@ -85,6 +94,9 @@ pub(crate) async fn start(
             persistent_keepalive: p.persistent_keepalive.or(wg.persistent_keepalive),
         });
         classes.insert(p.key, p.class.unwrap_or(wg.class));
+        if let Some(b) = p.budget_per_day.or(wg.budget_per_day) {
+            budgets.insert(p.key, b);
+        }
     }
     let endpoint = Arc::new(Endpoint::bind(&identity, ecfg).await?);
     let listener = endpoint.listen(TCPCL_PORT)?;
@@ -95,6 +107,7 @@ pub(crate) async fn start(
         max: cfg.max_bundle,
         active: Arc::new(Mutex::new(HashSet::new())),
         classes: Arc::new(classes),
+        budgets: Arc::new(budgets),
     };
     let mut tasks = vec![tokio::spawn(accept_loop(listener, ctx.clone()))];
     for p in &wg.peers {
@@ -126,7 +139,8 @@ async fn accept_loop(listener: Listener, ctx: Ctx) {
                     let _mark = InSession::new(&ctx.active, peer);
                     tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session accepted");
                     let class = ctx.class(&peer);
-                    run_session_on(h, ev, ctx.node, ctx.blocked, ctx.max, Some(class)).await;
+                    let budget = ctx.budget(&peer);
+                    run_session_on(h, ev, ctx.node, ctx.blocked, ctx.max, Some(class), budget).await;
                 }
                 Err(e) => tracing::info!(%peer, error = %e, "TCPCL session through the tunnel refused"),
             }
@@ -158,7 +172,7 @@ async fn dial_loop(ep: Arc<Endpoint>, me: PeerKey, peer: PeerKey, ctx: Ctx) {
                 let _mark = InSession::new(&ctx.active, peer);
                 tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session dialled");
                 let c = ctx.clone();
-                run_session_on(h, ev, c.node, c.blocked, c.max, Some(ctx.class(&peer))).await;
+                run_session_on(h, ev, c.node, c.blocked, c.max, Some(ctx.class(&peer)), ctx.budget(&peer)).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "WireGuard connect failed"),
         }

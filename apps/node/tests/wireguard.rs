@@ -44,7 +44,7 @@ async fn two_nodes_deliver_both_ways_through_the_tunnel() {
     let dir = tempfile::tempdir().unwrap();
     let (ka, kb) = (identity(dir.path(), "a"), identity(dir.path(), "b"));
     // a knows b's key only (b dials it); b knows a's key and address. The link is metered by default, so
-    // epidemic routing replicates only expedited bundles over it (bundles for the peer itself always go).
+    // bulk bundles wait for a free link (to any peer); normal and expedited ones go.
     let a = Node::start(config(dir.path(), "a", vec![WgPeer::new(kb, None)])).await.unwrap();
     assert_eq!(a.wg_identity(), Some(ka));
     let b = Node::start(config(dir.path(), "b", vec![WgPeer::new(ka, a.wg_addr())])).await.unwrap();
@@ -59,7 +59,9 @@ async fn two_nodes_deliver_both_ways_through_the_tunnel() {
         s.priority = Priority::EXPEDITED;
         s
     };
-    let bulk = ha.send("dtn://far/~in".parse().unwrap(), b"bulk, not worth paying for".to_vec()).await.unwrap();
+    let mut s = Submission::new(0, "dtn://far/~in".parse().unwrap(), b"bulk, not worth paying for".to_vec());
+    s.priority = Priority::BULK;
+    let bulk = ha.submit(s).await.unwrap()[0].clone();
     let relayed = ha.submit(expedited("dtn://far/~in", b"alarm for far")).await.unwrap();
     let to_b = ha.submit(expedited("dtn://b/~in", b"alarm for b")).await.unwrap();
     let to_a = hb.submit(expedited("dtn://a/~in", b"alarm for a")).await.unwrap();
@@ -67,7 +69,7 @@ async fn two_nodes_deliver_both_ways_through_the_tunnel() {
     assert_eq!((vec![got.id], got.payload), (to_b, b"alarm for b".to_vec()));
     let got = recv(&ha, "dtn://a/~in").await;
     assert_eq!((vec![got.id], got.payload), (to_a, b"alarm for a".to_vec()));
-    // For a third node, b got a replica of the expedited bundle and none of the normal one: the contact is
+    // For a third node, b got a replica of the expedited bundle and none of the bulk one: the contact is
     // metered (over a wired one both would be replicated).
     let held = |h: &NodeHandle| h.list(100).unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>();
     for _ in 0..100 {

@@ -8,7 +8,7 @@ use super::{After, Engine, ReportTo, StatusKind, Timer, keys};
 use crate::bpv7::{BlockFlags, BlockType, Bundle, BundleBuilder, BundleFlags, BundleId, CrcType, Eid, fragment_range};
 use crate::engine::{Action, Notice, TransferId};
 use crate::proto::{self, CustodyRequest, Hello, Offer, OurRecord, Receipts};
-use crate::routing::{Decision, LinkInfo, Local, PeerView};
+use crate::routing::{Decision, LinkClass, LinkInfo, Local, PeerView};
 use crate::store::{
     BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, Summary, TombstoneReason, WriteOp,
 };
@@ -144,6 +144,22 @@ impl Engine {
         if let Some(state) = self.agent.save() {
             self.persist(vec![WriteOp::PutState { key: keys::ROUTING.to_vec(), value: Some(state) }], Vec::new());
         }
+    }
+
+    /// A live contact's volume was reset. Bundles refused for want of room go back in the queue: they may
+    /// fit now (bundles refused by the peer are retried too; the peer refuses them again if it must).
+    pub(super) fn contact_volume(&mut self, store: &dyn BundleStore, peer: Eid, volume: Option<u64>) {
+        let peer = peer.node_id();
+        let Some(c) = self.contacts.get_mut(&peer) else { return };
+        c.volume_left = volume;
+        c.link.volume = volume;
+        if !c.ready {
+            return;
+        }
+        c.refused.clear();
+        // As when the contact became ready: what the peer lacks (of what we told it of, for our router).
+        let want = if c.ours { c.announced.difference(&c.known) } else { store.summary().difference(&c.known) };
+        self.queue_and_pump(store, &peer, &want);
     }
 
     pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello) {
@@ -293,7 +309,11 @@ impl Engine {
                 continue;
             }
             let to_destination = meta.destination.node_id() == *peer || c.endpoints.contains(&meta.destination);
-            let decision = if to_destination {
+            // One rule for metered links, whatever the agent and even for the peer's own bundles: below the
+            // configured priority a bundle waits for a free link. The agent may still skip more.
+            let decision = if c.link.class == LinkClass::Metered && meta.priority < self.cfg.metered_min_priority {
+                Decision::Skip
+            } else if to_destination {
                 Decision::Forward
             } else if self.is_local(&meta.destination) {
                 Decision::Skip

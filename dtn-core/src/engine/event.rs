@@ -147,6 +147,14 @@ pub enum Event {
         /// The peer's node ID.
         peer: Eid,
     },
+    /// What is left of a live contact's volume changed (a daily byte budget started a new day): from now on
+    /// the contact may carry `volume` more bytes (`None`: no limit), and what waited for room goes.
+    ContactVolume {
+        /// The peer's node ID.
+        peer: Eid,
+        /// Bytes the contact may still carry.
+        volume: Option<u64>,
+    },
     /// A transmission completed: the peer acknowledged every byte.
     TransferFinished {
         /// The transfer.

@@ -33,7 +33,7 @@ use crate::bpv7::admin::reason;
 use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid, Limits};
 use crate::rng::Rng;
 use crate::routing::RoutingAgent;
-use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Summary, WriteOp};
+use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Priority, Summary, WriteOp};
 
 use contact::{Contact, HelloDelivered, Transfer};
 
@@ -75,6 +75,11 @@ pub struct Config {
     pub hop_limit: Option<u8>,
     /// Decoding limits for bundles from peers.
     pub limits: Limits,
+    /// Lowest priority a stored bundle needs to cross a [`LinkClass::Metered`](crate::routing::LinkClass)
+    /// link, to any peer, its destination included (records the engine sends about a contact, such as
+    /// hellos and offers, always go). Normal by default: sensor batches (normal) pay for the link, bulk
+    /// data (camera frames) waits for a free one.
+    pub metered_min_priority: Priority,
 }
 
 impl Config {
@@ -95,6 +100,7 @@ impl Config {
             sweep_interval_ms: 60_000,
             hop_limit: None,
             limits: Limits::default(),
+            metered_min_priority: Priority::NORMAL,
         }
     }
 }
@@ -303,6 +309,7 @@ impl Engine {
             Event::ReceivedPartial { peer, bytes, skip } => self.received_partial(store, peer, &bytes, skip),
             Event::ContactUp { peer, link } => self.contact_up(store, peer, link),
             Event::ContactDown { peer } => self.contact_down(peer),
+            Event::ContactVolume { peer, volume } => self.contact_volume(store, peer, volume),
             Event::TransferFinished { transfer } => self.transfer_finished(store, transfer),
             Event::TransferFailed { transfer } => self.transfer_failed(store, transfer),
             Event::TransferCut { transfer, durable } => self.transfer_cut(store, transfer, durable),

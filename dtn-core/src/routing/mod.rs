@@ -35,7 +35,8 @@ pub enum LinkClass {
     Wifi,
     /// Wired or loopback.
     Wired,
-    /// Cellular or satellite, paid per byte: only what is worth paying for.
+    /// Cellular or satellite, paid per byte: only what is worth paying for (bundles of at least
+    /// [`Config::metered_min_priority`](crate::engine::Config::metered_min_priority), within the volume).
     Metered,
     /// Not known.
     Unknown,

@@ -45,6 +45,8 @@ pub struct Node {
 pub enum Op {
     /// Contact between two nodes; `budget` bytes may cross (either way) before the link is cut.
     Up(usize, usize, Option<u64>),
+    /// Contact over a link described by `LinkInfo` (class, volume); `durable_acks` is the net's.
+    UpLink(usize, usize, LinkInfo),
     Down(usize, usize),
     Submit(usize, Submission),
     Register(usize, Eid),
@@ -186,18 +188,10 @@ impl Net {
 
     fn apply(&mut self, op: Op) {
         match op {
-            Op::Up(a, b, budget) => {
-                let key = (a.min(b), a.max(b));
-                if self.links.contains_key(&key) {
-                    return;
-                }
-                self.contact_seq += 1;
-                self.links.insert(key, Link { contact: self.contact_seq, budget });
-                let (ea, eb) = (self.nodes[a].eid.clone(), self.nodes[b].eid.clone());
-                let link = LinkInfo { durable_acks: self.durable_acks, ..LinkInfo::default() };
-                self.queue.push_back((a, Event::ContactUp { peer: eb, link }));
-                self.queue.push_back((b, Event::ContactUp { peer: ea, link }));
-            }
+            // The budget cuts the link mid-transfer; the engines are not told of it.
+            Op::Up(a, b, budget) => self.link_up(a, b, budget, LinkInfo::default()),
+            // The engines are told the link's class and volume; the link itself carries everything.
+            Op::UpLink(a, b, link) => self.link_up(a, b, None, link),
             Op::Down(a, b) => self.link_down(a, b),
             Op::Submit(i, s) => self.queue.push_back((i, Event::Submit(s))),
             Op::Register(i, ep) => self.queue.push_back((i, Event::Register(ep))),
@@ -224,6 +218,19 @@ impl Net {
                 }
             }
         }
+    }
+
+    fn link_up(&mut self, a: usize, b: usize, budget: Option<u64>, link: LinkInfo) {
+        let key = (a.min(b), a.max(b));
+        if self.links.contains_key(&key) {
+            return;
+        }
+        self.contact_seq += 1;
+        self.links.insert(key, Link { contact: self.contact_seq, budget });
+        let (ea, eb) = (self.nodes[a].eid.clone(), self.nodes[b].eid.clone());
+        let link = LinkInfo { durable_acks: self.durable_acks, ..link };
+        self.queue.push_back((a, Event::ContactUp { peer: eb, link }));
+        self.queue.push_back((b, Event::ContactUp { peer: ea, link }));
     }
 
     fn link_down(&mut self, a: usize, b: usize) {
