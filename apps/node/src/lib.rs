@@ -421,10 +421,20 @@ impl NodeHandle {
     /// caller's until it calls [`NodeHandle::taken`]. Taking many at once is what lets an application keep
     /// up with small bundles: one request and one read of the store for all of them.
     pub async fn next_deliveries(&self, endpoint: Eid, wait: bool, max: usize) -> Result<Vec<Incoming>, NodeError> {
-        let ids = self.ask(|reply| Input::NextDelivery { endpoint, wait, max, reply }).await?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Input::NextDelivery { endpoint, wait, max, reply }).map_err(|_| NodeError::Stopped)?;
+        // The caller may drop this future at any await (a WebSocket client that hangs up while it waits): what
+        // the node handed out by then goes back, or it would stay handed out to nobody.
+        let mut guard = GiveBackOnDrop { node: self.clone(), rx: Some(rx), ids: Vec::new() };
+        let ids = match guard.rx.as_mut() {
+            Some(rx) => rx.await.map_err(|_| NodeError::Stopped)?,
+            None => return Err(NodeError::Stopped),
+        };
+        guard.rx = None;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        guard.ids = ids.iter().map(|(id, _)| id.clone()).collect();
         let store = self.store.clone();
         let now = self.clock.now();
         let opened = tokio::task::spawn_blocking(move || {
@@ -434,6 +444,7 @@ impl NodeHandle {
         })
         .await
         .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
+        guard.ids.clear();
         let mut out = Vec::with_capacity(opened.len());
         let mut first_error = None;
         for (id, r) in opened {
@@ -533,4 +544,26 @@ fn submit_reply() -> (crate::core::SubmitReply, impl Future<Output = Result<Vec<
 /// The whole bundle's ID for a fragment's.
 fn whole(id: BundleId) -> BundleId {
     BundleId { fragment: None, ..id }
+}
+
+/// Gives back what a [`NodeHandle::next_deliveries`] call was handed if the call is dropped before it
+/// returns it.
+struct GiveBackOnDrop {
+    node: NodeHandle,
+    /// The node's answer, while it is awaited.
+    rx: Option<oneshot::Receiver<Vec<(BundleId, Vec<Piece>)>>>,
+    /// Bundles received and not yet returned to the caller.
+    ids: Vec<BundleId>,
+}
+
+impl Drop for GiveBackOnDrop {
+    fn drop(&mut self) {
+        let mut ids = std::mem::take(&mut self.ids);
+        if let Some(mut rx) = self.rx.take()
+            && let Ok(answer) = rx.try_recv()
+        {
+            ids.extend(answer.into_iter().map(|(id, _)| id));
+        }
+        self.node.give_back(ids);
+    }
 }

@@ -481,3 +481,32 @@ async fn a_collector_started_after_the_data_reached_the_van_gets_it() {
     van.shutdown().await;
     station.shutdown().await;
 }
+
+/// A reader that hangs up while it waits (a collector killed mid-run) may be dropped just after the node
+/// handed it a bundle: that bundle goes back at once, to the next reader, instead of staying handed out to
+/// nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_handed_to_a_reader_that_hung_up_goes_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let h = node.handle();
+    let ep: dtn_core::bpv7::Eid = "dtn://solo/~late".parse().unwrap();
+    h.register(ep.clone()).unwrap();
+    let mut first = Box::pin(h.next_deliveries(ep.clone(), true, 16));
+    // Polled once, the first reader is waiting at the node.
+    tokio::select! {
+        biased;
+        _ = &mut first => panic!("a delivery before anything was sent"),
+        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+    }
+    let id = h.send(ep.clone(), b"last reading".to_vec()).await.unwrap();
+    // The node hands the bundle to the waiting reader as soon as it is stored; give it the moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(first);
+    let got = tokio::time::timeout(Duration::from_secs(5), h.next_deliveries(ep, true, 16))
+        .await
+        .expect("the bundle comes to the next reader at once")
+        .unwrap();
+    assert_eq!(got.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), [id]);
+    node.shutdown().await;
+}
