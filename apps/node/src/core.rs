@@ -64,7 +64,10 @@ pub(crate) enum Input {
 pub(crate) type SubmitReply = oneshot::Sender<Result<Vec<BundleId>, String>>;
 
 /// Answer to [`Input::NextDelivery`]: bundles and, for one that came in fragments, the pieces of its payload.
-pub(crate) type DeliveryReply = oneshot::Sender<Vec<(BundleId, Vec<Piece>)>>;
+pub(crate) type DeliveryReply = oneshot::Sender<Handed>;
+
+/// Bundles handed to an application, each with the pieces of its payload if it came in fragments.
+pub(crate) type Handed = Vec<(BundleId, Vec<Piece>)>;
 
 /// A bundle to send on a session.
 pub(crate) struct Outgoing {

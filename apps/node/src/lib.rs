@@ -551,7 +551,7 @@ fn whole(id: BundleId) -> BundleId {
 struct GiveBackOnDrop {
     node: NodeHandle,
     /// The node's answer, while it is awaited.
-    rx: Option<oneshot::Receiver<Vec<(BundleId, Vec<Piece>)>>>,
+    rx: Option<oneshot::Receiver<crate::core::Handed>>,
     /// Bundles received and not yet returned to the caller.
     ids: Vec<BundleId>,
 }
