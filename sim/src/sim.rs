@@ -495,8 +495,7 @@ impl<'a> Sim<'a> {
                             persisted.push(batch);
                         }
                         Err(e) => {
-                            let failure =
-                                if e.is_full() { PersistFailure::Full } else { PersistFailure::Other(e.to_string()) };
+                            let failure = PersistFailure::from(&e);
                             self.queue.push_back((i, Event::PersistFailed { batch, failure }));
                         }
                     }

@@ -426,7 +426,7 @@ impl Core {
                 self.handle(Event::Persisted(vec![batch]));
             }
             Err(e) => {
-                let failure = if e.is_full() { PersistFailure::Full } else { PersistFailure::Other(e.to_string()) };
+                let failure = PersistFailure::from(&e);
                 self.handle(Event::PersistFailed { batch, failure });
             }
         }

@@ -2,42 +2,35 @@
 //! testnet, so nothing here reaches the public DHT. Two nodes that know only each other's identity key find
 //! each other's address through their endpoint records and exchange bundles through the tunnel.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use common::{identity, wg_config};
 use dtn_nat::mainline::{Dht, Testnet};
 use dtn_nat::{EndpointKind, NatClass, NetworkName, Resolver};
-use dtn_node::{Identity, Node, NodeConfig, NodeHandle, PeerKey, RendezvousTiming, WgConfig, WgPeer};
+use dtn_node::{Node, NodeConfig, NodeHandle, RendezvousTiming, WgPeer};
 
 const NETWORK: &str = "test-rendezvous";
 
 fn config(dir: &std::path::Path, name: &str, peers: Vec<WgPeer>, bootstrap: &[SocketAddr]) -> NodeConfig {
-    let mut cfg = NodeConfig::new(format!("dtn://{name}/").parse().unwrap(), dir.join(name));
-    cfg.tcpcl = None;
-    cfg.discovery = false;
-    cfg.api = None;
-    cfg.seed = 1;
-    let mut wg = WgConfig::new("127.0.0.1:0".parse().unwrap());
-    wg.peers = peers;
-    wg.network = NETWORK.into();
-    wg.dht_bootstrap = bootstrap.to_vec();
-    // Short timers so that the test takes seconds; loopback STUN servers are allowed in this closed network.
-    wg.rendezvous = RendezvousTiming {
-        discovery_every: Duration::from_secs(1),
-        republish_every: Duration::from_secs(60),
-        resolve_every: Duration::from_secs(1),
-        announce_every: Duration::from_secs(60),
-        allow_private: true,
-        dht_request_timeout: Some(Duration::from_millis(300)),
-    };
-    cfg.wg = Some(wg);
+    let mut cfg = wg_config(dir, name, peers);
+    if let Some(wg) = cfg.wg.as_mut() {
+        wg.network = NETWORK.into();
+        wg.dht_bootstrap = bootstrap.to_vec();
+        // Short timers so that the test takes seconds; loopback STUN servers are allowed in this closed
+        // network.
+        wg.rendezvous = RendezvousTiming {
+            discovery_every: Duration::from_secs(1),
+            republish_every: Duration::from_secs(60),
+            resolve_every: Duration::from_secs(1),
+            announce_every: Duration::from_secs(60),
+            allow_private: true,
+            dht_request_timeout: Some(Duration::from_millis(300)),
+        };
+    }
     cfg
-}
-
-fn identity(dir: &std::path::Path, name: &str) -> PeerKey {
-    let id = Identity::generate().unwrap();
-    id.store(&dir.join(name).join("identity")).unwrap();
-    id.public()
 }
 
 async fn recv(h: &NodeHandle, ep: &str) -> dtn_node::Delivery {

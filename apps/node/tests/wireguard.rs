@@ -1,29 +1,13 @@
 //! Nodes that talk only through WireGuard tunnels on loopback (no TCPCL listener, no discovery).
 
+mod common;
+
 use std::time::Duration;
 
+use common::{identity, wg_config as config};
 use dtn_core::engine::Submission;
 use dtn_core::store::Priority;
-use dtn_node::{Identity, LinkClass, Node, NodeConfig, NodeHandle, PeerKey, WgConfig, WgPeer};
-
-fn config(dir: &std::path::Path, name: &str, peers: Vec<WgPeer>) -> NodeConfig {
-    let mut cfg = NodeConfig::new(format!("dtn://{name}/").parse().unwrap(), dir.join(name));
-    cfg.tcpcl = None;
-    cfg.discovery = false;
-    cfg.api = None;
-    cfg.seed = 1;
-    let mut wg = WgConfig::new("127.0.0.1:0".parse().unwrap());
-    wg.peers = peers;
-    cfg.wg = Some(wg);
-    cfg
-}
-
-/// Creates the identity file a node named `name` will load, so that its key is known before it starts.
-fn identity(dir: &std::path::Path, name: &str) -> PeerKey {
-    let id = Identity::generate().unwrap();
-    id.store(&dir.join(name).join("identity")).unwrap();
-    id.public()
-}
+use dtn_node::{Identity, LinkClass, Node, NodeHandle, WgPeer};
 
 async fn wait_for_peer(h: &NodeHandle) {
     for _ in 0..400 {

@@ -88,6 +88,13 @@ pub enum PersistFailure {
     Other(String),
 }
 
+impl From<&crate::store::StoreError> for PersistFailure {
+    /// What a shell reports for a commit that failed with `e`.
+    fn from(e: &crate::store::StoreError) -> Self {
+        if e.is_full() { PersistFailure::Full } else { PersistFailure::Other(e.to_string()) }
+    }
+}
+
 /// Everything that can happen to a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
