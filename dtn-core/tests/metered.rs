@@ -157,3 +157,20 @@ fn raised_volume_on_a_live_contact() {
     assert!(sensor.is_subset(&after), "sensor batches still waiting after the volume was raised");
     assert!(after.is_disjoint(&camera), "raising the volume let bulk frames over the metered link");
 }
+
+/// The volume is what the link may carry, records included: the hello (and any receipt or offer) sent
+/// before a bundle leaves that much less for bundles. Records still go once it is spent, since without a
+/// hello nothing flows at all, so the check is on everything up to the last bundle.
+#[test]
+fn records_use_up_the_volume_too() {
+    let Setup { mut net, station, gateway, .. } = setup("dtn://gateway/~data", Priority::NORMAL);
+    let volume = 1_500;
+    net.at(at(0), Op::UpLink(station, gateway, metered(Some(volume))));
+    net.run_until(at(60 * SEC));
+    let sent: Vec<_> = net.txs.iter().filter(|t| t.contact == 1 && t.from == station).collect();
+    let last_bundle = sent.iter().rposition(|t| t.id.is_some()).expect("a bundle crossed");
+    let records = sent[..last_bundle].iter().filter(|t| t.id.is_none()).count();
+    assert!(records > 0, "no hello before the bundles");
+    let bytes: u64 = sent[..=last_bundle].iter().map(|t| t.len).sum();
+    assert!(bytes <= volume, "{bytes} bytes (bundles and {records} records) sent on a contact of volume {volume}");
+}

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -131,6 +132,19 @@ struct WgFile {
     #[serde(default)]
     dht_bootstrap: Vec<String>,
     stun_responder: Option<bool>,
+    rendezvous: Option<RendezvousFile>,
+}
+
+/// `[wg.rendezvous]`: rendezvous timers in seconds. The defaults suit the Internet; a closed network or a
+/// test may want peers to find each other within seconds.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RendezvousFile {
+    discovery_every: Option<f64>,
+    resolve_every: Option<f64>,
+    republish_every: Option<f64>,
+    announce_every: Option<f64>,
+    dht_request_timeout: Option<f64>,
 }
 
 /// `[[wg.peers]]`.
@@ -265,6 +279,7 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
             args.dht_bootstrap
         },
         responder: args.stun_responder || fwg.stun_responder.unwrap_or(false),
+        timing: fwg.rendezvous.take(),
     };
     cfg.wg = wg_config(args.wg, args.wg_peers, args.wg_key, args.wg_budget, fwg, args.print_identity)?;
     rendezvous_config(cfg.wg.as_mut(), rdv)?;
@@ -276,12 +291,13 @@ struct RendezvousArgs {
     network: Option<String>,
     bootstrap: Vec<String>,
     responder: bool,
+    timing: Option<RendezvousFile>,
 }
 
 /// Adds rendezvous to the WireGuard link. Settings that would silently do nothing are refused.
 fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<()> {
     let Some(wg) = wg else {
-        if rdv.network.is_some() || !rdv.bootstrap.is_empty() || rdv.responder {
+        if rdv.network.is_some() || !rdv.bootstrap.is_empty() || rdv.responder || rdv.timing.is_some() {
             bail!("rendezvous is configured but the WireGuard link is off: add --wg ADDR:PORT");
         }
         return Ok(());
@@ -293,7 +309,27 @@ fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<(
         if rdv.responder {
             bail!("--stun-responder needs --dht-bootstrap (it is announced in the DHT)");
         }
+        if rdv.timing.is_some() {
+            bail!("[wg.rendezvous] is set but rendezvous is off: add --dht-bootstrap HOST:PORT");
+        }
         return Ok(());
+    }
+    if let Some(t) = &rdv.timing {
+        let r = &mut wg.rendezvous;
+        let secs = |v: Option<f64>, key: &str, default: Duration| -> Result<Duration> {
+            let Some(v) = v else { return Ok(default) };
+            match Duration::try_from_secs_f64(v) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                _ => bail!("[wg.rendezvous] {key} = {v}: expected a positive number of seconds"),
+            }
+        };
+        r.discovery_every = secs(t.discovery_every, "discovery-every", r.discovery_every)?;
+        r.resolve_every = secs(t.resolve_every, "resolve-every", r.resolve_every)?;
+        r.republish_every = secs(t.republish_every, "republish-every", r.republish_every)?;
+        r.announce_every = secs(t.announce_every, "announce-every", r.announce_every)?;
+        if t.dht_request_timeout.is_some() {
+            r.dht_request_timeout = Some(secs(t.dht_request_timeout, "dht-request-timeout", Duration::ZERO)?);
+        }
     }
     let Some(network) = rdv.network else {
         bail!("--dht-bootstrap needs --network NAME (records and STUN servers are found under it)");
@@ -571,6 +607,37 @@ mod tests {
                     stun-responder = true\n";
         let w = configure_with(base(), toml::from_str(text).unwrap()).unwrap().wg.unwrap();
         assert_eq!((w.network.as_str(), w.dht_bootstrap.len(), w.stun_responder), ("hills", 1, true));
+    }
+
+    #[test]
+    fn rendezvous_timers_from_the_file() {
+        let base = || Args { store: Some("/tmp/x".into()), node_id: Some("dtn://a/".into()), ..Args::default() };
+        let with = |table: &str| {
+            let text = format!(
+                "[wg]\nlisten = \"127.0.0.1:0\"\nnetwork = \"hills\"\ndht-bootstrap = [\"127.0.0.1:6881\"]\n\
+                 [wg.rendezvous]\n{table}"
+            );
+            configure_with(base(), toml::from_str(&text)?).map(|c| c.wg.unwrap().rendezvous)
+        };
+        let r =
+            with("discovery-every = 2\nresolve-every = 1\nannounce-every = 5\ndht-request-timeout = 0.3\n").unwrap();
+        assert_eq!(r.discovery_every, Duration::from_secs(2));
+        assert_eq!(r.resolve_every, Duration::from_secs(1));
+        assert_eq!(r.announce_every, Duration::from_secs(5));
+        assert_eq!(r.dht_request_timeout, Some(Duration::from_millis(300)));
+        // What is not given keeps its default.
+        let defaults = dtn_node::RendezvousTiming::default();
+        assert_eq!(r.republish_every, defaults.republish_every);
+        let r = with("").unwrap();
+        assert_eq!((r.resolve_every, r.dht_request_timeout), (defaults.resolve_every, None));
+        for bad in ["resolve-every = 0\n", "resolve-every = -1\n", "discovery-every = \"fast\"\n", "every = 1\n"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        assert!(with("resolve-every = 0\n").unwrap_err().to_string().contains("resolve-every"));
+        // Timers for a rendezvous that is off would silently do nothing.
+        let text = "[wg]\nlisten = \"127.0.0.1:0\"\n[wg.rendezvous]\nresolve-every = 1\n";
+        let e = configure_with(base(), toml::from_str(text).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("rendezvous is off"), "{e}");
     }
 
     #[test]

@@ -9,48 +9,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::netns::{ip, one_case};
 use common::{dtn, dtnd, dtnd_args, wait_until};
 use serde_json::Value;
-
-/// The cases run one after another: each starts several daemons, and together they would starve each other.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Why these tests cannot run here, if they cannot.
-fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("network namespaces need root".into());
-    }
-    let probe = format!("dtnprobe{}", std::process::id());
-    match Command::new("ip").args(["netns", "add", &probe]).output() {
-        Ok(o) if o.status.success() => {
-            let _ = Command::new("ip").args(["netns", "del", &probe]).status();
-            None
-        }
-        Ok(o) => Some(format!("`ip netns add` fails: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Some(format!("no `ip` command: {e}")),
-    }
-}
-
-/// The start of every case: returns from the test if namespaces are unavailable, else waits for the cases
-/// before it and holds the others back until it ends (`let _one = netns_case!();`).
-macro_rules! netns_case {
-    () => {{
-        if let Some(why) = unavailable() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-    }};
-}
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
 
 /// One node: its namespace, its daemon, its store.
 struct Node {
@@ -331,7 +294,7 @@ fn chain_lab(case: &str) -> Lab {
 
 #[test]
 fn every_batch_crosses_an_intermittent_chain_exactly_once() {
-    let _one = netns_case!();
+    let Some(_one) = one_case() else { return };
     let mut lab = chain_lab("a");
     let mut collector = lab.collector("15s");
     let mut stations: Vec<Child> = STATIONS
@@ -356,7 +319,7 @@ fn every_batch_crosses_an_intermittent_chain_exactly_once() {
 
 #[test]
 fn a_station_killed_and_restarted_mid_run_loses_nothing_it_accepted() {
-    let _one = netns_case!();
+    let Some(_one) = one_case() else { return };
     let mut lab = chain_lab("b");
     let mut collector = lab.collector("15s");
     let mut runs: BTreeMap<&str, Child> = BTreeMap::new();
@@ -412,7 +375,7 @@ fn noise_jpeg(width: u32, height: u32) -> Vec<u8> {
 
 #[test]
 fn a_large_still_cut_mid_transfer_resumes_where_it_was() {
-    let _one = netns_case!();
+    let Some(_one) = one_case() else { return };
     let mut lab = Lab::chain("c", &["s3", "van"]);
     let images = lab.path("images");
     std::fs::create_dir_all(&images).expect("mkdir");
@@ -463,7 +426,7 @@ fn a_large_still_cut_mid_transfer_resumes_where_it_was() {
 
 #[test]
 fn a_station_over_its_quota_refuses_cleanly_and_keeps_what_it_accepted() {
-    let _one = netns_case!();
+    let Some(_one) = one_case() else { return };
     let mut lab = Lab::chain("d", &["s3", "van"]);
     lab.nodes[0].extra = vec!["--quota".into(), "24K".into()];
     lab.start("s3");

@@ -3,16 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{Daemon, dtnd, free_port, run};
-
-fn print_identity(store: &Path) -> String {
-    let out = Command::new(dtnd()).arg("--store").arg(store).arg("--print-identity").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use common::{Daemon, free_port, print_identity, run};
 
 #[test]
 fn two_daemons_deliver_through_the_tunnel_by_key() {

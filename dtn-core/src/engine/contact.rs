@@ -818,12 +818,18 @@ impl Engine {
             Ok(bundle) => {
                 let transfer = self.next_transfer;
                 self.next_transfer += 1;
+                let bytes = bundle.to_vec();
+                // Records go even when the contact's volume is spent (without a hello nothing flows at
+                // all), but they use it up like bundles do: a daily byte budget covers everything sent.
+                if let Some(c) = self.contacts.get_mut(peer) {
+                    c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
+                }
                 self.out.push(Action::Transmit {
                     peer: peer.clone(),
                     transfer,
                     id: None,
                     priority: Priority::EXPEDITED,
-                    bytes: bundle.to_vec(),
+                    bytes,
                 });
             }
             Err(e) => self.notice(Notice::StoreError(format!("cannot build a record for {peer}: {e}"))),

@@ -4,6 +4,8 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +19,14 @@ pub fn dtn() -> PathBuf {
     let p = dtnd().with_file_name(format!("dtn{}", std::env::consts::EXE_SUFFIX));
     assert!(p.exists(), "{} is missing: run `cargo build -p dtn-cli` or `cargo test --workspace`", p.display());
     p
+}
+
+/// The identity key of the node whose store is `store` (created there if there is none yet), as
+/// `dtnd --print-identity` prints it for the operator to hand to the other side.
+pub fn print_identity(store: &Path) -> String {
+    let out = Command::new(dtnd()).arg("--store").arg(store).arg("--print-identity").output().expect("dtnd runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 pub fn free_port() -> u16 {
