@@ -213,6 +213,11 @@ impl<'a> Sim<'a> {
                 cfg.custody = n.custody;
                 // Sizes are virtual: proactive fragmentation by the stand-in's size would mean nothing.
                 cfg.fragment_payload = None;
+                // The link takes a node's next bundle when it can carry it, as TCP's backpressure does: the
+                // window covers only what is on the way (rate times delay, virtual bytes; one bundle is always
+                // let out), so the engine picks each next bundle when the link frees, with what it knows then,
+                // instead of queueing everything it holds at contact start for a contact that ends first.
+                cfg.max_in_flight_bytes = bandwidth_delay(s, i);
                 let agent = match &n.routing {
                     Routing::Epidemic => RoutingConfig::Epidemic,
                     Routing::SprayAndWait { copies } => RoutingConfig::SprayAndWait { copies: *copies },
@@ -943,6 +948,15 @@ impl<'a> Sim<'a> {
     pub fn used(&self, i: usize) -> u64 {
         self.nodes[i].store.usage().bytes
     }
+}
+
+/// Virtual bytes on the way over node `i`'s slowest-to-drain link: the most any of its interfaces or
+/// scheduled contacts has in flight at full rate.
+fn bandwidth_delay(s: &Scenario, i: usize) -> u64 {
+    let bdp = |rate: u64, delay: Micros| (u128::from(rate) * u128::from(delay) / u128::from(SECOND)) as u64;
+    let ifaces = s.nodes[i].interfaces.iter().map(|&k| bdp(s.interfaces[k].rate, s.interfaces[k].delay));
+    let plan = s.plan.iter().filter(|c| c.a == i || c.b == i).map(|c| bdp(c.rate, c.delay));
+    ifaces.chain(plan).max().unwrap_or(0)
 }
 
 /// The scheduled contacts as a contact plan for contact-plan routing (both directions).

@@ -72,7 +72,7 @@ pub(super) struct Transfer {
     payload_len: u64,
     adu_offset: u64,
     report: Option<ReportTo>,
-    /// Bytes sent, counted in the contact's window until the transmission ends.
+    /// Bytes counted in the contact's window until the transmission ends.
     size: u64,
 }
 
@@ -376,7 +376,10 @@ impl Engine {
         self.next_transfer += 1;
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.in_flight += 1;
-        c.in_flight_bytes += bytes.len() as u64;
+        // The window counts the size the store accounts (the encoding as stored; a simulator's store counts
+        // the size a stand-in bundle stands for), so that it bounds what the link must carry, not a stand-in.
+        let window_size = meta.size.max(bytes.len() as u64);
+        c.in_flight_bytes += window_size;
         c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
         // Known from the start, so that nothing queued meanwhile (a custody retry, an offer) sends it again.
         c.known.insert(&meta.id, meta.seq_mode);
@@ -396,7 +399,7 @@ impl Engine {
                 payload_len,
                 adu_offset,
                 report,
-                size: bytes.len() as u64,
+                size: window_size,
             },
         );
         self.out.push(Action::Transmit {
