@@ -131,6 +131,7 @@ impl Engine {
         let from_store = store.delivered_summary();
         let mut all = from_store.clone();
         all.union_with(&self.receipts);
+        all.drop_covered_fragments(&[]);
         self.hello_delivered = Some(HelloDelivered { store: from_store, bytes: all.to_bytes() });
     }
 
@@ -694,20 +695,26 @@ impl Engine {
         let mut fragments = Vec::new();
         store.with_summaries(&mut |mine, known| {
             delta = delivered.difference_all(&[known, &self.receipts]);
-            // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
+            // Pieces of a bundle whose whole ID is known add nothing to pass on or to remember.
+            delta.drop_covered_fragments(&[known, &self.receipts]);
+            // Fragments held here are listed under their own IDs: those of a bundle delivered whole, found by
+            // their source, and those the summary lists themselves.
             for (source, s) in mine.sources() {
-                if delta.source(source).is_none() {
+                if delta.source(source).is_none() && delivered.source(source).is_none() {
                     continue;
                 }
                 for frag in s.fragment_ids(source) {
                     let whole = BundleId { fragment: None, ..frag.clone() };
-                    if delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime) {
+                    if delta.contains(&whole, SeqMode::Unique)
+                        || delta.contains(&whole, SeqMode::PerTime)
+                        || delivered.contains(&frag, SeqMode::PerTime)
+                    {
                         fragments.push(frag);
                     }
                 }
             }
         });
-        if delta.is_empty() {
+        if delta.is_empty() && fragments.is_empty() {
             return;
         }
         self.new_receipts.union_with(&delta);
