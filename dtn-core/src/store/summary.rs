@@ -656,6 +656,13 @@ impl Summary {
             self.sources.clone_from(&other.sources);
             return;
         }
+        if other.sources.len() * 8 <= self.sources.len() {
+            // A few sources (an offer, a receipt) into many: find each rather than rebuild.
+            for (eid, theirs) in other.sources.iter() {
+                self.sources.get_or_default(eid).union_with(theirs);
+            }
+            return;
+        }
         let mine = std::mem::take(&mut self.sources.0);
         let mut out = Vec::with_capacity(mine.len().max(other.sources.len()));
         let mut theirs = other.sources.0.iter().peekable();
@@ -679,6 +686,15 @@ impl Summary {
         }
         if self.sources.is_empty() {
             *self = other;
+            return;
+        }
+        if other.sources.len() * 8 <= self.sources.len() {
+            for (eid, theirs) in other.sources.0 {
+                match self.sources.find(&eid) {
+                    Ok(i) => self.sources.0[i].1.union_with(&theirs),
+                    Err(i) => self.sources.0.insert(i, (eid, theirs)),
+                }
+            }
             return;
         }
         let mine = std::mem::take(&mut self.sources.0);
