@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -24,6 +24,7 @@ use dtn_core::rng::Rng;
 use dtn_core::routing::{ContactPlan, LinkInfo, RoutingConfig};
 use dtn_core::store::{BundleStore, WriteBatch, WriteOp};
 
+use crate::fasthash::{FastMap, FastSet};
 use crate::mobility::{LinkChange, Mobility};
 use crate::report::{MessageRow, MessageStats, NodeStats, Report, Sample, avg_med};
 use crate::scenario::{Routing, Scenario};
@@ -155,13 +156,13 @@ pub struct Sim<'a> {
     heap: BinaryHeap<(Item,)>,
     queue: VecDeque<(u32, Event)>,
     nodes: Vec<Node>,
-    links: HashMap<(u32, u32), Link>,
+    links: FastMap<(u32, u32), Link>,
     contact_seq: u64,
     sizes: Rc<RefCell<SizeTable>>,
     msgs: Vec<Msg>,
     /// (node, message) → hops the node's copy has travelled.
-    hops: HashMap<(u32, u32), u32>,
-    holders: HashSet<(u32, u32)>,
+    hops: FastMap<(u32, u32), u32>,
+    holders: FastSet<(u32, u32)>,
     /// The message being submitted, to tie its bundle ID to its sizes.
     submitting: Option<(u32, u32)>,
     /// Set while a receiver handles an arriving bundle: whether it refused it.
@@ -250,12 +251,12 @@ impl<'a> Sim<'a> {
             heap: BinaryHeap::new(),
             queue: VecDeque::new(),
             nodes,
-            links: HashMap::new(),
+            links: FastMap::default(),
             contact_seq: 0,
             sizes,
             msgs: Vec::new(),
-            hops: HashMap::new(),
-            holders: HashSet::new(),
+            hops: FastMap::default(),
+            holders: FastSet::default(),
             submitting: None,
             refused: false,
             mobility,
