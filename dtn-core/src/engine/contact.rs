@@ -220,8 +220,13 @@ impl Engine {
         match store.select(want, usize::MAX) {
             Ok(metas) => {
                 if let Some(c) = self.contacts.get_mut(peer) {
-                    for m in metas {
-                        c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                    let keys = metas.into_iter().map(|m| (Reverse(m.priority), m.arrival, m.id));
+                    if c.queue.is_empty() {
+                        // Built at once from the sorted keys rather than inserted one by one (when the
+                        // contact becomes ready, the queue is empty and this is everything the peer lacks).
+                        c.queue = keys.collect();
+                    } else {
+                        c.queue.extend(keys);
                     }
                 }
             }
