@@ -222,7 +222,7 @@ impl Engine {
                 if let Some(c) = self.contacts.get_mut(peer) {
                     let keys = metas.into_iter().map(|m| (Reverse(m.priority), m.arrival, m.id));
                     if c.queue.is_empty() {
-                        // Built at once from the sorted keys rather than inserted one by one (when the
+                        // Sorted and built at once rather than inserted one by one (when the
                         // contact becomes ready, the queue is empty and this is everything the peer lacks).
                         c.queue = keys.collect();
                     } else {
