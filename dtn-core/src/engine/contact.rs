@@ -52,7 +52,7 @@ impl Contact {
 #[derive(Debug)]
 pub(super) struct HelloDelivered {
     store: Summary,
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// One transmission of a stored bundle.
@@ -120,7 +120,7 @@ impl Engine {
     /// date. Between contacts it rarely changes while it grows with every delivery known, so it is encoded
     /// once per change rather than once per contact: a comparison with the store's summary as it was then
     /// (receipts are ours: changing them drops the cache) decides.
-    fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
+    pub(super) fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
         if let Some(cached) = &self.hello_delivered {
             let mut same = false;
             store.with_summaries(&mut |_, delivered| same = *delivered == cached.store);
@@ -163,14 +163,19 @@ impl Engine {
         self.queue_and_pump(store, &peer, &want);
     }
 
-    pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello) {
+    /// A peer's hello. `same_delivered`: its delivered summary is exactly the one our hellos carry (and was
+    /// not decoded), so it holds no news, and adds nothing to what the peer is known to hold that matters: the
+    /// bundles listed there are not held here.
+    pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello, same_delivered: bool) {
         if h.node.node_id() != *peer {
             return self.notice(Notice::Malformed {
                 from: peer.clone(),
                 error: format!("hello claims to come from {}, not the peer in contact", h.node),
             });
         }
-        self.learn_delivered(store, &h.delivered);
+        if !same_delivered {
+            self.learn_delivered(store, &h.delivered);
+        }
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.ours = true;
         c.endpoints = h.endpoints;
