@@ -233,8 +233,17 @@ impl<'b> Strict<'b> {
     }
 
     fn summary(&mut self, item: &'static str) -> Result<Summary> {
+        Ok(self.summary_unless(item, None)?.unwrap_or_default())
+    }
+
+    /// A summary, or `None` if its bytes are exactly `same` (which must be a canonical encoding, such as
+    /// [`Summary::to_bytes`] writes): a value the caller has already, so not decoded again.
+    fn summary_unless(&mut self, item: &'static str, same: Option<&[u8]>) -> Result<Option<Summary>> {
         let at = self.pos();
         let raw = self.bytes(item)?;
+        if same.is_some_and(|s| s == raw) {
+            return Ok(None);
+        }
         let (s, canonical) =
             Summary::decode_checked(raw).map_err(|e| malformed(self.what, format!("byte {at}: {item}: {e}")))?;
         // Summary::decode tolerates a few non-canonical spellings (long varints, repeated fragments); one
@@ -242,7 +251,7 @@ impl<'b> Strict<'b> {
         if !canonical {
             return Err(self.non_canonical(at, item));
         }
-        Ok(s)
+        Ok(Some(s))
     }
 
     fn version(&mut self, supported: u64) -> Result<()> {
@@ -675,6 +684,13 @@ impl Hello {
     /// Parses record content from a peer. A different version is [`ProtoError::UnsupportedVersion`], read
     /// before the rest so a newer format need not keep this one's shape.
     pub fn decode(content: &[u8]) -> Result<Hello, ProtoError> {
+        Ok(Hello::decode_against(content, None)?.0)
+    }
+
+    /// Decodes a hello whose delivered summary may be byte for byte `ours`, the encoding of the receiver's own
+    /// (as [`Summary::to_bytes`] writes it). Once deliveries have spread most hellos carry exactly that: it is
+    /// not decoded, `delivered` is left empty and the flag returned is true.
+    pub fn decode_against(content: &[u8], ours: Option<&[u8]>) -> Result<(Hello, bool), ProtoError> {
         let mut c = Strict::new(content, Self::WHAT);
         let at = c.pos();
         let n = c.array("the hello array")?;
@@ -689,11 +705,12 @@ impl Hello {
             endpoints.push(c.node_eid("an endpoint")?);
         }
         let held = c.summary("the held summary")?;
-        let delivered = c.summary("the delivered summary")?;
+        let delivered = c.summary_unless("the delivered summary", ours)?;
+        let same = delivered.is_none();
         let routing = c.bytes("the routing data")?.to_vec();
         let signature = c.signature()?;
         c.finish()?;
-        Ok(Hello { node, endpoints, held, delivered, routing, signature })
+        Ok((Hello { node, endpoints, held, delivered: delivered.unwrap_or_default(), routing, signature }, same))
     }
 
     /// What a signer signs: the administrative-record payload up to the signature item; see
@@ -1457,6 +1474,23 @@ mod tests {
             let payload = rec.to_admin_payload();
             prop_assert!(payload.starts_with(&rec.signed_bytes()));
             prop_assert_eq!(OurRecord::from_admin(&AdminRecord::decode(&payload).unwrap()), Ok(Some(rec)));
+        }
+
+        #[test]
+        fn hello_against_the_receivers_delivered_summary(h in hello(), other in hello()) {
+            let bytes = h.encode();
+            // The receiver's own summary, byte for byte: not decoded, reported as the same.
+            let ours = h.delivered.to_bytes();
+            let (got, same) = Hello::decode_against(&bytes, Some(&ours)).unwrap();
+            prop_assert!(same);
+            prop_assert_eq!(got, Hello { delivered: Summary::new(), ..h.clone() });
+            // Any other: decoded as ever.
+            let theirs = other.delivered.to_bytes();
+            if theirs != ours {
+                prop_assert_eq!(Hello::decode_against(&bytes, Some(&theirs)), Ok((h.clone(), false)));
+            }
+            // Malformed input is refused whatever the receiver holds.
+            prop_assert!(Hello::decode_against(&bytes[..bytes.len() - 1], Some(&ours)).is_err());
         }
 
         #[test]

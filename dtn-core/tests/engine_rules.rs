@@ -362,3 +362,36 @@ fn a_payload_submitted_in_parts_is_delivered_once_whole_from_its_fragments() {
     assert!(got[0].1 == data, "the payload came back changed ({} bytes)", got[0].1.len());
     assert!(net.held(1).is_empty(), "b keeps delivered fragments: {:?}", net.held(1));
 }
+
+#[test]
+fn a_bundle_delivered_in_pieces_is_passed_on_as_delivered_by_its_whole_id_alone() {
+    use dtn_core::bpv7::BundleId;
+    use dtn_core::store::{SeqMode, Summary};
+    // a sends b a payload in three fragments; b delivers it and keeps a delivered tombstone per piece and
+    // one for the whole bundle. c, meeting b later, learns the bundle is delivered from b's hello: the whole
+    // ID covers every piece, so that is all c is told and all it remembers.
+    let mut net = pair();
+    let creation = {
+        let mut s = Submission::new(1, eid("dtn://b/app"), vec![7; 3000]);
+        s.part = Some(dtn_core::engine::AduPart { total_len: 9000, offset: 0, creation: None });
+        net.at(at(2100), Op::Submit(0, s));
+        net.run_until(at(2200));
+        net.accepted[&1][0].creation
+    };
+    for (token, offset) in [(2, 3000), (3, 6000)] {
+        let mut s = Submission::new(token, eid("dtn://b/app"), vec![7; 3000]);
+        s.part = Some(dtn_core::engine::AduPart { total_len: 9000, offset, creation: Some(creation) });
+        net.at(at(2300), Op::Submit(0, s));
+    }
+    net.run_until(at(5000));
+    let whole = BundleId { fragment: None, ..net.accepted[&1][0].clone() };
+    assert_eq!(net.deliveries[&whole].len(), 1);
+    let c = net.add(config("c"), 1 << 20, epidemic, 3);
+    net.at(at(6000), Op::Up(1, c, None));
+    net.run_until(at(8000));
+    let receipts = net.nodes[c].store.state(b"engine/receipts").expect("state").expect("c saved receipts");
+    let receipts = Summary::decode(&receipts).expect("a summary");
+    assert!(receipts.contains(&whole, SeqMode::Unique) || receipts.contains(&whole, SeqMode::PerTime));
+    let pieces: Vec<_> = receipts.sources().flat_map(|(src, s)| s.fragment_ids(src).collect::<Vec<_>>()).collect();
+    assert!(pieces.is_empty(), "c remembers the pieces too: {pieces:?}");
+}

@@ -11,6 +11,7 @@
 //!
 //! See `docs/sim.md`.
 
+pub mod fasthash;
 pub mod mobility;
 pub mod plot;
 pub mod report;

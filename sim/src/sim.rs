@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -24,6 +24,7 @@ use dtn_core::rng::Rng;
 use dtn_core::routing::{ContactPlan, LinkInfo, RoutingConfig};
 use dtn_core::store::{BundleStore, WriteBatch, WriteOp};
 
+use crate::fasthash::{FastMap, FastSet};
 use crate::mobility::{LinkChange, Mobility};
 use crate::report::{MessageRow, MessageStats, NodeStats, Report, Sample, avg_med};
 use crate::scenario::{Routing, Scenario};
@@ -155,13 +156,13 @@ pub struct Sim<'a> {
     heap: BinaryHeap<(Item,)>,
     queue: VecDeque<(u32, Event)>,
     nodes: Vec<Node>,
-    links: HashMap<(u32, u32), Link>,
+    links: FastMap<(u32, u32), Link>,
     contact_seq: u64,
     sizes: Rc<RefCell<SizeTable>>,
     msgs: Vec<Msg>,
     /// (node, message) → hops the node's copy has travelled.
-    hops: HashMap<(u32, u32), u32>,
-    holders: HashSet<(u32, u32)>,
+    hops: FastMap<(u32, u32), u32>,
+    holders: FastSet<(u32, u32)>,
     /// The message being submitted, to tie its bundle ID to its sizes.
     submitting: Option<(u32, u32)>,
     /// Set while a receiver handles an arriving bundle: whether it refused it.
@@ -213,6 +214,11 @@ impl<'a> Sim<'a> {
                 cfg.custody = n.custody;
                 // Sizes are virtual: proactive fragmentation by the stand-in's size would mean nothing.
                 cfg.fragment_payload = None;
+                // The link takes a node's next bundle when it can carry it, as TCP's backpressure does: the
+                // window covers only what is on the way (rate times delay, virtual bytes; one bundle is always
+                // let out), so the engine picks each next bundle when the link frees, with what it knows then,
+                // instead of queueing everything it holds at contact start for a contact that ends first.
+                cfg.max_in_flight_bytes = bandwidth_delay(s, i);
                 let agent = match &n.routing {
                     Routing::Epidemic => RoutingConfig::Epidemic,
                     Routing::SprayAndWait { copies } => RoutingConfig::SprayAndWait { copies: *copies },
@@ -245,12 +251,12 @@ impl<'a> Sim<'a> {
             heap: BinaryHeap::new(),
             queue: VecDeque::new(),
             nodes,
-            links: HashMap::new(),
+            links: FastMap::default(),
             contact_seq: 0,
             sizes,
             msgs: Vec::new(),
-            hops: HashMap::new(),
-            holders: HashSet::new(),
+            hops: FastMap::default(),
+            holders: FastSet::default(),
             submitting: None,
             refused: false,
             mobility,
@@ -943,6 +949,15 @@ impl<'a> Sim<'a> {
     pub fn used(&self, i: usize) -> u64 {
         self.nodes[i].store.usage().bytes
     }
+}
+
+/// Virtual bytes on the way over node `i`'s slowest-to-drain link: the most any of its interfaces or
+/// scheduled contacts has in flight at full rate.
+fn bandwidth_delay(s: &Scenario, i: usize) -> u64 {
+    let bdp = |rate: u64, delay: Micros| (u128::from(rate) * u128::from(delay) / u128::from(SECOND)) as u64;
+    let ifaces = s.nodes[i].interfaces.iter().map(|&k| bdp(s.interfaces[k].rate, s.interfaces[k].delay));
+    let plan = s.plan.iter().filter(|c| c.a == i || c.b == i).map(|c| bdp(c.rate, c.delay));
+    ifaces.chain(plan).max().unwrap_or(0)
 }
 
 /// The scheduled contacts as a contact plan for contact-plan routing (both directions).

@@ -13,10 +13,10 @@
 //! writes carries the real encoded size, which this store rewrites before committing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::fasthash::FastMap;
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
 use dtn_core::store::{
     BundleMeta, BundleReader, BundleStore, CommitReport, MemStore, PartialBundle, Payload, Priority, Result,
@@ -60,7 +60,7 @@ impl MsgSize {
 /// Message sizes, shared by every node's store in one run: (source node number, creation time, sequence).
 #[derive(Debug, Default)]
 pub struct SizeTable {
-    map: HashMap<(u64, u64, u64), MsgSize>,
+    map: FastMap<(u64, u64, u64), MsgSize>,
 }
 
 fn key(id: &BundleId) -> Option<(u64, u64, u64)> {
@@ -119,7 +119,7 @@ pub type Departure = (BundleId, DtnTime, Gone);
 /// virtual sizes (its bundles are inserted size-only); the encoded stand-in bundles live here beside it.
 pub struct SimStore {
     inner: MemStore,
-    bytes: RefCell<HashMap<BundleId, Arc<[u8]>>>,
+    bytes: RefCell<FastMap<BundleId, Arc<[u8]>>>,
     sizes: Rc<RefCell<SizeTable>>,
     /// Virtual bytes minus real bytes of the bundle the shell is about to hand in, so that the engine's
     /// room check before storing a received bundle sees its virtual size.
@@ -133,7 +133,7 @@ impl SimStore {
     pub fn new(quota: u64, sizes: Rc<RefCell<SizeTable>>) -> Self {
         SimStore {
             inner: MemStore::new(quota),
-            bytes: RefCell::new(HashMap::new()),
+            bytes: RefCell::new(FastMap::default()),
             sizes,
             incoming_extra: Cell::new(0),
             peak: Cell::new(0),

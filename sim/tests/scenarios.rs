@@ -143,6 +143,30 @@ fn a_full_receiver_refuses_and_the_sender_keeps_its_copy() {
     assert_eq!(sim.held(0).len(), 1);
 }
 
+#[test]
+fn a_short_contact_carries_both_ways_in_turn() {
+    // a and b each hold two 1 MB messages for the other; the contact at 250 kB/s has room for two of the
+    // four. The link takes each side's next bundle only when it can carry it, so the sides take turns: one
+    // message crosses each way and the third transfer is cut, rather than one side filling the contact
+    // with everything it holds. With 0.5 s of delay a side may have up to 125 kB (virtual) on the way: still
+    // one 1 MB bundle at a time, although its stand-in is a few hundred real bytes.
+    for (delay, end) in [("0s", "19s"), ("0.5s", "20s")] {
+        let mut text = PAIR.replace("end = \"12s\"", &format!("end = \"{end}\"\ndelay = \"{delay}\""));
+        for (id, from, to) in [("M2", "a", "b"), ("M3", "b", "a"), ("M4", "b", "a")] {
+            text.push_str(&format!(
+                "[[message]]\ntime = 0\nid = \"{id}\"\nsize = \"1MB\"\nfrom = \"{from}\"\nto = \"{to}\"\nttl = \"1h\"\n"
+            ));
+        }
+        let s = scenario(&text);
+        let mut sim = Sim::new(&s, Options::default());
+        sim.run();
+        let r = sim.report();
+        let delivered = |from: &str| r.messages.iter().filter(|m| m.from == from && m.delivered.is_some()).count();
+        assert_eq!((delivered("a"), delivered("b")), (1, 1), "delay {delay}: {:?}", r.messages);
+        assert_eq!((r.stats.started, r.stats.relayed, r.stats.aborted), (3, 2, 1), "delay {delay}");
+    }
+}
+
 /// 30 walkers in a 500 m square with 30 m radios for two hours, and ample buffers.
 const CITY: &str = r#"
 duration = "2h"

@@ -52,7 +52,7 @@ impl Contact {
 #[derive(Debug)]
 pub(super) struct HelloDelivered {
     store: Summary,
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// One transmission of a stored bundle.
@@ -72,7 +72,7 @@ pub(super) struct Transfer {
     payload_len: u64,
     adu_offset: u64,
     report: Option<ReportTo>,
-    /// Bytes sent, counted in the contact's window until the transmission ends.
+    /// Bytes counted in the contact's window until the transmission ends.
     size: u64,
 }
 
@@ -120,7 +120,7 @@ impl Engine {
     /// date. Between contacts it rarely changes while it grows with every delivery known, so it is encoded
     /// once per change rather than once per contact: a comparison with the store's summary as it was then
     /// (receipts are ours: changing them drops the cache) decides.
-    fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
+    pub(super) fn refresh_hello_delivered(&mut self, store: &dyn BundleStore) {
         if let Some(cached) = &self.hello_delivered {
             let mut same = false;
             store.with_summaries(&mut |_, delivered| same = *delivered == cached.store);
@@ -131,6 +131,7 @@ impl Engine {
         let from_store = store.delivered_summary();
         let mut all = from_store.clone();
         all.union_with(&self.receipts);
+        all.drop_covered_fragments(&[]);
         self.hello_delivered = Some(HelloDelivered { store: from_store, bytes: all.to_bytes() });
     }
 
@@ -162,14 +163,19 @@ impl Engine {
         self.queue_and_pump(store, &peer, &want);
     }
 
-    pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello) {
+    /// A peer's hello. `same_delivered`: its delivered summary is exactly the one our hellos carry (and was
+    /// not decoded), so it holds no news, and adds nothing to what the peer is known to hold that matters: the
+    /// bundles listed there are not held here.
+    pub(super) fn peer_hello(&mut self, store: &dyn BundleStore, peer: &Eid, h: Hello, same_delivered: bool) {
         if h.node.node_id() != *peer {
             return self.notice(Notice::Malformed {
                 from: peer.clone(),
                 error: format!("hello claims to come from {}, not the peer in contact", h.node),
             });
         }
-        self.learn_delivered(store, &h.delivered);
+        if !same_delivered {
+            self.learn_delivered(store, &h.delivered);
+        }
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.ours = true;
         c.endpoints = h.endpoints;
@@ -219,8 +225,13 @@ impl Engine {
         match store.select(want, usize::MAX) {
             Ok(metas) => {
                 if let Some(c) = self.contacts.get_mut(peer) {
-                    for m in metas {
-                        c.queue.insert((Reverse(m.priority), m.arrival, m.id));
+                    let keys = metas.into_iter().map(|m| (Reverse(m.priority), m.arrival, m.id));
+                    if c.queue.is_empty() {
+                        // Sorted and built at once rather than inserted one by one (when the
+                        // contact becomes ready, the queue is empty and this is everything the peer lacks).
+                        c.queue = keys.collect();
+                    } else {
+                        c.queue.extend(keys);
                     }
                 }
             }
@@ -376,7 +387,10 @@ impl Engine {
         self.next_transfer += 1;
         let Some(c) = self.contacts.get_mut(peer) else { return };
         c.in_flight += 1;
-        c.in_flight_bytes += bytes.len() as u64;
+        // The window counts the size the store accounts (the encoding as stored; a simulator's store counts
+        // the size a stand-in bundle stands for), so that it bounds what the link must carry, not a stand-in.
+        let window_size = meta.size.max(bytes.len() as u64);
+        c.in_flight_bytes += window_size;
         c.volume_left = c.volume_left.map(|v| v.saturating_sub(bytes.len() as u64));
         // Known from the start, so that nothing queued meanwhile (a custody retry, an offer) sends it again.
         c.known.insert(&meta.id, meta.seq_mode);
@@ -396,7 +410,7 @@ impl Engine {
                 payload_len,
                 adu_offset,
                 report,
-                size: bytes.len() as u64,
+                size: window_size,
             },
         );
         self.out.push(Action::Transmit {
@@ -691,20 +705,26 @@ impl Engine {
         let mut fragments = Vec::new();
         store.with_summaries(&mut |mine, known| {
             delta = delivered.difference_all(&[known, &self.receipts]);
-            // Fragments of a bundle delivered whole are listed under their own IDs: find them by their source.
+            // Pieces of a bundle whose whole ID is known add nothing to pass on or to remember.
+            delta.drop_covered_fragments(&[known, &self.receipts]);
+            // Fragments held here are listed under their own IDs: those of a bundle delivered whole, found by
+            // their source, and those the summary lists themselves.
             for (source, s) in mine.sources() {
-                if delta.source(source).is_none() {
+                if delta.source(source).is_none() && delivered.source(source).is_none() {
                     continue;
                 }
                 for frag in s.fragment_ids(source) {
                     let whole = BundleId { fragment: None, ..frag.clone() };
-                    if delta.contains(&whole, SeqMode::Unique) || delta.contains(&whole, SeqMode::PerTime) {
+                    if delta.contains(&whole, SeqMode::Unique)
+                        || delta.contains(&whole, SeqMode::PerTime)
+                        || delivered.contains(&frag, SeqMode::PerTime)
+                    {
                         fragments.push(frag);
                     }
                 }
             }
         });
-        if delta.is_empty() {
+        if delta.is_empty() && fragments.is_empty() {
             return;
         }
         self.new_receipts.union_with(&delta);

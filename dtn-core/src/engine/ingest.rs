@@ -360,8 +360,18 @@ impl Engine {
                 return self.notice(Notice::Malformed { from: peer.clone(), error: format!("admin record: {e}") });
             }
         };
+        if let AdminRecord::Other { record_type: proto::HELLO_RECORD, content } = &rec {
+            // Usually the peer knows of exactly the deliveries we know of: compared as bytes, that hello's
+            // delivered summary is neither decoded nor learned from.
+            self.refresh_hello_delivered(store);
+            let ours = self.hello_delivered.as_ref().map(|d| &d.bytes[..]);
+            return match proto::Hello::decode_against(content, ours) {
+                Ok((h, same)) => self.peer_hello(store, peer, h, same),
+                Err(e) => self.notice(Notice::Malformed { from: peer.clone(), error: format!("admin record: {e}") }),
+            };
+        }
         match OurRecord::from_admin(&rec) {
-            Ok(Some(OurRecord::Hello(h))) => self.peer_hello(store, peer, h),
+            Ok(Some(OurRecord::Hello(h))) => self.peer_hello(store, peer, h, false),
             Ok(Some(OurRecord::Receipts(r))) => self.learn_delivered(store, &r.delivered),
             Ok(Some(OurRecord::Offer(o))) => self.peer_offer(store, peer, o),
             Ok(Some(OurRecord::CustodySignal(s))) => self.custody_signal(store, s),

@@ -10,8 +10,8 @@
 //! A summary never claims an ID that was not inserted, so a peer that trusts it never withholds a bundle the
 //! other side lacks. Insert and remove find their place by binary search in the source's runs (or fragments)
 //! and move only what follows it there, so a store keeps its summary up to date as it commits instead of
-//! scanning. Runs and fragments are sorted vectors: union and difference walk both sides once, which is what
-//! every hello, offer and receipt costs.
+//! scanning. Sources, runs and fragments are sorted vectors: union and difference walk both sides once, which
+//! is what every hello, offer and receipt costs.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -475,7 +475,73 @@ pub enum SeqMode {
 /// A compact, exact set of bundle IDs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    sources: BTreeMap<Eid, SourceSummary>,
+    sources: Sources,
+}
+
+/// A summary's per-source entries, sorted by EID. A summary has at most a few hundred sources, and every hello
+/// copies, subtracts and merges several: as one sorted vector that is one allocation to copy, and union and
+/// difference walk both sides once instead of searching a tree for every source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Sources(Vec<(Eid, SourceSummary)>);
+
+impl Sources {
+    /// Where `eid` is, or would go.
+    fn find(&self, eid: &Eid) -> Result<usize, usize> {
+        // Sources often arrive in order (decoding, building from a sorted walk): try the end first.
+        match self.0.last() {
+            Some((last, _)) if last < eid => Err(self.0.len()),
+            None => Err(0),
+            _ => self.0.binary_search_by(|(e, _)| e.cmp(eid)),
+        }
+    }
+
+    fn get(&self, eid: &Eid) -> Option<&SourceSummary> {
+        self.find(eid).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, eid: &Eid) -> Option<&mut SourceSummary> {
+        self.find(eid).ok().map(|i| &mut self.0[i].1)
+    }
+
+    fn get_or_default(&mut self, eid: &Eid) -> &mut SourceSummary {
+        let i = match self.find(eid) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (eid.clone(), SourceSummary::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Adds a source; false (and nothing changed) if it is there already.
+    fn insert_new(&mut self, eid: Eid, s: SourceSummary) -> bool {
+        match self.find(&eid) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, (eid, s));
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, eid: &Eid) {
+        if let Ok(i) = self.find(eid) {
+            self.0.remove(i);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Eid, &SourceSummary)> {
+        self.0.iter().map(|(e, s)| (e, s))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Summary {
@@ -486,10 +552,7 @@ impl Summary {
 
     /// Adds an ID; returns false if it was present.
     pub fn insert(&mut self, id: &BundleId, mode: SeqMode) -> bool {
-        let src = match self.sources.get_mut(&id.source) {
-            Some(s) => s,
-            None => self.sources.entry(id.source.clone()).or_default(),
-        };
+        let src = self.sources.get_or_default(&id.source);
         let (t, q) = (id.creation.time.0, id.creation.sequence);
         match (id.fragment, mode) {
             (Some((off, len)), _) => src.fragments.insert((t, q, off, len)),
@@ -538,65 +601,141 @@ impl Summary {
         if other.is_empty() {
             return self.clone();
         }
-        let mut out = Summary::new();
-        for (eid, mine) in &self.sources {
-            let d = match other.sources.get(eid) {
-                None => mine.clone(),
-                Some(theirs) => mine.difference(theirs),
+        let theirs = &other.sources.0;
+        let mut j = 0;
+        let mut out = Vec::new();
+        for (eid, mine) in &self.sources.0 {
+            while j < theirs.len() && theirs[j].0 < *eid {
+                j += 1;
+            }
+            let d = match theirs.get(j) {
+                Some((e, t)) if e == eid => mine.difference(t),
+                _ => mine.clone(),
             };
             if !d.is_empty() {
-                out.sources.insert(eid.clone(), d);
+                out.push((eid.clone(), d));
             }
         }
-        out
+        Summary { sources: Sources(out) }
     }
 
     /// The IDs in `self` and in none of `others`: `a.difference(b).difference(c)` without the summary in
     /// between, and without copying anything when nothing is left (the usual answer to "what is new here").
     pub fn difference_all(&self, others: &[&Summary]) -> Summary {
-        let mut out = Summary::new();
+        let mut out = Vec::new();
         let mut theirs = Vec::with_capacity(others.len());
-        for (eid, mine) in &self.sources {
+        // One cursor per other summary, each only moving forward.
+        let mut at = vec![0usize; others.len()];
+        for (eid, mine) in &self.sources.0 {
             theirs.clear();
-            theirs.extend(others.iter().filter_map(|o| o.sources.get(eid)));
+            for (o, j) in others.iter().zip(at.iter_mut()) {
+                let v = &o.sources.0;
+                while *j < v.len() && v[*j].0 < *eid {
+                    *j += 1;
+                }
+                if let Some((e, t)) = v.get(*j)
+                    && e == eid
+                {
+                    theirs.push(t);
+                }
+            }
             let d = mine.difference_all(&theirs);
             if !d.is_empty() {
-                out.sources.insert(eid.clone(), d);
+                out.push((eid.clone(), d));
             }
         }
-        out
+        Summary { sources: Sources(out) }
     }
 
     /// Adds everything in `other`.
     pub fn union_with(&mut self, other: &Summary) {
+        if other.sources.is_empty() {
+            return;
+        }
         if self.sources.is_empty() {
             self.sources.clone_from(&other.sources);
             return;
         }
-        for (eid, theirs) in &other.sources {
-            match self.sources.get_mut(eid) {
-                Some(mine) => mine.union_with(theirs),
-                None => {
-                    self.sources.insert(eid.clone(), theirs.clone());
-                }
+        if other.sources.len() * 8 <= self.sources.len() {
+            // A few sources (an offer, a receipt) into many: find each rather than rebuild.
+            for (eid, theirs) in other.sources.iter() {
+                self.sources.get_or_default(eid).union_with(theirs);
             }
+            return;
         }
+        let mine = std::mem::take(&mut self.sources.0);
+        let mut out = Vec::with_capacity(mine.len().max(other.sources.len()));
+        let mut theirs = other.sources.0.iter().peekable();
+        for (eid, mut s) in mine {
+            while let Some((e, t)) = theirs.next_if(|(e, _)| *e < eid) {
+                out.push((e.clone(), t.clone()));
+            }
+            if let Some((_, t)) = theirs.next_if(|(e, _)| *e == eid) {
+                s.union_with(t);
+            }
+            out.push((eid, s));
+        }
+        out.extend(theirs.map(|(e, t)| (e.clone(), t.clone())));
+        self.sources.0 = out;
     }
 
     /// Adds everything in `other`, taking over what `self` lacks instead of copying it.
     pub fn union_owned(&mut self, other: Summary) {
+        if other.sources.is_empty() {
+            return;
+        }
         if self.sources.is_empty() {
             *self = other;
             return;
         }
-        for (eid, theirs) in other.sources {
-            match self.sources.get_mut(&eid) {
-                Some(mine) => mine.union_with(&theirs),
-                None => {
-                    self.sources.insert(eid, theirs);
+        if other.sources.len() * 8 <= self.sources.len() {
+            for (eid, theirs) in other.sources.0 {
+                match self.sources.find(&eid) {
+                    Ok(i) => self.sources.0[i].1.union_with(&theirs),
+                    Err(i) => self.sources.0.insert(i, (eid, theirs)),
                 }
             }
+            return;
         }
+        let mine = std::mem::take(&mut self.sources.0);
+        let mut out = Vec::with_capacity(mine.len().max(other.sources.len()));
+        let mut theirs = other.sources.0.into_iter().peekable();
+        for (eid, mut s) in mine {
+            while let Some(t) = theirs.next_if(|(e, _)| *e < eid) {
+                out.push(t);
+            }
+            if let Some((_, t)) = theirs.next_if(|(e, _)| *e == eid) {
+                s.union_with(&t);
+            }
+            out.push((eid, s));
+        }
+        out.extend(theirs);
+        self.sources.0 = out;
+    }
+
+    /// Drops the fragment IDs whose whole bundle is listed too, here or in one of `also`. Whoever reads a
+    /// delivered summary takes a whole bundle's ID to cover every piece of it (a piece of a bundle known
+    /// delivered is dropped, refused and never sent), so the pieces add nothing but size: a bundle delivered
+    /// in pieces leaves a tombstone per piece beside the whole one, and on a busy network with short contacts
+    /// those pieces were nine in ten entries of every hello's delivered summary.
+    pub fn drop_covered_fragments(&mut self, also: &[&Summary]) {
+        let whole_in = |unique_seq: &RangeSet, by_time: &BTreeMap<u64, RangeSet>, t: u64, q: u64| {
+            unique_seq.contains(q) || by_time.get(&t).is_some_and(|set| set.contains(q))
+        };
+        let mut others = Vec::with_capacity(also.len());
+        self.sources.0.retain_mut(|(eid, src)| {
+            if src.fragments.is_empty() {
+                return true;
+            }
+            others.clear();
+            others.extend(also.iter().filter_map(|o| o.sources.get(eid)));
+            let SourceSummary { unique_seq, by_time, fragments } = src;
+            fragments.items.retain(|&(t, q, _, _)| {
+                !whole_in(unique_seq, by_time, t, q)
+                    && !others.iter().any(|o| whole_in(&o.unique_seq, &o.by_time, t, q))
+            });
+            !src.is_empty()
+        });
     }
 
     /// What the summary holds for one source.
@@ -616,7 +755,7 @@ impl Summary {
 
     /// Number of runs and fragment entries: the summary's size, whatever the number of bundles.
     pub fn run_count(&self) -> usize {
-        self.sources.values().map(SourceSummary::run_count).sum()
+        self.sources.0.iter().map(|(_, s)| s.run_count()).sum()
     }
 
     /// Whether the summary is empty.
@@ -628,7 +767,7 @@ impl Summary {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(SUMMARY_FORMAT);
         varint(out, self.sources.len() as u64);
-        for (eid, s) in &self.sources {
+        for (eid, s) in &self.sources.0 {
             eid.encode(out);
             encode_runs(out, &s.unique_seq);
             varint(out, s.by_time.len() as u64);
@@ -679,7 +818,7 @@ impl Summary {
             r.pos += used;
             scratch.clear();
             eid.encode(&mut scratch);
-            if scratch[..] != input[at..r.pos] || out.sources.last_key_value().is_some_and(|(last, _)| *last >= eid) {
+            if scratch[..] != input[at..r.pos] || out.sources.0.last().is_some_and(|(last, _)| *last >= eid) {
                 r.loose = true;
             }
             let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
@@ -707,7 +846,7 @@ impl Summary {
                 r.loose = true;
             }
             s.fragments = FragmentSet::from_unsorted(list);
-            if s.is_empty() || out.sources.insert(eid, s).is_some() {
+            if s.is_empty() || !out.sources.insert_new(eid, s) {
                 return Err(SummaryError::Malformed(r.pos));
             }
         }
@@ -849,6 +988,31 @@ mod tests {
         s.insert(u64::MAX - 1);
         assert_eq!(s.run_count(), 2);
         assert!(s.contains(u64::MAX));
+    }
+
+    #[test]
+    fn pieces_of_a_listed_whole_bundle_are_dropped_and_others_kept() {
+        let (a, b) = (Eid::ipn(1, 0), Eid::ipn(2, 0));
+        let piece = |src: &Eid, t, q, off| BundleId { fragment: Some((off, 10)), ..id(src, t, q) };
+        let mut s = Summary::new();
+        s.insert(&id(&a, 5, 1), SeqMode::Unique);
+        s.insert(&id(&a, 6, 2), SeqMode::PerTime);
+        for off in [0, 10] {
+            s.insert(&piece(&a, 5, 1, off), SeqMode::Unique); // whole listed by sequence number
+            s.insert(&piece(&a, 6, 2, off), SeqMode::PerTime); // whole listed by creation time
+            s.insert(&piece(&a, 7, 3, off), SeqMode::PerTime); // whole not listed here
+            s.insert(&piece(&b, 8, 4, off), SeqMode::PerTime); // whole listed only in the other summary
+        }
+        let mut other = Summary::new();
+        other.insert(&id(&b, 8, 4), SeqMode::PerTime);
+        let mut alone = s.clone();
+        alone.drop_covered_fragments(&[]);
+        assert_eq!(alone.run_count(), 2 + 2 + 2, "two wholes and four pieces are left: {alone:?}");
+        s.drop_covered_fragments(&[&other]);
+        let pieces: Vec<_> = s.sources().flat_map(|(src, x)| x.fragment_ids(src).collect::<Vec<_>>()).collect();
+        assert_eq!(pieces, vec![piece(&a, 7, 3, 0), piece(&a, 7, 3, 10)]);
+        assert!(s.source(&b).is_none(), "a source left with nothing is gone");
+        assert!(s.contains(&id(&a, 5, 1), SeqMode::Unique) && s.contains(&id(&a, 6, 2), SeqMode::PerTime));
     }
 
     #[test]
