@@ -74,15 +74,22 @@ struct RelayNeeds {
     /// Peers for which `decide` said Relay (or that we reach only through relays), with the relays their
     /// records name.
     peers: Mutex<HashMap<PeerKey, Vec<[u8; 32]>>>,
+    /// Wakes the relay keeper when a need appears or changes, or our NAT class changes, so that it does
+    /// not wait out its period.
+    wake: tokio::sync::Notify,
 }
 
 impl RelayNeeds {
     fn set(&self, peer: PeerKey, relays: Option<Vec<[u8; 32]>>) {
         let mut p = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        match relays {
+        let old = match relays {
+            Some(r) if p.get(&peer) == Some(&r) => return,
             Some(r) => p.insert(peer, r),
             None => p.remove(&peer),
         };
+        if old.is_some() || p.contains_key(&peer) {
+            self.wake.notify_one();
+        }
     }
 
     /// Whether any peer needs a relay, and the relays the peers' records name.
@@ -179,6 +186,8 @@ pub(crate) fn start(
     let initial = record(MappingBehaviour::Unknown, lan, has_clock, Vec::new());
     let handle = publisher.spawn(initial, timing.republish_every);
     let nat = ours.clone();
+    let needs = Arc::new(RelayNeeds::default());
+    let class_changed = needs.clone();
     let (relays_tx, mut relays_rx) = watch::channel(Vec::<[u8; 32]>::new());
     tasks.push(tokio::spawn(async move {
         let _discovery = discovery_task;
@@ -190,7 +199,10 @@ pub(crate) fn start(
                 r = relays_rx.changed() => if r.is_err() { return },
             }
             let mapping = discovery.mapping(Some(local));
-            *nat.lock().unwrap_or_else(|e| e.into_inner()) = NatClass::from(mapping);
+            let class = NatClass::from(mapping);
+            if std::mem::replace(&mut *nat.lock().unwrap_or_else(|e| e.into_inner()), class) != class {
+                class_changed.wake.notify_one();
+            }
             let r = record(mapping, lan, has_clock, relays_rx.borrow_and_update().clone());
             tracing::debug!(?mapping, endpoints = ?r.endpoints, relays = r.relays.len(), "endpoint record");
             handle.update(r);
@@ -198,7 +210,6 @@ pub(crate) fn start(
     }));
 
     let resolver = Resolver::new(dht.clone(), &network);
-    let needs = Arc::new(RelayNeeds::default());
     for p in wg.peers.iter().filter(|p| p.endpoint.is_none()) {
         let f = Finder { ep: ep.clone(), resolver: resolver.clone(), ours: ours.clone(), needs: needs.clone() };
         tasks.push(tokio::spawn(f.run(p.key, timing.resolve_every, wg.via_relay)));
@@ -391,7 +402,10 @@ impl RelayKeeper {
                     }
                 }
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.needs.wake.notified() => {}
+            }
         }
     }
 
