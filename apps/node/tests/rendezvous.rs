@@ -171,3 +171,37 @@ async fn a_relay_without_rendezvous_is_a_configuration_error() {
     let err = Node::start(cfg).await.err().expect("refused");
     assert!(err.to_string().contains("needs rendezvous"), "{err}");
 }
+
+/// No flag on a: its handshakes to b's published address go unanswered (b does not know a's key and
+/// refuses them, as a firewall that drops them would), so after the punch rounds `decide` turns to a relay
+/// by itself, and a's bundle reaches b through the relay b uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_punching_falls_back_to_a_relay_by_itself() {
+    let net = Testnet::builder(5).bind_address(Ipv4Addr::LOCALHOST).build().expect("loopback testnet");
+    let bootstrap: Vec<SocketAddr> = net.bootstrap.iter().map(|a| a.parse().unwrap()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (kb, kr) = (identity(dir.path(), "b"), identity(dir.path(), "r"));
+    let mut rcfg = config(dir.path(), "r", vec![], &bootstrap);
+    rcfg.wg.as_mut().unwrap().relay = true;
+    let r = Node::start(rcfg).await.unwrap();
+    let mut bcfg = config(dir.path(), "b", vec![], &bootstrap);
+    bcfg.wg.as_mut().unwrap().via_relay = true;
+    let b = Node::start(bcfg).await.unwrap();
+    let a = Node::start(config(dir.path(), "a", vec![WgPeer::new(kb, None)], &bootstrap)).await.unwrap();
+    let (ha, hb) = (a.handle(), b.handle());
+    hb.register("dtn://b/~in".parse().unwrap()).unwrap();
+
+    let id = ha.send("dtn://b/~in".parse().unwrap(), b"after four silent rounds".to_vec()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(120), hb.recv("dtn://b/~in".parse().unwrap()))
+        .await
+        .expect("delivery in time")
+        .unwrap();
+    assert_eq!((got.id, got.payload), (id, b"after four silent rounds".to_vec()));
+    let ea = a.wg_endpoint().unwrap();
+    assert!(ea.peer_status(kr).await.unwrap().last_handshake.is_some(), "a reached the relay");
+    assert!(ea.peer_status(kb).await.unwrap().last_handshake.is_none(), "never a tunnel to b");
+    assert!(b.wg_endpoint().unwrap().stats().refused_handshakes >= 1);
+    a.shutdown().await;
+    b.shutdown().await;
+    r.shutdown().await;
+}

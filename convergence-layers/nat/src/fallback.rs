@@ -23,7 +23,7 @@ pub enum RelayReason {
     /// Our NAT, or the peer's, maps each destination to a different port (two STUN servers saw two
     /// mappings): the address a peer would aim at is not where its packets would arrive.
     SymmetricNat,
-    /// `max_attempts` punch rounds got no answer (a firewall that drops unsolicited inbound traffic, a
+    /// `max_attempts` rounds of handshakes (punched or direct) got no answer (a firewall that drops unsolicited inbound traffic, a
     /// carrier-grade NAT with short timeouts, ...).
     NoAnswer,
 }
@@ -33,8 +33,14 @@ pub enum RelayReason {
 pub const DEFAULT_PUNCH_ATTEMPTS: u32 = 4;
 
 /// Decides how to reach a peer from both sides' NAT classes (ours from [`classify`](crate::classify), the
-/// peer's from its endpoint record) and the punch rounds that already went unanswered.
+/// peer's from its endpoint record) and the rounds of handshakes to its published addresses that already
+/// went unanswered.
 pub fn decide(ours: NatClass, peer: NatClass, unanswered_rounds: u32, max_attempts: u32) -> PathDecision {
+    // Whatever the classes promised, a path that stayed silent this long does not work (a "public" address
+    // behind a firewall that drops unsolicited datagrams, a peer that does not know our key).
+    if unanswered_rounds >= max_attempts {
+        return PathDecision::Relay(RelayReason::NoAnswer);
+    }
     if ours == NatClass::Public || peer == NatClass::Public {
         return PathDecision::Direct;
     }
@@ -42,9 +48,6 @@ pub fn decide(ours: NatClass, peer: NatClass, unanswered_rounds: u32, max_attemp
         return PathDecision::Relay(RelayReason::SymmetricNat);
     }
     // Unknown classes get the benefit of the doubt: trying costs a few small packets and is bounded.
-    if unanswered_rounds >= max_attempts {
-        return PathDecision::Relay(RelayReason::NoAnswer);
-    }
     PathDecision::Punch
 }
 
@@ -143,7 +146,10 @@ mod tests {
     fn decisions() {
         let n = DEFAULT_PUNCH_ATTEMPTS;
         assert_eq!(decide(Public, Symmetric, 0, n), PathDecision::Direct);
-        assert_eq!(decide(Symmetric, Public, 9, n), PathDecision::Direct);
+        assert_eq!(decide(Symmetric, Public, n - 1, n), PathDecision::Direct);
+        // A direct path that never answered is given up like a punched one.
+        assert_eq!(decide(Public, Public, n, n), PathDecision::Relay(RelayReason::NoAnswer));
+        assert_eq!(decide(Symmetric, Public, 9, n), PathDecision::Relay(RelayReason::NoAnswer));
         assert_eq!(decide(Cone, Cone, 0, n), PathDecision::Punch);
         assert_eq!(decide(Cone, Unknown, n - 1, n), PathDecision::Punch);
         assert_eq!(decide(Cone, Cone, n, n), PathDecision::Relay(RelayReason::NoAnswer));
