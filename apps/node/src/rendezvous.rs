@@ -473,7 +473,9 @@ impl RelayKeeper {
 }
 
 /// Tries the peer's published addresses in turn (public mapping first: it works from anywhere, the LAN
-/// address only next to it), until a handshake completes. True if one did.
+/// address only next to it), until a handshake completes. True if one did. Called only while the tunnel
+/// has had no handshake for `LIVE`, so any handshake within `LIVE` is one of this attempt (or of the
+/// peer's punching towards us, which counts as much).
 async fn punch(ep: &Endpoint, peer: PeerKey, record: &EndpointRecord) -> bool {
     let mut addrs: Vec<&RecordEndpoint> = record.endpoints.iter().collect();
     addrs.sort_by_key(|e| e.kind);
@@ -483,8 +485,9 @@ async fn punch(ep: &Endpoint, peer: PeerKey, record: &EndpointRecord) -> bool {
         ep.initiate_handshake(peer);
         while started.elapsed() < PUNCH_WAIT {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            // Only a handshake completed since this attempt began counts.
-            if live(ep, peer, started.elapsed()).await {
+            // Not "since `started`": the tunnel's handshake age advances on its timer tick and may read a
+            // quarter second older than it is, which would miss a handshake that completed at once.
+            if live(ep, peer, LIVE).await {
                 return true;
             }
         }
