@@ -68,6 +68,10 @@ const RELAY_KEEPALIVE: u16 = 25;
 /// Relay candidates checked at once, and at most per round (each check is a few 64-byte datagrams).
 const RELAY_PROBES: usize = 16;
 
+/// A node that needs a relay and has none tries again this soon, doubling up to the resolve period: it is
+/// cut off until it finds one (a relay that just started may not be announced yet).
+const RELAY_RETRY: Duration = Duration::from_secs(2);
+
 /// What rendezvous knows about relays, shared by the peer finders and the relay keeper.
 #[derive(Default)]
 struct RelayNeeds {
@@ -372,7 +376,9 @@ impl RelayKeeper {
         // Relays whose key a handshake proved; their sessions run for as long as the node does.
         let mut chosen: Vec<PeerKey> = Vec::new();
         let own = *self.ep.public_key().as_bytes();
+        let mut retry = RELAY_RETRY;
         loop {
+            let mut stranded = false;
             let ours = *self.ours.lock().unwrap_or_else(|e| e.into_inner());
             let (peers_need, named) = self.needs.snapshot();
             let mut up = Vec::new();
@@ -391,19 +397,32 @@ impl RelayKeeper {
                 && (up.len() < dtn_nat::DEFAULT_RELAYS_KEPT || missing_named)
             {
                 let found = self.candidates().await;
+                let mut reached = false;
                 for c in pick_relays(&found, &up, &named, &own, dtn_nat::DEFAULT_RELAYS_KEPT) {
                     let Ok(key) = PeerKey::from_bytes(&c.key) else { continue };
-                    if self.prove(key, c.addr, chosen.contains(&key)).await && !chosen.contains(&key) {
-                        tracing::info!(relay = %key, addr = %c.addr, rtt = ?c.rtt, "relay reached");
-                        chosen.push(key);
-                        if !self.configured.contains(&key) {
-                            let _ = self.sessions.send(key);
+                    if self.prove(key, c.addr, chosen.contains(&key)).await {
+                        reached = true;
+                        if !chosen.contains(&key) {
+                            tracing::info!(relay = %key, addr = %c.addr, rtt = ?c.rtt, "relay reached");
+                            chosen.push(key);
+                            if !self.configured.contains(&key) {
+                                let _ = self.sessions.send(key);
+                            }
                         }
                     }
                 }
+                stranded = up.is_empty() && !reached;
             }
+            let wait = if stranded {
+                let w = retry.min(every);
+                retry = (retry * 2).min(every);
+                w
+            } else {
+                retry = RELAY_RETRY;
+                every
+            };
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.needs.wake.notified() => {}
             }
         }
