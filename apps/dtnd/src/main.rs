@@ -87,6 +87,14 @@ struct Args {
     /// Rendezvous: answer STUN on the tunnel's socket and announce it (for a node with a public address).
     #[arg(long)]
     stun_responder: bool,
+    /// Rendezvous: be a relay for the network (a node with a public address): answer STUN, announce the
+    /// tunnel as a relay and carry bundles for nodes that cannot reach each other directly.
+    #[arg(long)]
+    relay: bool,
+    /// Rendezvous: reach peers through relays only, without hole punching (a node behind carrier-grade
+    /// NAT). Without it a node still falls back to relays by itself when punching cannot work.
+    #[arg(long)]
+    via_relay: bool,
     /// Print this node's identity public key (creating the key if there is none yet) and exit.
     #[arg(long)]
     print_identity: bool,
@@ -132,6 +140,9 @@ struct WgFile {
     #[serde(default)]
     dht_bootstrap: Vec<String>,
     stun_responder: Option<bool>,
+    relay: Option<bool>,
+    via_relay: Option<bool>,
+    max_relay_peers: Option<usize>,
     rendezvous: Option<RendezvousFile>,
 }
 
@@ -280,6 +291,9 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
         },
         responder: args.stun_responder || fwg.stun_responder.unwrap_or(false),
         timing: fwg.rendezvous.take(),
+        relay: args.relay || fwg.relay.unwrap_or(false),
+        via_relay: args.via_relay || fwg.via_relay.unwrap_or(false),
+        max_relay_peers: fwg.max_relay_peers,
     };
     cfg.wg = wg_config(args.wg, args.wg_peers, args.wg_key, args.wg_budget, fwg, args.print_identity)?;
     rendezvous_config(cfg.wg.as_mut(), rdv)?;
@@ -292,12 +306,21 @@ struct RendezvousArgs {
     bootstrap: Vec<String>,
     responder: bool,
     timing: Option<RendezvousFile>,
+    relay: bool,
+    via_relay: bool,
+    max_relay_peers: Option<usize>,
 }
 
 /// Adds rendezvous to the WireGuard link. Settings that would silently do nothing are refused.
 fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<()> {
     let Some(wg) = wg else {
-        if rdv.network.is_some() || !rdv.bootstrap.is_empty() || rdv.responder || rdv.timing.is_some() {
+        if rdv.network.is_some()
+            || !rdv.bootstrap.is_empty()
+            || rdv.responder
+            || rdv.relay
+            || rdv.via_relay
+            || rdv.timing.is_some()
+        {
             bail!("rendezvous is configured but the WireGuard link is off: add --wg ADDR:PORT");
         }
         return Ok(());
@@ -311,6 +334,9 @@ fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<(
         }
         if rdv.timing.is_some() {
             bail!("[wg.rendezvous] is set but rendezvous is off: add --dht-bootstrap HOST:PORT");
+        }
+        if rdv.relay || rdv.via_relay {
+            bail!("--relay and --via-relay need --dht-bootstrap and --network (relays are found in the DHT)");
         }
         return Ok(());
     }
@@ -336,6 +362,11 @@ fn rendezvous_config(wg: Option<&mut WgConfig>, rdv: RendezvousArgs) -> Result<(
     };
     wg.network = network;
     wg.stun_responder = rdv.responder;
+    wg.relay = rdv.relay;
+    wg.via_relay = rdv.via_relay;
+    if let Some(n) = rdv.max_relay_peers {
+        wg.max_relay_peers = n;
+    }
     // A DHT reached only at loopback or private addresses is a closed network, whose STUN servers have
     // such addresses too; on the Internet an announcement naming one is refused.
     wg.rendezvous.allow_private = wg.dht_bootstrap.iter().all(|a| match a.ip() {
@@ -607,6 +638,22 @@ mod tests {
                     stun-responder = true\n";
         let w = configure_with(base(), toml::from_str(text).unwrap()).unwrap().wg.unwrap();
         assert_eq!((w.network.as_str(), w.dht_bootstrap.len(), w.stun_responder), ("hills", 1, true));
+        assert!(!w.relay && !w.via_relay && w.max_relay_peers == 256);
+
+        // Relays: only with rendezvous.
+        let rdv = || Args { network: Some("hills".into()), dht_bootstrap: vec!["127.0.0.1:6881".into()], ..on() };
+        let w = wg(Args { relay: true, ..rdv() }).unwrap();
+        assert!(w.relay && !w.via_relay);
+        assert!(wg(Args { via_relay: true, ..rdv() }).unwrap().via_relay);
+        assert!(wg(Args { relay: true, ..on() }).unwrap_err().to_string().contains("--dht-bootstrap"));
+        assert!(wg(Args { via_relay: true, ..on() }).unwrap_err().to_string().contains("--dht-bootstrap"));
+        let text = "[wg]\nlisten = \"127.0.0.1:0\"\nnetwork = \"hills\"\ndht-bootstrap = [\"127.0.0.1:6881\"]\n\
+                    relay = true\nmax-relay-peers = 16\n";
+        let w = configure_with(base(), toml::from_str(text).unwrap()).unwrap().wg.unwrap();
+        assert_eq!((w.relay, w.max_relay_peers), (true, 16));
+        let text = "[wg]\nlisten = \"127.0.0.1:0\"\nnetwork = \"hills\"\ndht-bootstrap = [\"127.0.0.1:6881\"]\n\
+                    via-relay = true\n";
+        assert!(configure_with(base(), toml::from_str(text).unwrap()).unwrap().wg.unwrap().via_relay);
     }
 
     #[test]

@@ -447,7 +447,6 @@ fn a_port_randomising_nat_is_classified_symmetric_and_defeats_punching() {
 }
 
 #[test]
-#[ignore = "needs the relay fallback (--relay)"]
 fn behind_a_symmetric_nat_bundles_go_through_the_relay() {
     let _one = nat_case!();
     let started = Instant::now();

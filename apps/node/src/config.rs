@@ -80,6 +80,17 @@ pub struct WgConfig {
     pub stun_responder: bool,
     /// Rendezvous timers and rules; the defaults suit the public Internet.
     pub rendezvous: RendezvousTiming,
+    /// Be a relay for the network: answer STUN (as `stun_responder`), announce the tunnel in the DHT as a
+    /// relay, and take WireGuard sessions from any key (up to `max_relay_peers` at once), so that nodes
+    /// that cannot reach each other directly exchange bundles through this one as an ordinary DTN hop.
+    /// Needs rendezvous (a network name and DHT bootstrap nodes) and a publicly reachable socket.
+    pub relay: bool,
+    /// Reach peers through relays only, without punching: for a node known to sit behind a carrier-grade
+    /// NAT. Without it the node still falls back to relays by itself when its NAT maps per destination or
+    /// punching to a peer goes unanswered. Needs rendezvous.
+    pub via_relay: bool,
+    /// A relay's cap on peers it was not configured with (the strangers it serves at once).
+    pub max_relay_peers: usize,
     /// Bytes a day the node may send to each peer that sets no budget of its own; `None`: no limit. Counts
     /// bundle bytes handed to the TCPCL session; days turn at UTC midnight (without a clock: every 24 h of
     /// the node's time base); the count is kept in the store across restarts.
@@ -131,6 +142,9 @@ impl WgConfig {
             stun_responder: false,
             rendezvous: RendezvousTiming::default(),
             budget_per_day: None,
+            relay: false,
+            via_relay: false,
+            max_relay_peers: 256,
         }
     }
 

@@ -10,7 +10,8 @@ use dtn_core::routing::LinkClass;
 use dtn_tcpcl::SessionConfig;
 use dtn_wg::tcpcl::TCPCL_PORT;
 use dtn_wg::{Endpoint, EndpointConfig, Identity, Listener, PeerConfig, PeerKey};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::budget::LinkBudget;
 use crate::links::{Blocked, run_session_on, session_config};
@@ -58,17 +59,22 @@ struct Ctx {
     classes: Arc<HashMap<PeerKey, LinkClass>>,
     /// Daily byte budgets by peer (peers without one are absent).
     budgets: Arc<HashMap<PeerKey, u64>>,
+    /// Class and budget of peers that are not configured: relays we chose, and on a relay the strangers
+    /// it serves. The link's own defaults, as for a configured peer that sets none.
+    default_class: LinkClass,
+    default_budget: Option<u64>,
 }
 
 impl Ctx {
     fn class(&self, peer: &PeerKey) -> LinkClass {
-        // Every peer that can complete a handshake is configured, so the fallback is never used; it is the
-        // cautious class should that ever change.
-        self.classes.get(peer).copied().unwrap_or(LinkClass::Metered)
+        self.classes.get(peer).copied().unwrap_or(self.default_class)
     }
 
     fn budget(&self, peer: &PeerKey) -> Option<LinkBudget> {
-        let per_day = *self.budgets.get(peer)?;
+        let per_day = match self.classes.contains_key(peer) {
+            true => *self.budgets.get(peer)?,
+            false => self.default_budget?,
+        };
         Some(LinkBudget { name: format!("wg/{peer}"), per_day })
     }
 }
@@ -79,9 +85,18 @@ pub(crate) async fn start(
     node: NodeHandle,
     blocked: Blocked,
 ) -> Result<WgLinks, NodeError> {
+    if (wg.relay || wg.via_relay) && (!wg.rendezvous_enabled() || wg.network.is_empty()) {
+        let what = if wg.relay { "a relay" } else { "reaching peers through relays" };
+        return Err(NodeError::Rejected(format!(
+            "{what} needs rendezvous: a network name and DHT bootstrap nodes (relays are found in the DHT)"
+        )));
+    }
     let identity = Identity::load_or_generate(&wg.key_path(&cfg.store_dir))?;
     let me = identity.public();
     let mut ecfg = EndpointConfig::new(wg.listen);
+    if wg.relay {
+        ecfg.accept_unknown_peers = wg.max_relay_peers;
+    }
     let mut classes = HashMap::new();
     let mut budgets = HashMap::new();
     for p in &wg.peers {
@@ -108,14 +123,19 @@ pub(crate) async fn start(
         active: Arc::new(Mutex::new(HashSet::new())),
         classes: Arc::new(classes),
         budgets: Arc::new(budgets),
+        default_class: wg.class,
+        default_budget: wg.budget_per_day,
     };
     let mut tasks = vec![tokio::spawn(accept_loop(listener, ctx.clone()))];
     for p in &wg.peers {
-        tasks.push(tokio::spawn(dial_loop(endpoint.clone(), me, p.key, ctx.clone())));
+        tasks.push(tokio::spawn(dial_loop(endpoint.clone(), me, p.key, ctx.clone(), false)));
     }
     if wg.rendezvous_enabled() {
-        let found = crate::rendezvous::start(endpoint.clone(), &identity, wg, &cfg.store_dir, cfg.has_clock)?;
+        let (relays_tx, relays) = mpsc::unbounded_channel();
+        let found =
+            crate::rendezvous::start(endpoint.clone(), &identity, wg, &cfg.store_dir, cfg.has_clock, relays_tx)?;
         tasks.extend(found);
+        tasks.push(tokio::spawn(keep_relays(endpoint.clone(), me, relays, ctx.clone())));
     }
     tracing::info!(identity = %me, addr = %endpoint.local_addr(), peers = wg.peers.len(), "WireGuard link up");
     Ok(WgLinks { endpoint, identity: me, tasks })
@@ -148,11 +168,22 @@ async fn accept_loop(listener: Listener, ctx: Ctx) {
     }
 }
 
+/// Keeps a session with each relay rendezvous chose (their tunnels are up), as with a configured peer.
+/// The sessions stop with this task (the set aborts them when dropped).
+async fn keep_relays(ep: Arc<Endpoint>, me: PeerKey, mut relays: mpsc::UnboundedReceiver<PeerKey>, ctx: Ctx) {
+    let mut sessions = JoinSet::new();
+    while let Some(relay) = relays.recv().await {
+        tracing::info!(%relay, "keeping a session with a relay");
+        sessions.spawn(dial_loop(ep.clone(), me, relay, ctx.clone(), true));
+    }
+}
+
 /// Keeps a session with a peer, reconnecting with backoff (1 s doubling to 30 s) as for static TCP peers.
 /// Both ends of a tunnel know each other, so both would dial: the one with the smaller key dials at once,
-/// the other only after a grace period if no session came up meanwhile.
-async fn dial_loop(ep: Arc<Endpoint>, me: PeerKey, peer: PeerKey, ctx: Ctx) {
-    let grace = if me.as_bytes() < peer.as_bytes() { Duration::ZERO } else { Duration::from_secs(3) };
+/// the other only after a grace period if no session came up meanwhile. A relay never dials the nodes it
+/// serves, so they dial it at once (`first`).
+async fn dial_loop(ep: Arc<Endpoint>, me: PeerKey, peer: PeerKey, ctx: Ctx, first: bool) {
+    let grace = if first || me.as_bytes() < peer.as_bytes() { Duration::ZERO } else { Duration::from_secs(3) };
     let mut backoff = Duration::from_secs(1);
     loop {
         // Until the peer's address is known (configured, heard from, or found by rendezvous) a connection

@@ -66,6 +66,9 @@ pub struct Binding {
     pub rtt: Duration,
     /// How many copies of the request went out.
     pub transmissions: u32,
+    /// The identity key the server claims, if it was asked ([`StunClient::binding_identity`]) and is a
+    /// relay. Only a hint: a relay is trusted once a WireGuard handshake with this key completes.
+    pub identity: Option<[u8; 32]>,
 }
 
 /// Why a Binding transaction failed.
@@ -159,9 +162,28 @@ impl<P: DatagramPort> StunClient<P> {
 
     /// Runs one Binding transaction with `server` under `policy`.
     pub async fn binding_with(&self, server: SocketAddr, policy: RetransmitPolicy) -> Result<Binding, BindingError> {
+        self.transaction(server, policy, false).await
+    }
+
+    /// Runs one Binding transaction with `server` under `policy` that also asks for its identity key
+    /// (DTN-IDENTITY): a relay answers with it, any other server ignores the question.
+    pub async fn binding_identity(
+        &self,
+        server: SocketAddr,
+        policy: RetransmitPolicy,
+    ) -> Result<Binding, BindingError> {
+        self.transaction(server, policy, true).await
+    }
+
+    async fn transaction(
+        &self,
+        server: SocketAddr,
+        policy: RetransmitPolicy,
+        ask: bool,
+    ) -> Result<Binding, BindingError> {
         let server = canonical(server);
         let tid = wire::new_transaction_id();
-        let request = wire::binding_request(tid);
+        let request = if ask { wire::binding_request_with_identity(tid) } else { wire::binding_request(tid) };
         let (tx, mut rx) = oneshot::channel();
         self.lock().insert(tid, Pending { server, done: tx });
         let _guard = PendingGuard { client: self, tid };
@@ -203,9 +225,13 @@ impl<P: DatagramPort> StunClient<P> {
         transmissions: u32,
     ) -> Result<Binding, BindingError> {
         match response.outcome {
-            BindingOutcome::Mapped(mapped) => {
-                Ok(Binding { server, mapped, rtt: at.saturating_duration_since(last_sent), transmissions })
-            }
+            BindingOutcome::Mapped(mapped) => Ok(Binding {
+                server,
+                mapped,
+                rtt: at.saturating_duration_since(last_sent),
+                transmissions,
+                identity: response.identity,
+            }),
             BindingOutcome::Error(code) => Err(BindingError::ErrorResponse(code)),
         }
     }

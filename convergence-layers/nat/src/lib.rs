@@ -9,7 +9,9 @@
 //! * Rendezvous: each node publishes its [`EndpointRecord`] as a BEP 44 mutable item signed with its
 //!   identity key ([`Publisher`], sequence number persisted by [`SeqFile`]); peers resolve it by key
 //!   ([`Resolver`]).
-//! * [`decide`]: punch, connect directly, or fall back to a relay.
+//! * [`decide`]: punch, connect directly, or fall back to a relay; [`relay_needed`] and [`pick_relays`]:
+//!   whether a node needs relays and which to keep (relays are found under
+//!   [`NetworkName::relay_info_hash`] and name themselves with the DTN-IDENTITY attribute of [`wire`]).
 //!
 //! Identity keys are `ed25519-dalek` 3 [`SigningKey`]s (the version `mainline` 8 uses), re-exported here;
 //! a key held as another version converts through its 32 secret bytes (`SigningKey::from_bytes`).
@@ -31,7 +33,10 @@ pub use client::{Binding, BindingError, ClientStats, ReceiveLoop, RetransmitPoli
 pub use discovery::{
     Announcer, BadNetworkName, DEFAULT_ANNOUNCE_EVERY, DiscoveryTask, MAX_NETWORK_NAME_LEN, NetworkName, StunDiscovery,
 };
-pub use fallback::{DEFAULT_PUNCH_ATTEMPTS, PathDecision, RelayReason, decide};
+pub use fallback::{
+    DEFAULT_PUNCH_ATTEMPTS, DEFAULT_RELAYS_KEPT, PathDecision, RelayCandidate, RelayReason, decide, pick_relays,
+    relay_needed,
+};
 pub use mainline::{self, SigningKey};
 pub use port::{DatagramPort, UdpPort, spawn_receive_loop};
 pub use record::{

@@ -319,6 +319,7 @@ mod tests {
             mapped: a("203.0.113.9:4000"),
             rtt: Duration::from_millis(rtt_ms),
             transmissions,
+            identity: None,
         })
     }
 
@@ -427,6 +428,7 @@ mod tests {
             mapped: a(mapped),
             rtt: Duration::from_millis(1),
             transmissions: 1,
+            identity: None,
         };
         assert_eq!(classify(None, &[]), MappingBehaviour::Unknown);
         let one = [b("198.51.1.1:3478", "203.0.113.9:4000")];

@@ -20,6 +20,14 @@ const FINGERPRINT_TYPE: u16 = 0x8028;
 /// XOR-ed into the CRC-32 of a FINGERPRINT (RFC 8489 §14.7), so that a STUN message carried inside another
 /// protocol that also uses CRC-32 cannot be mistaken for it.
 const FINGERPRINT_XOR: u32 = 0x5354_554E;
+/// DTN-IDENTITY, our own comprehension-optional attribute (from the expert-review range 0xC000–0xFFFF of
+/// RFC 8489 §18.3, unregistered): in a Binding request, 32 zero bytes asking "are you a relay, and whose
+/// key do you hold?"; in the success response of a relay, its 32-byte Ed25519 identity key. Servers that
+/// do not know it ignore it (RFC 8489 §15: comprehension-optional), so the question costs nothing to ask
+/// of an ordinary STUN server. The answer's attribute is exactly as large as the question's.
+pub const DTN_IDENTITY: u16 = 0xFD7E;
+/// Length of DTN-IDENTITY's value.
+pub const IDENTITY_LEN: usize = 32;
 /// Large enough for any Binding message we produce (header, XOR-MAPPED-ADDRESS for IPv6, FINGERPRINT, or an
 /// error response with a short reason and a few unknown attribute types).
 pub const MAX_MESSAGE_LEN: usize = 256;
@@ -70,6 +78,54 @@ pub fn binding_request(transaction_id: [u8; 12]) -> Vec<u8> {
     encode(&msg)
 }
 
+/// A Binding request with DTN-IDENTITY (32 zero bytes) and FINGERPRINT.
+pub fn binding_request_with_identity(transaction_id: [u8; 12]) -> Vec<u8> {
+    with_attribute(&binding_request(transaction_id), DTN_IDENTITY, &[0u8; IDENTITY_LEN])
+}
+
+/// `msg` (a message we encoded, ending in FINGERPRINT) with one more attribute before the FINGERPRINT,
+/// which is recomputed. stun-rs builds only the attributes it knows, so ours is spliced in by hand.
+fn with_attribute(msg: &[u8], ty: u16, value: &[u8]) -> Vec<u8> {
+    if msg.len() < HEADER_LEN + 8 || !value.len().is_multiple_of(4) {
+        return msg.to_vec();
+    }
+    let mut out = msg[..msg.len() - 8].to_vec();
+    out.extend_from_slice(&ty.to_be_bytes());
+    out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    out.extend_from_slice(value);
+    // The length covers everything after the header, the FINGERPRINT included (RFC 8489 §14.7).
+    let body = (out.len() + 8 - HEADER_LEN) as u16;
+    out[2..4].copy_from_slice(&body.to_be_bytes());
+    let crc = CRC32.checksum(&out) ^ FINGERPRINT_XOR;
+    out.extend_from_slice(&FINGERPRINT_TYPE.to_be_bytes());
+    out.extend_from_slice(&4u16.to_be_bytes());
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The value of the first attribute of type `ty` in a well-formed message, walking the attributes
+/// ourselves (stun-rs does not hand out the value of attributes it does not know). `None` if absent or if
+/// the attribute list is malformed.
+fn attribute(msg: &[u8], ty: u16) -> Option<&[u8]> {
+    let mut rest = msg.get(HEADER_LEN..)?;
+    while rest.len() >= 4 {
+        let t = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let value = rest.get(4..4 + len)?;
+        if t == ty {
+            return Some(value);
+        }
+        // Values are padded to a multiple of 4 bytes.
+        rest = rest.get(4 + len.next_multiple_of(4)..)?;
+    }
+    None
+}
+
+/// The identity key in a DTN-IDENTITY attribute of exactly 32 bytes; any other size is not ours.
+fn identity_of(msg: &[u8]) -> Option<[u8; IDENTITY_LEN]> {
+    attribute(msg, DTN_IDENTITY).and_then(|v| v.try_into().ok())
+}
+
 /// What a Binding response said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindingOutcome {
@@ -84,6 +140,9 @@ pub enum BindingOutcome {
 pub struct BindingResponse {
     pub transaction_id: [u8; 12],
     pub outcome: BindingOutcome,
+    /// The responder's identity key, if it is a relay that was asked (DTN-IDENTITY). A claim only: it
+    /// proves nothing until a WireGuard handshake with that key completes.
+    pub identity: Option<[u8; IDENTITY_LEN]>,
 }
 
 /// Why a datagram is not a usable Binding response.
@@ -151,7 +210,11 @@ pub fn parse_binding_response(datagram: &[u8]) -> Result<BindingResponse, Respon
         }
         _ => return Err(ResponseError::NotBindingResponse),
     };
-    Ok(BindingResponse { transaction_id, outcome })
+    let identity = match outcome {
+        BindingOutcome::Mapped(_) => identity_of(datagram),
+        BindingOutcome::Error(_) => None,
+    };
+    Ok(BindingResponse { transaction_id, outcome, identity })
 }
 
 /// The responder's answer to one datagram from `from`: a Binding success with XOR-MAPPED-ADDRESS and
@@ -159,6 +222,13 @@ pub fn parse_binding_response(datagram: &[u8]) -> Result<BindingResponse, Respon
 /// attributes we do not know (RFC 8489 §6.3.1); `None` (silence) for anything else, including indications,
 /// responses, other methods and garbage.
 pub fn answer(datagram: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+    answer_as(datagram, from, None)
+}
+
+/// [`answer`] for a relay holding identity key `identity`: a request carrying DTN-IDENTITY (32 bytes) gets
+/// the key in the same attribute of the success response. With `None`, DTN-IDENTITY is ignored like any
+/// comprehension-optional attribute.
+pub fn answer_as(datagram: &[u8], from: SocketAddr, identity: Option<&[u8; IDENTITY_LEN]>) -> Option<Vec<u8>> {
     // Cheap rejections first: a responder on a public address sees a lot of noise.
     if datagram.len() < HEADER_LEN || datagram[0] & 0xC0 != 0 || datagram[4..8] != MAGIC_COOKIE.to_be_bytes() {
         return None;
@@ -193,7 +263,13 @@ pub fn answer(datagram: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
             .with_attribute(Fingerprint::default())
             .build()
     };
-    let bytes = encode(&reply);
+    let mut bytes = encode(&reply);
+    if !any_unknown
+        && let Some(key) = identity
+        && identity_of(datagram).is_some()
+    {
+        bytes = with_attribute(&bytes, DTN_IDENTITY, key);
+    }
     (!bytes.is_empty()).then_some(bytes)
 }
 
@@ -215,7 +291,10 @@ mod tests {
         let resp = answer(&req, from).expect("a Binding request is answered");
         assert!(is_stun(&resp));
         let parsed = parse_binding_response(&resp).unwrap();
-        assert_eq!(parsed, BindingResponse { transaction_id: tid, outcome: BindingOutcome::Mapped(from) });
+        assert_eq!(
+            parsed,
+            BindingResponse { transaction_id: tid, outcome: BindingOutcome::Mapped(from), identity: None }
+        );
         let v6 = addr("[2001:db8::1]:5");
         let parsed = parse_binding_response(&answer(&req, v6).unwrap()).unwrap();
         assert_eq!(parsed.outcome, BindingOutcome::Mapped(v6));
@@ -277,6 +356,49 @@ mod tests {
         assert_eq!(parse_binding_response(&resp).unwrap().outcome, BindingOutcome::Error(420));
     }
 
+    #[test]
+    fn identity_is_given_by_relays_only_when_asked() {
+        let key = [0xab; IDENTITY_LEN];
+        let from = addr("198.51.100.7:40000");
+        let tid = new_transaction_id();
+        let ask = binding_request_with_identity(tid);
+        assert!(is_stun(&ask), "the spliced attribute keeps the FINGERPRINT right");
+        assert_eq!(ask.len(), HEADER_LEN + 4 + IDENTITY_LEN + 8);
+        // A relay answers with its key, in an attribute as large as the question's.
+        let resp = answer_as(&ask, from, Some(&key)).unwrap();
+        assert!(is_stun(&resp));
+        let parsed = parse_binding_response(&resp).unwrap();
+        assert_eq!(parsed.outcome, BindingOutcome::Mapped(from));
+        assert_eq!(parsed.identity, Some(key));
+        assert_eq!(attribute(&resp, DTN_IDENTITY).map(<[u8]>::len), Some(IDENTITY_LEN));
+        // An ordinary responder ignores the question (comprehension-optional: no 420).
+        let parsed = parse_binding_response(&answer(&ask, from).unwrap()).unwrap();
+        assert_eq!((parsed.outcome, parsed.identity), (BindingOutcome::Mapped(from), None));
+        // A relay not asked does not volunteer its key.
+        let parsed = parse_binding_response(&answer_as(&binding_request(tid), from, Some(&key)).unwrap()).unwrap();
+        assert_eq!(parsed.identity, None);
+    }
+
+    #[test]
+    fn oversized_or_truncated_identity_attributes_are_ignored() {
+        let key = [7u8; IDENTITY_LEN];
+        let from = addr("10.0.0.1:1");
+        let base = binding_request(new_transaction_id());
+        // 64 bytes asked: not our question, so no key comes back (and no amplification).
+        let big = with_attribute(&base, DTN_IDENTITY, &[0u8; 64]);
+        assert!(is_stun(&big));
+        assert_eq!(parse_binding_response(&answer_as(&big, from, Some(&key)).unwrap()).unwrap().identity, None);
+        let small = with_attribute(&base, DTN_IDENTITY, &[0u8; 8]);
+        assert_eq!(parse_binding_response(&answer_as(&small, from, Some(&key)).unwrap()).unwrap().identity, None);
+        // A response whose attribute claims more bytes than the message holds is not a key either.
+        let resp = answer_as(&binding_request_with_identity(new_transaction_id()), from, Some(&key)).unwrap();
+        let mut bad = resp.clone();
+        let at = bad.len() - 8 - IDENTITY_LEN - 2;
+        bad[at..at + 2].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(identity_of(&bad), None);
+        assert!(parse_binding_response(&bad).is_err(), "the FINGERPRINT no longer matches");
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -296,6 +418,21 @@ mod tests {
             let _ = is_stun(&v);
             let _ = parse_binding_response(&v);
             let _ = answer(&v, "[::1]:9".parse().unwrap());
+            let _ = answer_as(&v, "[::1]:9".parse().unwrap(), Some(&[1; IDENTITY_LEN]));
+            let _ = identity_of(&v);
+        }
+
+        #[test]
+        fn identity_attribute_garbage_never_panics(value in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut v = binding_request_with_identity(new_transaction_id());
+            // Replace the value with arbitrary bytes and an arbitrary (possibly lying) length.
+            v.truncate(HEADER_LEN + 2);
+            v.extend_from_slice(&(value.len() as u16 ^ 0x5a).to_be_bytes());
+            v.extend_from_slice(&value);
+            let _ = is_stun(&v);
+            let _ = parse_binding_response(&v);
+            let _ = answer_as(&v, "127.0.0.1:9".parse().unwrap(), Some(&[1; IDENTITY_LEN]));
+            let _ = identity_of(&v);
         }
     }
 }

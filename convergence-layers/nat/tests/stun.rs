@@ -218,3 +218,28 @@ async fn our_client_against_coturn() {
     assert!(client.stats().responses >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A relay's answer carries its identity key when asked; a plain responder's does not, and asking it costs
+/// no error.
+#[tokio::test]
+async fn the_identity_question_is_answered_by_relays_only() {
+    let key = [0x5a; 32];
+    let relay = UdpSocket::bind(LOCALHOST).await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = relay.recv_from(&mut buf).await {
+            if let Some(reply) = dtn_nat::wire::answer_as(&buf[..n], from, Some(&key)) {
+                let _ = relay.send_to(&reply, from).await;
+            }
+        }
+    });
+    let plain = Responder::bind(LOCALHOST.parse().unwrap()).await.unwrap();
+    let (client, _loop, local) = client().await;
+    let b = client.binding_identity(relay_addr, quick()).await.expect("the relay answers");
+    assert_eq!((b.mapped, b.identity), (local, Some(key)));
+    let b = client.binding(relay_addr).await.expect("the relay answers a plain request too");
+    assert_eq!(b.identity, None, "a key is given only when asked for");
+    let b = client.binding_identity(plain.local_addr(), quick()).await.expect("a plain responder answers");
+    assert_eq!((b.mapped, b.identity), (local, None));
+}

@@ -41,11 +41,28 @@ pub(crate) enum Cmd {
 }
 
 struct Peer {
+    /// For a peer still unnamed (see `unnamed`): the first candidate, a placeholder that is never matched.
     key: PeerKey,
     tunn: Tunn,
     endpoint: Option<SocketAddr>,
     addr: Ipv6Addr,
+    /// A peer we were not configured with (an open endpoint's stranger): counted against the cap, and its
+    /// slot may be reused once it has been quiet long enough.
+    dynamic: Option<Instant>,
+    /// The two identity keys its WireGuard key could be, until its first packet's source address tells
+    /// which one it holds. Until then nothing is sent to it and nothing is delivered from it.
+    unnamed: Option<Vec<PeerKey>>,
 }
+
+impl Peer {
+    fn is(&self, key: &PeerKey) -> bool {
+        self.unnamed.is_none() && self.key == *key
+    }
+}
+
+/// A stranger's slot may be given to another once its last handshake (or its arrival, if it never
+/// completed one) is this old: WireGuard drops a session after three minutes without a new handshake.
+const STRANGER_IDLE: Duration = Duration::from_secs(180);
 
 pub(crate) struct Driver {
     pub shared: Arc<Shared>,
@@ -55,6 +72,8 @@ pub(crate) struct Driver {
     pub limiter: Arc<RateLimiter>,
     pub other: mpsc::Sender<(Bytes, SocketAddr)>,
     pub cmds: mpsc::UnboundedReceiver<Cmd>,
+    /// How many peers that were not configured may hold a tunnel at once (0: strangers are refused).
+    max_strangers: usize,
     peers: Vec<Peer>,
     by_x25519: HashMap<[u8; 32], usize>,
     by_addr: HashMap<Ipv6Addr, usize>,
@@ -102,6 +121,7 @@ impl Driver {
         secret: StaticSecret,
         other: mpsc::Sender<(Bytes, SocketAddr)>,
         cmds: mpsc::UnboundedReceiver<Cmd>,
+        max_strangers: usize,
     ) -> Driver {
         let public = PublicKey::from(&secret);
         let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE));
@@ -113,6 +133,7 @@ impl Driver {
             limiter,
             other,
             cmds,
+            max_strangers,
             peers: Vec::new(),
             by_x25519: HashMap::new(),
             by_addr: HashMap::new(),
@@ -134,9 +155,51 @@ impl Driver {
         let addr = p.key.tunnel_addr();
         self.by_x25519.insert(*x.as_bytes(), idx);
         self.by_addr.insert(addr, idx);
-        self.peers.push(Peer { key: p.key, tunn, endpoint: p.endpoint, addr });
+        self.peers.push(Peer { key: p.key, tunn, endpoint: p.endpoint, addr, dynamic: None, unnamed: None });
         self.shared.lock().peers_by_addr.insert(addr, p.key);
         Ok(())
+    }
+
+    /// Takes in a stranger whose handshake initiation authenticated with WireGuard key `x`: a new slot, or
+    /// the slot of a stranger gone quiet when the cap is reached. `None` if there is no room.
+    fn add_stranger(&mut self, x: [u8; 32]) -> Option<usize> {
+        let candidates = PeerKey::candidates(&x);
+        let first = *candidates.first()?;
+        let strangers: Vec<usize> = (0..self.peers.len()).filter(|&i| self.peers[i].dynamic.is_some()).collect();
+        let idx = if strangers.len() < self.max_strangers && self.peers.len() < MAX_PEERS {
+            self.peers.len()
+        } else {
+            let now = Instant::now();
+            let quiet = |p: &Peer| match p.tunn.stats().0 {
+                Some(since) => since >= STRANGER_IDLE,
+                None => p.dynamic.is_some_and(|t| now.duration_since(t) >= STRANGER_IDLE),
+            };
+            let i = strangers.into_iter().find(|&i| quiet(&self.peers[i]))?;
+            let old = &self.peers[i];
+            self.by_x25519.remove(old.key.x25519_public().as_bytes());
+            if old.unnamed.is_none() {
+                self.by_addr.remove(&old.addr);
+                self.shared.lock().peers_by_addr.remove(&old.addr);
+            }
+            i
+        };
+        let tunn =
+            Tunn::new(self.secret.clone(), PublicKey::from(x), None, None, idx as u32, Some(self.limiter.clone()));
+        let peer = Peer {
+            key: first,
+            tunn,
+            endpoint: None,
+            addr: first.tunnel_addr(),
+            dynamic: Some(Instant::now()),
+            unnamed: Some(candidates),
+        };
+        if idx == self.peers.len() {
+            self.peers.push(peer);
+        } else {
+            self.peers[idx] = peer;
+        }
+        self.by_x25519.insert(x, idx);
+        Some(idx)
     }
 
     pub async fn run(mut self) {
@@ -207,12 +270,12 @@ impl Driver {
                 let _ = done.send(self.add_peer(p));
             }
             Cmd::SetEndpoint(key, ep) => {
-                if let Some(p) = self.peers.iter_mut().find(|p| p.key == key) {
+                if let Some(p) = self.peers.iter_mut().find(|p| p.is(&key)) {
                     p.endpoint = Some(ep);
                 }
             }
             Cmd::Handshake(key) => {
-                if let Some(p) = self.peers.iter_mut().find(|p| p.key == key)
+                if let Some(p) = self.peers.iter_mut().find(|p| p.is(&key))
                     && let (TunnResult::WriteToNetwork(d), Some(ep)) =
                         (p.tunn.format_handshake_initiation(&mut self.out, false), p.endpoint)
                 {
@@ -220,7 +283,7 @@ impl Driver {
                 }
             }
             Cmd::Status(key, reply) => {
-                let s = self.peers.iter().find(|p| p.key == key).map(|p| {
+                let s = self.peers.iter().find(|p| p.is(&key)).map(|p| {
                     let (since, tx, rx, _, _) = p.tunn.stats();
                     PeerStatus { endpoint: p.endpoint, last_handshake: since, tx_bytes: tx as u64, rx_bytes: rx as u64 }
                 });
@@ -248,7 +311,10 @@ impl Driver {
     async fn find_peer(&mut self, t: u8, d: &[u8], from: SocketAddr) -> Option<usize> {
         let c = &self.shared.counters;
         if t != 1 {
-            let r = u32::from_le_bytes(d.get(4..8)?.try_into().ok()?);
+            // Our index is the receiver index: right after the type in cookie replies and data, after the
+            // sender's own index in a handshake response (WireGuard paper §5.4.3).
+            let at = if t == 2 { 8 } else { 4 };
+            let r = u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?);
             let idx = (r >> 8) as usize;
             if idx >= self.peers.len() {
                 add(&c.rejected, 1);
@@ -283,6 +349,14 @@ impl Driver {
         match parse_handshake_anon(&self.secret, &self.public, &init) {
             Ok(h) => match self.by_x25519.get(&h.peer_static_public) {
                 Some(&i) => Some(i),
+                None if self.max_strangers > 0 => {
+                    let i = self.add_stranger(h.peer_static_public);
+                    if i.is_none() {
+                        tracing::debug!(%from, "handshake from a stranger while full: refused");
+                        add(&self.shared.counters.refused_handshakes, 1);
+                    }
+                    i
+                }
                 None => {
                     tracing::debug!(%from, "handshake from a key that is not a peer: refused");
                     add(&c.refused_handshakes, 1);
@@ -301,6 +375,7 @@ impl Driver {
     async fn on_wireguard(&mut self, t: u8, d: &[u8], from: SocketAddr) {
         let Some(idx) = self.find_peer(t, d, from).await else { return };
         let (c, udp, peer) = (&self.shared.counters, &self.udp, &mut self.peers[idx]);
+        let mut named = None;
         let authenticated;
         let mut packet = None;
         match peer.tunn.decapsulate(Some(from.ip()), d, &mut self.out) {
@@ -319,7 +394,15 @@ impl Driver {
             }
             TunnResult::WriteToTunnelV6(p, src) => {
                 authenticated = true;
-                if src == peer.addr {
+                // A stranger's first packet names it: the initiator always sends from its own tunnel
+                // address, and only one of its two candidate keys has that address.
+                if let Some(k) = peer.unnamed.as_ref().and_then(|c| c.iter().find(|k| k.tunnel_addr() == src)) {
+                    named = Some(*k);
+                    peer.key = *k;
+                    peer.addr = src;
+                    peer.unnamed = None;
+                }
+                if src == peer.addr && peer.unnamed.is_none() {
                     packet = Some(p.to_vec());
                 } else {
                     tracing::debug!(peer = %peer.key, %src, "inner source is not the peer's address: dropped");
@@ -344,6 +427,11 @@ impl Driver {
             while let TunnResult::WriteToNetwork(q) = peer.tunn.decapsulate(None, &[], &mut self.out) {
                 send(udp, c, q, from).await;
             }
+        }
+        if let Some(k) = named {
+            tracing::debug!(peer = %k, %from, "stranger named by its tunnel address");
+            self.by_addr.insert(k.tunnel_addr(), idx);
+            self.shared.lock().peers_by_addr.insert(k.tunnel_addr(), k);
         }
         if let Some(p) = packet {
             self.shared.lock().dev.rx.push_back(p);

@@ -53,6 +53,11 @@ pub struct EndpointConfig {
     pub other_queue: usize,
     /// How long `connect` waits for the WireGuard handshake and the TCP handshake together.
     pub connect_timeout: Duration,
+    /// How many peers that are not configured may hold a tunnel at once: 0 (the default) refuses every
+    /// handshake from a key not in `peers`; more makes an open endpoint (a relay), which takes any key up
+    /// to this many, reusing the slot of one that has been quiet for three minutes when full. Such a peer
+    /// is named by its identity key like a configured one (see docs/wireguard.md).
+    pub accept_unknown_peers: usize,
 }
 
 impl EndpointConfig {
@@ -65,6 +70,7 @@ impl EndpointConfig {
             tcp_buffer: 4 << 20,
             other_queue: 256,
             connect_timeout: Duration::from_secs(15),
+            accept_unknown_peers: 0,
         }
     }
 }
@@ -121,7 +127,14 @@ impl Endpoint {
         let shared = Arc::new(Shared::new(stack));
         let (other_tx, other_rx) = mpsc::channel(cfg.other_queue.max(1));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let mut driver = Driver::new(shared.clone(), udp.clone(), identity.x25519_secret(), other_tx, cmd_rx);
+        let mut driver = Driver::new(
+            shared.clone(),
+            udp.clone(),
+            identity.x25519_secret(),
+            other_tx,
+            cmd_rx,
+            cfg.accept_unknown_peers,
+        );
         for p in cfg.peers {
             driver.add_peer(p)?;
         }
@@ -207,7 +220,8 @@ impl Endpoint {
         }
     }
 
-    /// Accepts connections to `port` inside the tunnel, from any configured peer.
+    /// Accepts connections to `port` inside the tunnel, from any configured peer (and, on an open endpoint,
+    /// from strangers).
     pub fn listen(&self, port: u16) -> Result<Listener, Error> {
         let mut st = self.shared.lock();
         if st.stopped {

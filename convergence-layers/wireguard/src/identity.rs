@@ -157,6 +157,24 @@ impl PeerKey {
         boringtun::x25519::PublicKey::from(self.verifying_key().to_montgomery().to_bytes())
     }
 
+    /// The identity keys whose WireGuard key is `x25519`: the Montgomery form keeps no sign of the
+    /// Edwards x coordinate, so a WireGuard key names two Ed25519 keys (a point and its negation). A
+    /// handshake from a peer we were not configured with reveals only its WireGuard key; which of the two
+    /// it holds shows in the source address of its first packet (see `tunnel_addr`).
+    pub fn candidates(x25519: &[u8; 32]) -> Vec<PeerKey> {
+        let u = curve25519_dalek::montgomery::MontgomeryPoint(*x25519);
+        let mut out: Vec<PeerKey> = Vec::with_capacity(2);
+        for sign in [0u8, 1] {
+            let Some(p) = u.to_edwards(sign) else { continue };
+            if let Ok(k) = PeerKey::from_bytes(&p.compress().to_bytes())
+                && !out.contains(&k)
+            {
+                out.push(k);
+            }
+        }
+        out
+    }
+
     /// The peer's address inside the tunnel: `fd` followed by the first 120 bits of
     /// SHA-512("dtn-wg tunnel address v1" ‖ key), an IPv6 unique local address (RFC 4193) that only its key
     /// can hold, since every decrypted packet's source is checked against the peer it came from.
@@ -229,6 +247,19 @@ mod tests {
         let mut other = s.clone();
         other.replace_range(51.., "9"); // non-zero trailing bits
         assert!(other.parse::<PeerKey>().is_err());
+    }
+
+    #[test]
+    fn a_wireguard_key_names_two_identities_one_of_them_the_holder() {
+        for seed in 0u8..8 {
+            let k = Identity::from_seed(&[seed; 32]).public();
+            let c = PeerKey::candidates(k.x25519_public().as_bytes());
+            assert_eq!(c.len(), 2, "seed {seed}");
+            assert!(c.contains(&k), "seed {seed}");
+            // Both have the same WireGuard key but different tunnel addresses, which is what tells them apart.
+            assert_eq!(c[0].x25519_public().as_bytes(), c[1].x25519_public().as_bytes());
+            assert_ne!(c[0].tunnel_addr(), c[1].tunnel_addr());
+        }
     }
 
     #[test]
