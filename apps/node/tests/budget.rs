@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{identity, wg_config};
+use common::{identity, wait_for_peer, wg_config};
 use dtn_core::bpv7::BundleId;
 use dtn_core::engine::Submission;
 use dtn_core::store::Priority;
@@ -51,16 +51,6 @@ fn collect(h: &NodeHandle, ep: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
 
 fn count(got: &Arc<Mutex<Vec<Vec<u8>>>>) -> usize {
     got.lock().unwrap().len()
-}
-
-async fn wait_for_peer(h: &NodeHandle) {
-    for _ in 0..400 {
-        if !h.peers().await.unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no contact came up");
 }
 
 /// Waits until `n()` has not changed for `quiet`, and returns it.

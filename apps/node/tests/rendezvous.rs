@@ -33,14 +33,20 @@ fn config(dir: &std::path::Path, name: &str, peers: Vec<WgPeer>, bootstrap: &[So
     cfg
 }
 
+/// A DHT testnet on loopback (kept alive by the first value) and its bootstrap addresses.
+fn testnet() -> (Testnet, Vec<SocketAddr>) {
+    let net = Testnet::builder(5).bind_address(Ipv4Addr::LOCALHOST).build().expect("loopback testnet");
+    let bootstrap = net.bootstrap.iter().map(|a| a.parse().unwrap()).collect();
+    (net, bootstrap)
+}
+
 async fn recv(h: &NodeHandle, ep: &str) -> dtn_node::Delivery {
     tokio::time::timeout(Duration::from_secs(60), h.recv(ep.parse().unwrap())).await.expect("delivery in time").unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_that_know_only_keys_meet_through_their_records() {
-    let net = Testnet::builder(5).bind_address(Ipv4Addr::LOCALHOST).build().expect("loopback testnet");
-    let bootstrap: Vec<SocketAddr> = net.bootstrap.iter().map(|a| a.parse().unwrap()).collect();
+    let (net, bootstrap) = testnet();
     let dir = tempfile::tempdir().unwrap();
     let (ka, kb) = (identity(dir.path(), "a"), identity(dir.path(), "b"));
 
@@ -100,8 +106,7 @@ async fn nodes_that_know_only_keys_meet_through_their_records() {
 /// session with it; bundles then cross the relay as an ordinary DTN hop, both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_that_cannot_punch_meet_through_a_relay() {
-    let net = Testnet::builder(5).bind_address(Ipv4Addr::LOCALHOST).build().expect("loopback testnet");
-    let bootstrap: Vec<SocketAddr> = net.bootstrap.iter().map(|a| a.parse().unwrap()).collect();
+    let (net, bootstrap) = testnet();
     let dir = tempfile::tempdir().unwrap();
     let (ka, kb, kr) = (identity(dir.path(), "a"), identity(dir.path(), "b"), identity(dir.path(), "r"));
 
@@ -185,8 +190,7 @@ async fn a_relay_without_rendezvous_is_a_configuration_error() {
 /// by itself, and a's bundle reaches b through the relay b uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_punching_falls_back_to_a_relay_by_itself() {
-    let net = Testnet::builder(5).bind_address(Ipv4Addr::LOCALHOST).build().expect("loopback testnet");
-    let bootstrap: Vec<SocketAddr> = net.bootstrap.iter().map(|a| a.parse().unwrap()).collect();
+    let (_net, bootstrap) = testnet();
     let dir = tempfile::tempdir().unwrap();
     let (kb, kr) = (identity(dir.path(), "b"), identity(dir.path(), "r"));
     let mut rcfg = config(dir.path(), "r", vec![], &bootstrap);

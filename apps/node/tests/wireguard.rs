@@ -4,20 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{identity, wg_config as config};
+use common::{identity, wait_for_peer, wg_config as config};
 use dtn_core::engine::Submission;
 use dtn_core::store::Priority;
 use dtn_node::{Identity, LinkClass, Node, NodeHandle, WgPeer};
-
-async fn wait_for_peer(h: &NodeHandle) {
-    for _ in 0..400 {
-        if !h.peers().await.unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no contact came up");
-}
 
 async fn recv(h: &NodeHandle, ep: &str) -> dtn_node::Delivery {
     tokio::time::timeout(Duration::from_secs(20), h.recv(ep.parse().unwrap())).await.expect("delivery in time").unwrap()

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use dtn_node::{Identity, NodeConfig, PeerKey, WgConfig, WgPeer};
+use std::time::Duration;
+
+use dtn_node::{Identity, NodeConfig, NodeHandle, PeerKey, WgConfig, WgPeer};
 
 /// A node called `name` under `dir` with no TCPCL listener, no discovery and no API: its only link is a
 /// WireGuard tunnel on a free loopback port to `peers`.
@@ -23,4 +25,15 @@ pub fn identity(dir: &std::path::Path, name: &str) -> PeerKey {
     let id = Identity::generate().unwrap();
     id.store(&dir.join(name).join("identity")).unwrap();
     id.public()
+}
+
+/// Waits (up to 20 s) until `h` has a contact up.
+pub async fn wait_for_peer(h: &NodeHandle) {
+    for _ in 0..400 {
+        if !h.peers().await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no contact came up");
 }
