@@ -259,7 +259,16 @@ pub fn peers(a: &ListArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&peers)?);
     } else {
         for p in &peers {
-            println!("{}  in flight: {}", p["node"].as_str().unwrap_or("?"), p["in_flight"]);
+            let mut line = format!(
+                "{}  {}  in flight: {}",
+                p["node"].as_str().unwrap_or("?"),
+                p["class"].as_str().unwrap_or("?"),
+                p["in_flight"]
+            );
+            if let (Some(left), Some(per_day)) = (p["budget"]["left"].as_u64(), p["budget"]["per_day"].as_u64()) {
+                line += &format!("  budget: {left} of {per_day} bytes left today");
+            }
+            println!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -66,6 +66,11 @@ fn two_daemons_exchange_bundles_through_the_cli() {
     // Listings for scripts.
     let peers: serde_json::Value = serde_json::from_str(&ok(&["peers", "--api", &a.api, "--json"])).unwrap();
     assert_eq!(peers[0]["node"], "dtn://b/");
+    // A loopback TCPCL session is a wired link with no byte budget.
+    assert_eq!(peers[0]["class"], "wired", "{peers}");
+    assert!(peers[0].get("budget").is_none(), "{peers}");
+    let listed = ok(&["peers", "--api", &a.api]);
+    assert!(listed.starts_with("dtn://b/  wired  in flight: "), "{listed}");
     let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "--api", &b.api, "--json"])).unwrap();
     assert!(stats["delivered"].as_u64().unwrap() >= 2, "{stats}");
     a.stop();

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
 use dtn_core::engine::{Action, BatchId, Engine, Event, Notice, PersistFailure, Piece, Submission, TransferId};
-use dtn_core::routing::LinkInfo;
+use dtn_core::routing::{LinkClass, LinkInfo};
 use dtn_core::store::{BundleStore, CommitReport, StoreError, WriteBatch, WriteOp};
 use dtn_store_lmdb::LmdbStore;
 use tokio::sync::{mpsc, oneshot};
@@ -82,6 +82,20 @@ pub struct PeerInfo {
     pub node: String,
     /// Transfers outstanding to it.
     pub in_flight: usize,
+    /// The link's class: "wifi", "wired", "metered" or "unknown".
+    pub class: &'static str,
+    /// The daily byte budget of a metered peer, and what is left of it today.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetInfo>,
+}
+
+/// A peer's daily byte budget, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BudgetInfo {
+    /// Bytes a day.
+    pub per_day: u64,
+    /// Bytes left today.
+    pub left: u64,
 }
 
 struct Session {
@@ -90,6 +104,8 @@ struct Session {
     in_flight: usize,
     /// The daily byte budget its bytes count against, and the day the engine's volume for it was set.
     budget: Option<(LinkBudget, u64)>,
+    /// The link's class, for the peer list.
+    class: LinkClass,
 }
 
 pub(crate) struct Core {
@@ -298,7 +314,7 @@ impl Core {
                 self.wait_durable(batches, durable);
             }
             Input::ContactUp { peer, link, session, tx, budget } => {
-                let s = Session { id: session, tx, in_flight: 0, budget: budget.map(|b| (b, 0)) };
+                let s = Session { id: session, tx, in_flight: 0, budget: budget.map(|b| (b, 0)), class: link.class };
                 if self.sessions.contains_key(&peer) {
                     // One contact per peer: the engine sends on the first session only.
                     self.spare.entry(peer).or_default().push((s, link));
@@ -362,10 +378,20 @@ impl Core {
                 self.handle(Event::Delete { id, token });
             }
             Input::Peers(reply) => {
+                let now = self.clock.now();
+                let (store, budgets) = (&self.store, &mut self.budgets);
                 let peers = self
                     .sessions
                     .iter()
-                    .map(|(p, s)| PeerInfo { node: p.to_string(), in_flight: s.in_flight })
+                    .map(|(p, s)| PeerInfo {
+                        node: p.to_string(),
+                        in_flight: s.in_flight,
+                        class: class_name(s.class),
+                        budget: s.budget.as_ref().map(|(b, _)| BudgetInfo {
+                            per_day: b.per_day,
+                            left: budgets.left(b, now, &|k| store.state(k).ok().flatten()),
+                        }),
+                    })
                     .collect();
                 let _ = reply.send(peers);
             }
@@ -650,5 +676,14 @@ impl Core {
             Notice::Deleted { id, reason } => tracing::info!(%id, reason, "deleted"),
             other => tracing::debug!(?other),
         }
+    }
+}
+
+fn class_name(c: LinkClass) -> &'static str {
+    match c {
+        LinkClass::Wifi => "wifi",
+        LinkClass::Wired => "wired",
+        LinkClass::Metered => "metered",
+        LinkClass::Unknown => "unknown",
     }
 }

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::NodeClock;
 pub use config::{NodeConfig, RendezvousTiming, WgConfig, WgPeer};
-pub use core::{PeerInfo, now};
+pub use core::{BudgetInfo, PeerInfo, now};
 pub use dtn_core::routing::LinkClass;
 pub use dtn_wg::{Identity, IdentityError, PeerKey};
 pub use rendezvous::RendezvousError;

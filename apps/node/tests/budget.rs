@@ -125,6 +125,13 @@ async fn a_daily_budget_lets_sensor_batches_cross_holds_the_rest_and_survives_a_
     assert_eq!(waiting.len(), BATCHES - crossed + 1, "{waiting:?}");
     assert!(waiting.contains(&still));
     assert_eq!(count(&camera), 0, "the camera still crossed a metered link");
+    // The peer list shows the operator the metered link and what is left of its day.
+    let peers = hs.peers().await.unwrap();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0].class, "metered");
+    let b = peers[0].budget.as_ref().expect("the budget is shown");
+    assert_eq!(b.per_day, BUDGET);
+    assert!(b.left < per_batch, "{} bytes left, yet a batch of about {per_batch} waits", b.left);
 
     // A restart on the same store: today's budget is spent, so nothing more goes.
     restart(s, hs).await;
@@ -155,7 +162,7 @@ async fn a_daily_budget_lets_sensor_batches_cross_holds_the_rest_and_survives_a_
     assert_eq!(count(&camera), 0, "the camera crossed a metered link");
     assert_eq!(held(&hs), vec![still.clone()]);
 
-    // Wi-Fi: the camera goes too.
+    // Wi-Fi: the camera goes too, and the peer list shows no budget on that link.
     restart(s, hs).await;
     let s = Node::start(station(dir.path(), kc, at, LinkClass::Wifi, None)).await.unwrap();
     let hs = s.handle();
@@ -165,6 +172,8 @@ async fn a_daily_budget_lets_sensor_batches_cross_holds_the_rest_and_survives_a_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(camera.lock().unwrap()[0], vec![7; CAMERA_BYTES]);
+    let peers = hs.peers().await.unwrap();
+    assert!(peers.iter().all(|p| p.class == "wifi" && p.budget.is_none()), "{peers:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !held(&hs).is_empty() {
         assert!(Instant::now() < deadline, "the station still holds {:?}", held(&hs));
