@@ -188,6 +188,9 @@ impl BundleStore for SimStore {
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>> {
         self.inner.select(want, limit)
     }
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        self.inner.select_keys(want)
+    }
     fn summary(&self) -> Summary {
         self.inner.summary()
     }

@@ -159,7 +159,12 @@ impl Engine {
         }
         c.refused.clear();
         // As when the contact became ready: what the peer lacks (of what we told it of, for our router).
-        let want = if c.ours { c.announced.difference(&c.known) } else { store.summary().difference(&c.known) };
+        let mut want = Summary::new();
+        if c.ours {
+            want = c.announced.difference(&c.known);
+        } else {
+            store.with_summaries(&mut |held, _| want = held.difference(&c.known));
+        }
         self.queue_and_pump(store, &peer, &want);
     }
 
@@ -206,26 +211,29 @@ impl Engine {
         let view = PeerView { node: peer, link: &c.link, endpoints: &c.endpoints, ours: c.ours };
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         self.agent.contact_up(&local, &view, self.now);
-        let held = store.summary();
-        let want = if c.ours {
-            // Both hellos were written before either side read the other's, so the two sets sent are
-            // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
-            // offered first, like every bundle stored during the contact.
-            let later = held.difference_all(&[&c.announced, &c.known]);
-            c.to_announce.union_with(&later);
-            c.announced.difference(&c.known)
-        } else {
-            held.difference(&c.known)
-        };
+        // Read in place rather than copied: the held summary can be long, and this runs for every contact.
+        let mut want = Summary::new();
+        store.with_summaries(&mut |held, _| {
+            want = if c.ours {
+                // Both hellos were written before either side read the other's, so the two sets sent are
+                // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
+                // offered first, like every bundle stored during the contact.
+                let later = held.difference_all(&[&c.announced, &c.known]);
+                c.to_announce.union_with(&later);
+                c.announced.difference(&c.known)
+            } else {
+                held.difference(&c.known)
+            };
+        });
         self.queue_and_pump(store, peer, &want);
     }
 
     /// Queues the stored bundles in `want` for `peer`, then sends what its window allows.
     fn queue_and_pump(&mut self, store: &dyn BundleStore, peer: &Eid, want: &Summary) {
-        match store.select(want, usize::MAX) {
-            Ok(metas) => {
+        match store.select_keys(want) {
+            Ok(found) => {
                 if let Some(c) = self.contacts.get_mut(peer) {
-                    let keys = metas.into_iter().map(|m| (Reverse(m.priority), m.arrival, m.id));
+                    let keys = found.into_iter().map(|(p, a, id)| (Reverse(p), a, id));
                     if c.queue.is_empty() {
                         // Sorted and built at once rather than inserted one by one (when the
                         // contact becomes ready, the queue is empty and this is everything the peer lacks).

@@ -400,6 +400,12 @@ pub trait BundleStore {
     /// Stored bundles whose IDs are in `want` (typically "mine minus the peer's"), in ID order.
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>>;
 
+    /// The (priority, arrival, ID) of every stored bundle whose ID is in `want`, in [`select`](Self::select)'s
+    /// order: what a contact's queue holds, for a store that can answer without reading each record.
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        Ok(self.select(want, usize::MAX)?.into_iter().map(|m| (m.priority, m.arrival, m.id)).collect())
+    }
+
     /// Summary of the bundles held.
     fn summary(&self) -> Summary;
 
