@@ -217,6 +217,10 @@ impl Inner {
 
     fn take_entry(&mut self, id: &BundleId) -> Option<Entry> {
         let &(a, _) = self.bundles.get(id)?;
+        self.take_at(a)
+    }
+
+    fn take_at(&mut self, a: u64) -> Option<Entry> {
         let e = self.entries.remove(&a)?;
         self.unindex(&e.meta);
         self.held.remove(&e.meta.id, e.meta.seq_mode);
@@ -333,18 +337,29 @@ impl Inner {
     fn eviction_plan(&self, need: u64, priority: Priority, now: DtnTime) -> std::result::Result<Vec<u64>, u64> {
         let mut plan = Vec::new();
         let mut freed = 0u64;
-        let expired = self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a);
-        let replicas = self.evictable.range(..=(priority, DtnTime(u64::MAX), u64::MAX)).map(|&(_, _, a)| a);
-        let mut seen = BTreeSet::new();
-        for a in expired.chain(replicas) {
+        let size_at = |a: u64| self.entries.get(&a).map(|e| e.meta.size);
+        // Expired bundles first, then replicas in eviction order, each once (an expired replica is in both;
+        // each index lists an arrival once).
+        for a in self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a) {
             if freed >= need {
                 break;
             }
-            if !seen.insert(a) {
+            if let Some(size) = size_at(a) {
+                freed += size;
+                plan.push(a);
+            }
+        }
+        let mut expired = plan.clone();
+        expired.sort_unstable();
+        for a in self.evictable.range(..=(priority, DtnTime(u64::MAX), u64::MAX)).map(|&(_, _, a)| a) {
+            if freed >= need {
+                break;
+            }
+            if expired.binary_search(&a).is_ok() {
                 continue;
             }
-            if let Some(m) = self.meta_at(a) {
-                freed += m.size;
+            if let Some(size) = size_at(a) {
+                freed += size;
                 plan.push(a);
             }
         }
@@ -370,8 +385,7 @@ impl Inner {
             quota: self.quota,
         })?;
         for a in plan {
-            let Some(id) = self.entries.get(&a).map(|e| e.meta.id.clone()) else { continue };
-            if let Some(e) = self.take_entry(&id) {
+            if let Some(e) = self.take_at(a) {
                 report.evicted.push(e.meta.clone());
                 undo.push(Undo::Reinsert(Box::new(e)));
             }
@@ -494,8 +508,7 @@ impl Inner {
             WriteOp::Sweep => {
                 let expired: Vec<u64> = self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a).collect();
                 for a in expired {
-                    let Some(id) = self.entries.get(&a).map(|e| e.meta.id.clone()) else { continue };
-                    if let Some(e) = self.take_entry(&id) {
+                    if let Some(e) = self.take_at(a) {
                         report.expired.push(e.meta.clone());
                         undo.push(Undo::Reinsert(Box::new(e)));
                     }
