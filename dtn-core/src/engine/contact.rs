@@ -32,7 +32,7 @@ pub(super) struct Contact {
     /// Bundles the peer offered that we lack, to ask for at the end of the event.
     to_request: Summary,
     /// Bundles to offer, most urgent first: (priority, arrival, ID).
-    queue: BTreeSet<(Reverse<Priority>, u64, BundleId)>,
+    queue: Queue,
     in_flight: usize,
     in_flight_bytes: u64,
     volume_left: Option<u64>,
@@ -45,6 +45,37 @@ impl Contact {
     fn ended(&mut self, t: &Transfer) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(t.size);
+    }
+}
+
+/// A contact's bundles to offer, most urgent first: an ordered set of (priority, arrival, ID). A sorted vector,
+/// last entry first: it is built whole when the contact becomes ready (everything the peer lacks, a few dozen
+/// bundles), most of it is still there when the contact ends, and a vector is one allocation to build and drop
+/// where a tree is several.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Descending, so the most urgent entry is the last.
+    items: Vec<(Reverse<Priority>, u64, BundleId)>,
+}
+
+impl Queue {
+    fn insert(&mut self, k: (Reverse<Priority>, u64, BundleId)) {
+        // Position in descending order; an entry already there stays once.
+        if let Err(i) = self.items.binary_search_by(|x| k.cmp(x)) {
+            self.items.insert(i, k);
+        }
+    }
+
+    fn extend(&mut self, keys: impl IntoIterator<Item = (Reverse<Priority>, u64, BundleId)>) {
+        // Appended and sorted once (a merge of two sorted runs when the queue was not empty), not inserted
+        // one by one: many keys into a long queue would move it once each.
+        self.items.extend(keys);
+        self.items.sort_by(|a, b| b.cmp(a));
+        self.items.dedup();
+    }
+
+    fn pop_first(&mut self) -> Option<(Reverse<Priority>, u64, BundleId)> {
+        self.items.pop()
     }
 }
 
@@ -90,7 +121,7 @@ impl Engine {
                 announced: Summary::new(),
                 to_announce: Summary::new(),
                 to_request: Summary::new(),
-                queue: BTreeSet::new(),
+                queue: Queue::default(),
                 in_flight: 0,
                 in_flight_bytes: 0,
                 volume_left: link.volume,
@@ -234,13 +265,7 @@ impl Engine {
             Ok(found) => {
                 if let Some(c) = self.contacts.get_mut(peer) {
                     let keys = found.into_iter().map(|(p, a, id)| (Reverse(p), a, id));
-                    if c.queue.is_empty() {
-                        // Sorted and built at once rather than inserted one by one (when the
-                        // contact becomes ready, the queue is empty and this is everything the peer lacks).
-                        c.queue = keys.collect();
-                    } else {
-                        c.queue.extend(keys);
-                    }
+                    c.queue.extend(keys);
                 }
             }
             Err(e) => return self.store_error(e),
