@@ -161,6 +161,9 @@ impl BundleStore for SimStore {
     fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>> {
         self.inner.meta(id)
     }
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        self.inner.meta_seen_at(id, arrival)
+    }
     fn contains(&self, id: &BundleId) -> Result<bool> {
         self.inner.contains(id)
     }

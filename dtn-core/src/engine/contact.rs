@@ -325,11 +325,11 @@ impl Engine {
             {
                 return;
             }
-            let Some((_, _, id)) = c.queue.pop_first() else { return };
+            let Some((_, arrival, id)) = c.queue.pop_first() else { return };
             if c.refused.contains(&id) {
                 continue;
             }
-            let mut meta = match store.meta(&id) {
+            let mut meta = match store.meta_seen_at(&id, arrival) {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {

@@ -598,6 +598,16 @@ impl BundleStore for MemStore {
         Ok(lock(&self.inner).get(id).map(|e| e.meta.clone()))
     }
 
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        let inner = lock(&self.inner);
+        // Arrivals are never reused, so the record there is this bundle's if its ID matches; otherwise the
+        // bundle left (and may have come back under another arrival).
+        match inner.entries.get(&arrival) {
+            Some(e) if e.meta.id == *id => Ok(Some(e.meta.clone())),
+            _ => Ok(inner.get(id).map(|e| e.meta.clone())),
+        }
+    }
+
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
         let inner = lock(&self.inner);
         match inner.get(id).map(|e| &e.bytes) {

@@ -374,6 +374,13 @@ pub trait BundleStore {
     /// Metadata of a stored bundle.
     fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>>;
 
+    /// Metadata of a stored bundle last seen at `arrival` (from [`select_keys`](Self::select_keys)): the same
+    /// answer as [`meta`](Self::meta), for a store that finds a record faster by arrival than by ID.
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        let _ = arrival;
+        self.meta(id)
+    }
+
     /// Whether the bundle is stored.
     fn contains(&self, id: &BundleId) -> Result<bool> {
         Ok(self.meta(id)?.is_some())

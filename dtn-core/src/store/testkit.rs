@@ -489,6 +489,18 @@ pub fn select_fragments_and_keys<H: Harness>(h: &mut H) {
     let keys = s.select_keys(&want).unwrap();
     let from_metas: Vec<_> = got.iter().map(|m| (m.priority, m.arrival, m.id.clone())).collect();
     assert_eq!(keys, from_metas);
+    // A record looked up where it was last seen is the current one, even after the bundle left and came back
+    // under a new arrival, and none once it is gone.
+    let (_, old_arrival, id) = keys[0].clone();
+    assert_eq!(s.meta_seen_at(&id, old_arrival).unwrap(), s.meta(&id).unwrap());
+    let (meta, bytes) = all.iter().find(|(m, _)| m.id == id).cloned().unwrap();
+    commit(&s, 2, vec![WriteOp::Remove { id: id.clone(), tombstone: None }]).unwrap();
+    assert_eq!(s.meta_seen_at(&id, old_arrival).unwrap(), None);
+    insert(&s, meta, bytes);
+    let s = h.reopen(s);
+    let back = s.meta_seen_at(&id, old_arrival).unwrap().expect("stored again");
+    assert_ne!(back.arrival, old_arrival);
+    assert_eq!(Some(back), s.meta(&id).unwrap());
 }
 
 fn mode_of(all: &[(BundleMeta, Vec<u8>)], id: &BundleId) -> SeqMode {
