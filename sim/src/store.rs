@@ -161,6 +161,9 @@ impl BundleStore for SimStore {
     fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>> {
         self.inner.meta(id)
     }
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        self.inner.meta_seen_at(id, arrival)
+    }
     fn contains(&self, id: &BundleId) -> Result<bool> {
         self.inner.contains(id)
     }
@@ -187,6 +190,9 @@ impl BundleStore for SimStore {
     }
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>> {
         self.inner.select(want, limit)
+    }
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        self.inner.select_keys(want)
     }
     fn summary(&self) -> Summary {
         self.inner.summary()

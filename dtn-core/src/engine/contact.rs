@@ -32,7 +32,7 @@ pub(super) struct Contact {
     /// Bundles the peer offered that we lack, to ask for at the end of the event.
     to_request: Summary,
     /// Bundles to offer, most urgent first: (priority, arrival, ID).
-    queue: BTreeSet<(Reverse<Priority>, u64, BundleId)>,
+    queue: Queue,
     in_flight: usize,
     in_flight_bytes: u64,
     volume_left: Option<u64>,
@@ -45,6 +45,37 @@ impl Contact {
     fn ended(&mut self, t: &Transfer) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(t.size);
+    }
+}
+
+/// A contact's bundles to offer, most urgent first: an ordered set of (priority, arrival, ID). A sorted vector,
+/// last entry first: it is built whole when the contact becomes ready (everything the peer lacks, a few dozen
+/// bundles), most of it is still there when the contact ends, and a vector is one allocation to build and drop
+/// where a tree is several.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Descending, so the most urgent entry is the last.
+    items: Vec<(Reverse<Priority>, u64, BundleId)>,
+}
+
+impl Queue {
+    fn insert(&mut self, k: (Reverse<Priority>, u64, BundleId)) {
+        // Position in descending order; an entry already there stays once.
+        if let Err(i) = self.items.binary_search_by(|x| k.cmp(x)) {
+            self.items.insert(i, k);
+        }
+    }
+
+    fn extend(&mut self, keys: impl IntoIterator<Item = (Reverse<Priority>, u64, BundleId)>) {
+        // Appended and sorted once (a merge of two sorted runs when the queue was not empty), not inserted
+        // one by one: many keys into a long queue would move it once each.
+        self.items.extend(keys);
+        self.items.sort_by(|a, b| b.cmp(a));
+        self.items.dedup();
+    }
+
+    fn pop_first(&mut self) -> Option<(Reverse<Priority>, u64, BundleId)> {
+        self.items.pop()
     }
 }
 
@@ -90,7 +121,7 @@ impl Engine {
                 announced: Summary::new(),
                 to_announce: Summary::new(),
                 to_request: Summary::new(),
-                queue: BTreeSet::new(),
+                queue: Queue::default(),
                 in_flight: 0,
                 in_flight_bytes: 0,
                 volume_left: link.volume,
@@ -159,7 +190,12 @@ impl Engine {
         }
         c.refused.clear();
         // As when the contact became ready: what the peer lacks (of what we told it of, for our router).
-        let want = if c.ours { c.announced.difference(&c.known) } else { store.summary().difference(&c.known) };
+        let mut want = Summary::new();
+        if c.ours {
+            want = c.announced.difference(&c.known);
+        } else {
+            store.with_summaries(&mut |held, _| want = held.difference(&c.known));
+        }
         self.queue_and_pump(store, &peer, &want);
     }
 
@@ -206,33 +242,30 @@ impl Engine {
         let view = PeerView { node: peer, link: &c.link, endpoints: &c.endpoints, ours: c.ours };
         let local = Local { node: &self.cfg.node, endpoints: &self.endpoints };
         self.agent.contact_up(&local, &view, self.now);
-        let held = store.summary();
-        let want = if c.ours {
-            // Both hellos were written before either side read the other's, so the two sets sent are
-            // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
-            // offered first, like every bundle stored during the contact.
-            let later = held.difference_all(&[&c.announced, &c.known]);
-            c.to_announce.union_with(&later);
-            c.announced.difference(&c.known)
-        } else {
-            held.difference(&c.known)
-        };
+        // Read in place rather than copied: the held summary can be long, and this runs for every contact.
+        let mut want = Summary::new();
+        store.with_summaries(&mut |held, _| {
+            want = if c.ours {
+                // Both hellos were written before either side read the other's, so the two sets sent are
+                // disjoint. Bundles stored since our hello may have reached the peer meanwhile too: they are
+                // offered first, like every bundle stored during the contact.
+                let later = held.difference_all(&[&c.announced, &c.known]);
+                c.to_announce.union_with(&later);
+                c.announced.difference(&c.known)
+            } else {
+                held.difference(&c.known)
+            };
+        });
         self.queue_and_pump(store, peer, &want);
     }
 
     /// Queues the stored bundles in `want` for `peer`, then sends what its window allows.
     fn queue_and_pump(&mut self, store: &dyn BundleStore, peer: &Eid, want: &Summary) {
-        match store.select(want, usize::MAX) {
-            Ok(metas) => {
+        match store.select_keys(want) {
+            Ok(found) => {
                 if let Some(c) = self.contacts.get_mut(peer) {
-                    let keys = metas.into_iter().map(|m| (Reverse(m.priority), m.arrival, m.id));
-                    if c.queue.is_empty() {
-                        // Sorted and built at once rather than inserted one by one (when the
-                        // contact becomes ready, the queue is empty and this is everything the peer lacks).
-                        c.queue = keys.collect();
-                    } else {
-                        c.queue.extend(keys);
-                    }
+                    let keys = found.into_iter().map(|(p, a, id)| (Reverse(p), a, id));
+                    c.queue.extend(keys);
                 }
             }
             Err(e) => return self.store_error(e),
@@ -292,11 +325,11 @@ impl Engine {
             {
                 return;
             }
-            let Some((_, _, id)) = c.queue.pop_first() else { return };
+            let Some((_, arrival, id)) = c.queue.pop_first() else { return };
             if c.refused.contains(&id) {
                 continue;
             }
-            let mut meta = match store.meta(&id) {
+            let mut meta = match store.meta_seen_at(&id, arrival) {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {

@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,15 +41,18 @@ struct Inner {
     quota: u64,
     used: u64,
     next_arrival: u64,
-    bundles: BTreeMap<BundleId, Entry>,
-    by_arrival: BTreeMap<u64, BundleId>,
+    /// Bundle ID to arrival and priority: the ID order `select` walks, with what a contact's queue needs. The
+    /// entries themselves are found by arrival, which every other index holds, and sit in a hash map so that
+    /// no insert or removal moves other entries.
+    bundles: BTreeMap<BundleId, (u64, Priority)>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<ArrivalHasher>>,
     by_dest: BTreeSet<(Eid, u64)>,
     by_expiry: BTreeSet<(DtnTime, u64)>,
     by_prio: BTreeSet<(Reverse<Priority>, u64)>,
     custody_due: BTreeSet<(DtnTime, u64)>,
     /// Replicas only, in eviction order.
     evictable: BTreeSet<(Priority, DtnTime, u64)>,
-    unique_seq: BTreeMap<(Eid, u64), BundleId>,
+    unique_seq: BTreeMap<(Eid, u64), (BundleId, u64, Priority)>,
     tombstones: BTreeMap<BundleId, Tombstone>,
     tomb_expiry: BTreeSet<(DtnTime, BundleId)>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -106,6 +110,25 @@ impl MemStager {
     }
 }
 
+/// Hashes an arrival number: arrivals are distinct counters, so a multiply spreads them well enough, and the
+/// map's order is never looked at.
+#[derive(Default)]
+struct ArrivalHasher(u64);
+
+impl Hasher for ArrivalHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves no half-applied batch (the undo log runs first), so the data is
     // still consistent.
@@ -144,7 +167,7 @@ impl MemStore {
 impl Inner {
     fn index(&mut self, m: &BundleMeta) {
         let a = m.arrival;
-        self.by_arrival.insert(a, m.id.clone());
+        self.bundles.insert(m.id.clone(), (a, m.priority));
         self.by_dest.insert((m.destination.clone(), a));
         self.by_expiry.insert((m.expires_at, a));
         self.by_prio.insert((Reverse(m.priority), a));
@@ -158,13 +181,13 @@ impl Inner {
             Custody::Held => {}
         }
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
-            self.unique_seq.insert((m.id.source.clone(), m.id.creation.sequence), m.id.clone());
+            self.unique_seq.insert((m.id.source.clone(), m.id.creation.sequence), (m.id.clone(), a, m.priority));
         }
     }
 
     fn unindex(&mut self, m: &BundleMeta) {
         let a = m.arrival;
-        self.by_arrival.remove(&a);
+        self.bundles.remove(&m.id);
         self.by_dest.remove(&(m.destination.clone(), a));
         self.by_expiry.remove(&(m.expires_at, a));
         self.by_prio.remove(&(Reverse(m.priority), a));
@@ -181,11 +204,24 @@ impl Inner {
         self.index(&e.meta);
         self.held.insert(&e.meta.id, e.meta.seq_mode);
         self.used += e.meta.size;
-        self.bundles.insert(e.meta.id.clone(), e);
+        self.entries.insert(e.meta.arrival, e);
+    }
+
+    fn get(&self, id: &BundleId) -> Option<&Entry> {
+        self.bundles.get(id).and_then(|(a, _)| self.entries.get(a))
+    }
+
+    fn get_mut(&mut self, id: &BundleId) -> Option<&mut Entry> {
+        self.bundles.get(id).and_then(|(a, _)| self.entries.get_mut(a))
     }
 
     fn take_entry(&mut self, id: &BundleId) -> Option<Entry> {
-        let e = self.bundles.remove(id)?;
+        let &(a, _) = self.bundles.get(id)?;
+        self.take_at(a)
+    }
+
+    fn take_at(&mut self, a: u64) -> Option<Entry> {
+        let e = self.entries.remove(&a)?;
         self.unindex(&e.meta);
         self.held.remove(&e.meta.id, e.meta.seq_mode);
         self.used -= e.meta.size;
@@ -226,26 +262,104 @@ impl Inner {
         old
     }
 
+    /// Calls `f` with the ID, arrival and priority of every stored bundle in `want`, at most `limit` of them:
+    /// per source the whole bundles (by sequence number, then by creation time) and then the fragments, each
+    /// in ID order.
+    fn select_in(&self, want: &Summary, limit: usize, mut f: impl FnMut(&BundleId, u64, Priority)) {
+        let mut n = 0usize;
+        let mut take = |id: &BundleId, a: u64, p: Priority| {
+            if n >= limit {
+                return false;
+            }
+            n += 1;
+            f(id, a, p);
+            true
+        };
+        for (src, s) in want.sources() {
+            for r in s.unique_seq.runs() {
+                for (id, a, p) in
+                    self.unique_seq.range((src.clone(), *r.start())..=(src.clone(), *r.end())).map(|(_, v)| v)
+                {
+                    if !take(id, *a, *p) {
+                        return;
+                    }
+                }
+            }
+            for (t, set) in &s.by_time {
+                for r in set.runs() {
+                    let lo = BundleId {
+                        source: src.clone(),
+                        creation: CreationTimestamp::new(*t, *r.start()),
+                        fragment: None,
+                    };
+                    let hi = BundleId {
+                        source: src.clone(),
+                        creation: CreationTimestamp::new(*t, *r.end()),
+                        fragment: None,
+                    };
+                    for (id, (a, p)) in self.bundles.range(lo..=hi) {
+                        if id.fragment.is_some() {
+                            continue;
+                        }
+                        if self.entries.get(a).is_some_and(|e| e.meta.seq_mode == SeqMode::PerTime) && !take(id, *a, *p)
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            // Fragments are most of what a busy node holds (every cut transfer leaves two): rather than look
+            // each one up, walk the stored IDs between the first and the last wanted, which sort the same way.
+            let mut frags = s.fragments.iter().peekable();
+            let (Some(&&(t0, q0, o0, l0)), Some(&(t1, q1, o1, l1))) = (frags.peek(), s.fragments.iter().last()) else {
+                continue;
+            };
+            let lo =
+                BundleId { source: src.clone(), creation: CreationTimestamp::new(t0, q0), fragment: Some((o0, l0)) };
+            let hi =
+                BundleId { source: src.clone(), creation: CreationTimestamp::new(t1, q1), fragment: Some((o1, l1)) };
+            for (id, (a, p)) in self.bundles.range(lo..=hi) {
+                let Some((off, len)) = id.fragment else { continue };
+                let key = (id.creation.time.0, id.creation.sequence, off, len);
+                while frags.next_if(|&&f| f < key).is_some() {}
+                if frags.next_if(|&&f| f == key).is_some() && !take(id, *a, *p) {
+                    return;
+                }
+            }
+        }
+    }
+
     fn meta_at(&self, arrival: u64) -> Option<BundleMeta> {
-        self.by_arrival.get(&arrival).and_then(|id| self.bundles.get(id)).map(|e| e.meta.clone())
+        self.entries.get(&arrival).map(|e| e.meta.clone())
     }
 
     /// Arrivals to evict so `need` bytes come free, or the bytes that could be freed if not enough.
     fn eviction_plan(&self, need: u64, priority: Priority, now: DtnTime) -> std::result::Result<Vec<u64>, u64> {
         let mut plan = Vec::new();
         let mut freed = 0u64;
-        let expired = self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a);
-        let replicas = self.evictable.range(..=(priority, DtnTime(u64::MAX), u64::MAX)).map(|&(_, _, a)| a);
-        let mut seen = BTreeSet::new();
-        for a in expired.chain(replicas) {
+        let size_at = |a: u64| self.entries.get(&a).map(|e| e.meta.size);
+        // Expired bundles first, then replicas in eviction order, each once (an expired replica is in both;
+        // each index lists an arrival once).
+        for a in self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a) {
             if freed >= need {
                 break;
             }
-            if !seen.insert(a) {
+            if let Some(size) = size_at(a) {
+                freed += size;
+                plan.push(a);
+            }
+        }
+        let mut expired = plan.clone();
+        expired.sort_unstable();
+        for a in self.evictable.range(..=(priority, DtnTime(u64::MAX), u64::MAX)).map(|&(_, _, a)| a) {
+            if freed >= need {
+                break;
+            }
+            if expired.binary_search(&a).is_ok() {
                 continue;
             }
-            if let Some(m) = self.meta_at(a) {
-                freed += m.size;
+            if let Some(size) = size_at(a) {
+                freed += size;
                 plan.push(a);
             }
         }
@@ -271,8 +385,7 @@ impl Inner {
             quota: self.quota,
         })?;
         for a in plan {
-            let Some(id) = self.by_arrival.get(&a).cloned() else { continue };
-            if let Some(e) = self.take_entry(&id) {
+            if let Some(e) = self.take_at(a) {
                 report.evicted.push(e.meta.clone());
                 undo.push(Undo::Reinsert(Box::new(e)));
             }
@@ -323,7 +436,7 @@ impl Inner {
                 self.put_entry(Entry { meta, bytes });
             }
             WriteOp::Update(mut meta) => {
-                let Some(old) = self.bundles.get(&meta.id).map(|e| e.meta.clone()) else {
+                let Some(old) = self.get(&meta.id).map(|e| e.meta.clone()) else {
                     return Err(StoreError::NotFound(meta.id));
                 };
                 if meta.size != old.size {
@@ -334,7 +447,7 @@ impl Inner {
                 self.held.remove(&old.id, old.seq_mode);
                 self.index(&meta);
                 self.held.insert(&meta.id, meta.seq_mode);
-                if let Some(e) = self.bundles.get_mut(&meta.id) {
+                if let Some(e) = self.get_mut(&meta.id) {
                     e.meta = meta;
                 }
                 undo.push(Undo::Meta(Box::new(old)));
@@ -395,8 +508,7 @@ impl Inner {
             WriteOp::Sweep => {
                 let expired: Vec<u64> = self.by_expiry.range(..=(now, u64::MAX)).map(|&(_, a)| a).collect();
                 for a in expired {
-                    let Some(id) = self.by_arrival.get(&a).cloned() else { continue };
-                    if let Some(e) = self.take_entry(&id) {
+                    if let Some(e) = self.take_at(a) {
                         report.expired.push(e.meta.clone());
                         undo.push(Undo::Reinsert(Box::new(e)));
                     }
@@ -431,12 +543,12 @@ impl Inner {
                 }
                 Undo::Reinsert(e) => self.put_entry(*e),
                 Undo::Meta(old) => {
-                    if let Some(cur) = self.bundles.get(&old.id).map(|e| e.meta.clone()) {
+                    if let Some(cur) = self.get(&old.id).map(|e| e.meta.clone()) {
                         self.unindex(&cur);
                         self.held.remove(&cur.id, cur.seq_mode);
                         self.index(&old);
                         self.held.insert(&old.id, old.seq_mode);
-                        if let Some(e) = self.bundles.get_mut(&old.id) {
+                        if let Some(e) = self.get_mut(&old.id) {
                             e.meta = *old;
                         }
                     }
@@ -483,12 +595,22 @@ fn take<I: Iterator<Item = u64>>(inner: &Inner, arrivals: I, limit: usize) -> Ve
 
 impl BundleStore for MemStore {
     fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>> {
-        Ok(lock(&self.inner).bundles.get(id).map(|e| e.meta.clone()))
+        Ok(lock(&self.inner).get(id).map(|e| e.meta.clone()))
+    }
+
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        let inner = lock(&self.inner);
+        // Arrivals are never reused, so the record there is this bundle's if its ID matches; otherwise the
+        // bundle left (and may have come back under another arrival).
+        match inner.entries.get(&arrival) {
+            Some(e) if e.meta.id == *id => Ok(Some(e.meta.clone())),
+            _ => Ok(inner.get(id).map(|e| e.meta.clone())),
+        }
     }
 
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
         let inner = lock(&self.inner);
-        match inner.bundles.get(id).map(|e| &e.bytes) {
+        match inner.get(id).map(|e| &e.bytes) {
             None => Err(StoreError::NotFound(id.clone())),
             Some(Bytes::SizeOnly) => Err(StoreError::Invalid(format!("bundle {id} is stored by size only"))),
             Some(Bytes::Data(d)) => Ok(Box::new(Cursor::new(ArcBytes(d.clone())))),
@@ -535,49 +657,18 @@ impl BundleStore for MemStore {
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>> {
         let inner = lock(&self.inner);
         let mut out = Vec::new();
-        let push = |id: &BundleId, out: &mut Vec<BundleMeta>| {
-            if let Some(e) = inner.bundles.get(id) {
+        inner.select_in(want, limit, |_, a, _| {
+            if let Some(e) = inner.entries.get(&a) {
                 out.push(e.meta.clone());
             }
-        };
-        for (src, s) in want.sources() {
-            for r in s.unique_seq.runs() {
-                for (_, id) in inner.unique_seq.range((src.clone(), *r.start())..=(src.clone(), *r.end())) {
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                    push(id, &mut out);
-                }
-            }
-            for (t, set) in &s.by_time {
-                for r in set.runs() {
-                    let lo = BundleId {
-                        source: src.clone(),
-                        creation: CreationTimestamp::new(*t, *r.start()),
-                        fragment: None,
-                    };
-                    let hi = BundleId {
-                        source: src.clone(),
-                        creation: CreationTimestamp::new(*t, *r.end()),
-                        fragment: None,
-                    };
-                    for (id, e) in inner.bundles.range(lo..=hi) {
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                        if id.fragment.is_none() && e.meta.seq_mode == SeqMode::PerTime {
-                            out.push(e.meta.clone());
-                        }
-                    }
-                }
-            }
-            for id in s.fragment_ids(src) {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                push(&id, &mut out);
-            }
-        }
+        });
+        Ok(out)
+    }
+
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        let inner = lock(&self.inner);
+        let mut out = Vec::new();
+        inner.select_in(want, usize::MAX, |id, a, p| out.push((p, a, id.clone())));
         Ok(out)
     }
 

@@ -374,6 +374,13 @@ pub trait BundleStore {
     /// Metadata of a stored bundle.
     fn meta(&self, id: &BundleId) -> Result<Option<BundleMeta>>;
 
+    /// Metadata of a stored bundle last seen at `arrival` (from [`select_keys`](Self::select_keys)): the same
+    /// answer as [`meta`](Self::meta), for a store that finds a record faster by arrival than by ID.
+    fn meta_seen_at(&self, id: &BundleId, arrival: u64) -> Result<Option<BundleMeta>> {
+        let _ = arrival;
+        self.meta(id)
+    }
+
     /// Whether the bundle is stored.
     fn contains(&self, id: &BundleId) -> Result<bool> {
         Ok(self.meta(id)?.is_some())
@@ -399,6 +406,12 @@ pub trait BundleStore {
 
     /// Stored bundles whose IDs are in `want` (typically "mine minus the peer's"), in ID order.
     fn select(&self, want: &Summary, limit: usize) -> Result<Vec<BundleMeta>>;
+
+    /// The (priority, arrival, ID) of every stored bundle whose ID is in `want`, in [`select`](Self::select)'s
+    /// order: what a contact's queue holds, for a store that can answer without reading each record.
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        Ok(self.select(want, usize::MAX)?.into_iter().map(|m| (m.priority, m.arrival, m.id)).collect())
+    }
 
     /// Summary of the bundles held.
     fn summary(&self) -> Summary;

@@ -18,6 +18,8 @@ use std::ops::RangeInclusive;
 
 use crate::bpv7::{BundleId, Eid};
 
+type Runs = smallvec::SmallVec<[(u64, u64); 1]>;
+
 /// A set of `u64`s stored as disjoint, non-adjacent inclusive runs, in ascending order.
 ///
 /// The runs sit in one sorted vector: lookups are binary searches, and union and difference walk both sides
@@ -25,8 +27,9 @@ use crate::bpv7::{BundleId, Eid};
 /// little.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeSet {
-    /// (start, end) inclusive, ascending, never touching.
-    runs: Vec<(u64, u64)>,
+    /// (start, end) inclusive, ascending, never touching. Most sets are one run (a source's bundles in
+    /// sequence), held inline: copying, subtracting and decoding summaries then allocates nothing per source.
+    runs: Runs,
 }
 
 impl RangeSet {
@@ -123,7 +126,7 @@ impl RangeSet {
         if other.runs.is_empty() {
             return self.clone();
         }
-        let mut out = Vec::new();
+        let mut out = Runs::new();
         // Runs of `other` ending before the current run are behind us for good: runs are ascending.
         let mut j = 0;
         for &(s, e) in &self.runs {
@@ -181,7 +184,7 @@ impl RangeSet {
         if covered {
             return;
         }
-        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.runs.len() + other.runs.len());
+        let mut out = Runs::with_capacity(self.runs.len() + other.runs.len());
         let (mut a, mut b) = (self.runs.iter().peekable(), other.runs.iter().peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
@@ -416,8 +419,16 @@ impl SourceSummary {
                 (!d.is_empty()).then_some((*t, d))
             })
             .collect();
-        // One cursor per other side, each only moving forward: a merge, not a search per fragment.
-        let mut at = vec![0usize; others.len()];
+        // One cursor per other side, each only moving forward: a merge, not a search per fragment. On the
+        // stack for the usual two or three sides: this runs for every source of every hello.
+        let mut few = [0usize; 4];
+        let mut many = Vec::new();
+        let at: &mut [usize] = if others.len() <= few.len() {
+            &mut few[..others.len()]
+        } else {
+            many.resize(others.len(), 0);
+            &mut many
+        };
         let fragments = FragmentSet {
             items: self
                 .fragments
@@ -899,7 +910,7 @@ fn encode_runs(out: &mut Vec<u8>, set: &RangeSet) {
 fn decode_runs(r: &mut VarReader<'_>) -> Result<RangeSet, SummaryError> {
     let n = r.count()?;
     // Each run takes at least two bytes.
-    let mut set = RangeSet { runs: Vec::with_capacity(n.min(r.input.len() / 2)) };
+    let mut set = RangeSet { runs: Runs::with_capacity(n.min(r.input.len() / 2)) };
     let mut prev_end: Option<u64> = None;
     let bad = |at| SummaryError::Malformed(at);
     for _ in 0..n {

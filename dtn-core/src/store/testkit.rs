@@ -30,7 +30,8 @@ macro_rules! store_conformance_tests {
     ($harness:expr) => {
         $crate::store_conformance_tests!(@each $harness;
             roundtrip_and_indexes, atomic_batches, quota_refuses, eviction_order, expired_go_first_and_sweep,
-            tombstones, partial_bundles, summaries_and_select, state_peers_and_custody_timers);
+            tombstones, partial_bundles, summaries_and_select, select_fragments_and_keys,
+            state_peers_and_custody_timers);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(
@@ -426,6 +427,80 @@ pub fn summaries_and_select<H: Harness>(h: &mut H) {
     let s = h.reopen(s);
     assert!(!s.summary().contains(&gone.id, gone.seq_mode));
     assert_eq!(s.summary().run_count(), held.run_count());
+}
+
+/// `select` finds exactly the wanted fragments among whole bundles and other pieces of the same source, and
+/// `select_keys` names the same bundles, in the same order, with their current priority and arrival.
+pub fn select_fragments_and_keys<H: Harness>(h: &mut H) {
+    let s = h.open(1 << 30);
+    let (src, other) = (station(1), station(2));
+    let dest = Eid::dtn("collector", "~data").unwrap();
+    let mut all = Vec::new();
+    for seq in 0..6u64 {
+        let bytes = bundle(&src, 1000, seq, 40, &dest);
+        let whole = crate::bpv7::Bundle::decode(&bytes).unwrap();
+        if seq % 2 == 0 {
+            // Cut into pieces of 10 payload bytes, as a node that split it after cut transfers holds it.
+            for piece in crate::bpv7::fragment(&whole, 10).unwrap() {
+                let b = piece.to_vec();
+                let mut m = meta_for(&src, 1000, seq, &b, &dest);
+                m.id = piece.id();
+                m.total_adu_len = piece.primary().fragment.map(|f| f.total_adu_len);
+                all.push((m, b));
+            }
+        } else {
+            all.push((meta_for(&src, 1000, seq, &bytes, &dest), bytes));
+        }
+        let bytes = bundle(&other, 2000, seq, 20, &dest);
+        all.push((meta_for(&other, 2000, seq, &bytes, &dest), bytes));
+    }
+    for (m, b) in &all {
+        insert(&s, m.clone(), b.clone());
+    }
+    let s = h.reopen(s);
+    // Wanted: every other fragment, one whole bundle of each source, and a fragment the store lacks.
+    let mut want = Summary::new();
+    let mut expect = Vec::new();
+    let frags: Vec<&BundleMeta> = all.iter().map(|(m, _)| m).filter(|m| m.id.fragment.is_some()).collect();
+    assert!(frags.len() >= 6, "test bundles split into {} pieces", frags.len());
+    for m in frags.iter().step_by(2) {
+        want.insert(&m.id, m.seq_mode);
+        expect.push(m.id.clone());
+    }
+    for (m, _) in all.iter().filter(|(m, _)| m.id.fragment.is_none() && m.id.creation.sequence == 3) {
+        want.insert(&m.id, m.seq_mode);
+        expect.push(m.id.clone());
+    }
+    let absent = BundleId { fragment: Some((3, 4)), ..frags[0].id.clone() };
+    want.insert(&absent, SeqMode::PerTime);
+    expect.sort();
+    let got = s.select(&want, 1000).unwrap();
+    let mut got_ids: Vec<_> = got.iter().map(|m| m.id.clone()).collect();
+    got_ids.sort();
+    assert_eq!(got_ids, expect);
+    assert_eq!(s.select(&want, 2).unwrap().len(), 2);
+    // A priority changed by an update shows in the keys.
+    let mut urgent = got[0].clone();
+    urgent.priority = Priority::EXPEDITED;
+    commit(&s, 1, vec![WriteOp::Update(urgent)]).unwrap();
+    let s = h.reopen(s);
+    let got = s.select(&want, 1000).unwrap();
+    assert_eq!(got[0].priority, Priority::EXPEDITED);
+    let keys = s.select_keys(&want).unwrap();
+    let from_metas: Vec<_> = got.iter().map(|m| (m.priority, m.arrival, m.id.clone())).collect();
+    assert_eq!(keys, from_metas);
+    // A record looked up where it was last seen is the current one, even after the bundle left and came back
+    // under a new arrival, and none once it is gone.
+    let (_, old_arrival, id) = keys[0].clone();
+    assert_eq!(s.meta_seen_at(&id, old_arrival).unwrap(), s.meta(&id).unwrap());
+    let (meta, bytes) = all.iter().find(|(m, _)| m.id == id).cloned().unwrap();
+    commit(&s, 2, vec![WriteOp::Remove { id: id.clone(), tombstone: None }]).unwrap();
+    assert_eq!(s.meta_seen_at(&id, old_arrival).unwrap(), None);
+    insert(&s, meta, bytes);
+    let s = h.reopen(s);
+    let back = s.meta_seen_at(&id, old_arrival).unwrap().expect("stored again");
+    assert_ne!(back.arrival, old_arrival);
+    assert_eq!(Some(back), s.meta(&id).unwrap());
 }
 
 fn mode_of(all: &[(BundleMeta, Vec<u8>)], id: &BundleId) -> SeqMode {
