@@ -40,6 +40,18 @@ fn testnet() -> (Testnet, Vec<SocketAddr>) {
     (net, bootstrap)
 }
 
+/// Reads endpoint records from the testnet, as any node of the network would.
+fn resolver(net: &Testnet) -> Resolver {
+    let dht = Dht::builder()
+        .bootstrap(&net.bootstrap)
+        .bind_address(Ipv4Addr::LOCALHOST)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .as_async();
+    Resolver::new(dht, &NetworkName::new(NETWORK).unwrap())
+}
+
 async fn recv(h: &NodeHandle, ep: &str) -> dtn_node::Delivery {
     tokio::time::timeout(Duration::from_secs(60), h.recv(ep.parse().unwrap())).await.expect("delivery in time").unwrap()
 }
@@ -63,14 +75,7 @@ async fn nodes_that_know_only_keys_meet_through_their_records() {
 
     // a's record carries the public mapping its STUN client learnt over the tunnel's own socket (on
     // loopback: the socket's address, so a classifies itself as public).
-    let dht = Dht::builder()
-        .bootstrap(&net.bootstrap)
-        .bind_address(Ipv4Addr::LOCALHOST)
-        .request_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap()
-        .as_async();
-    let resolver = Resolver::new(dht, &NetworkName::new(NETWORK).unwrap());
+    let resolver = resolver(&net);
     let a_addr = a.wg_addr().unwrap();
     let mut learnt = false;
     for _ in 0..60 {
@@ -152,14 +157,7 @@ async fn nodes_that_cannot_punch_meet_through_a_relay() {
     assert!(er.peer_status(ka).await.is_some() && er.peer_status(kb).await.is_some());
 
     // b's endpoint record names the relay, so that a peer that can punch knows where else to find it.
-    let dht = Dht::builder()
-        .bootstrap(&net.bootstrap)
-        .bind_address(Ipv4Addr::LOCALHOST)
-        .request_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap()
-        .as_async();
-    let resolver = Resolver::new(dht, &NetworkName::new(NETWORK).unwrap());
+    let resolver = resolver(&net);
     let mut listed = false;
     for _ in 0..60 {
         if let Ok(Some(rec)) = resolver.resolve(kb.as_bytes()).await
