@@ -20,7 +20,7 @@ use crate::fasthash::FastMap;
 use dtn_core::bpv7::{BundleId, DtnTime, Eid};
 use dtn_core::store::{
     BundleMeta, BundleReader, BundleStore, CommitReport, MemStore, PartialBundle, Payload, Priority, Result,
-    StoreError, Summary, Tombstone, TombstoneReason, Usage, WriteBatch, WriteOp,
+    StoreError, StoredBytes, Summary, Tombstone, TombstoneReason, Usage, WriteBatch, WriteOp,
 };
 
 /// A message's sizes: virtual and real payload length.
@@ -170,6 +170,12 @@ impl BundleStore for SimStore {
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
         match self.bytes.borrow().get(id) {
             Some(b) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
+            None => Err(StoreError::NotFound(id.clone())),
+        }
+    }
+    fn bundle_bytes(&self, id: &BundleId) -> Result<StoredBytes> {
+        match self.bytes.borrow().get(id) {
+            Some(b) => Ok(StoredBytes::Shared(b.clone())),
             None => Err(StoreError::NotFound(id.clone())),
         }
     }

@@ -2,7 +2,6 @@
 //! addressed to this node. Also local reassembly of fragments.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use super::{After, Engine, ReportTo, StatusKind};
 use crate::bpv7::admin::{self, AdminRecord, StatusAssertion, StatusReport};
@@ -12,7 +11,9 @@ use crate::bpv7::{
 };
 use crate::engine::{Action, Notice, Piece, Submission};
 use crate::proto::{self, BundleClass, CustodyRequest, OurRecord, Refusal};
-use crate::store::{BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, TombstoneReason, WriteOp};
+use crate::store::{
+    BundleMeta, BundleStore, Custody, Delivery, Payload, Priority, SeqMode, StoredBytes, TombstoneReason, WriteOp,
+};
 
 /// Limits for re-reading bundles this node already accepted (its own store, its own output): everything
 /// that was checked on the way in need not block it on the way out.
@@ -407,12 +408,9 @@ impl Engine {
         self.report_for(&b, flag)
     }
 
-    pub(super) fn read_stored(&mut self, store: &dyn BundleStore, id: &BundleId) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        match store.read_bundle(id).and_then(|mut r| {
-            r.read_to_end(&mut out).map_err(|e| crate::store::StoreError::io("reading a stored bundle", e))
-        }) {
-            Ok(_) => Some(out),
+    pub(super) fn read_stored(&mut self, store: &dyn BundleStore, id: &BundleId) -> Option<StoredBytes> {
+        match store.bundle_bytes(id) {
+            Ok(b) => Some(b),
             Err(e) => {
                 self.store_error(e);
                 None

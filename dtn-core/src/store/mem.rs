@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     BundleMeta, BundleReader, BundleStore, CommitReport, Custody, PartialBundle, Payload, Priority, Result, SeqMode,
-    StagedId, StoreError, Summary, Tombstone, TombstoneReason, Usage, WriteBatch, WriteOp,
+    StagedId, StoreError, StoredBytes, Summary, Tombstone, TombstoneReason, Usage, WriteBatch, WriteOp,
 };
 use crate::bpv7::{BundleId, CreationTimestamp, DtnTime, Eid};
 
@@ -614,6 +614,15 @@ impl BundleStore for MemStore {
             None => Err(StoreError::NotFound(id.clone())),
             Some(Bytes::SizeOnly) => Err(StoreError::Invalid(format!("bundle {id} is stored by size only"))),
             Some(Bytes::Data(d)) => Ok(Box::new(Cursor::new(ArcBytes(d.clone())))),
+        }
+    }
+
+    fn bundle_bytes(&self, id: &BundleId) -> Result<StoredBytes> {
+        let inner = lock(&self.inner);
+        match inner.get(id).map(|e| &e.bytes) {
+            None => Err(StoreError::NotFound(id.clone())),
+            Some(Bytes::SizeOnly) => Err(StoreError::Invalid(format!("bundle {id} is stored by size only"))),
+            Some(Bytes::Data(d)) => Ok(StoredBytes::Shared(d.clone())),
         }
     }
 

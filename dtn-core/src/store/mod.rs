@@ -366,6 +366,26 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A reader of a stored bundle's bytes.
 pub type BundleReader = Box<dyn Read + Send>;
 
+/// A stored bundle's encoded bytes in one piece: shared with the store when it keeps them in memory, so that
+/// reading a bundle to send it copies nothing; read into a buffer of its own otherwise.
+#[derive(Debug, Clone)]
+pub enum StoredBytes {
+    /// The store's own copy.
+    Shared(std::sync::Arc<[u8]>),
+    /// Read out of the store.
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for StoredBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            StoredBytes::Shared(b) => b,
+            StoredBytes::Owned(b) => b,
+        }
+    }
+}
+
 /// The store as the router engine and the shells see it.
 ///
 /// Reads are synchronous and cheap (an index lookup or a short range scan); none of them scans the whole
@@ -388,6 +408,14 @@ pub trait BundleStore {
 
     /// The stored bundle's encoded bytes, as a stream. A size-only bundle reads as an error.
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader>;
+
+    /// The stored bundle's encoded bytes in one piece: [`read_bundle`](Self::read_bundle) read to the end,
+    /// for a store that cannot hand out what it holds.
+    fn bundle_bytes(&self, id: &BundleId) -> Result<StoredBytes> {
+        let mut out = Vec::new();
+        self.read_bundle(id)?.read_to_end(&mut out).map_err(|e| StoreError::io("reading a stored bundle", e))?;
+        Ok(StoredBytes::Owned(out))
+    }
 
     /// The tombstone of a delivered or deleted bundle, if one is kept.
     fn tombstone(&self, id: &BundleId) -> Result<Option<Tombstone>>;
