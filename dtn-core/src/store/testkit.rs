@@ -86,6 +86,8 @@ fn commit<S: BundleStore>(s: &S, now: u64, ops: Vec<WriteOp>) -> Result<super::C
 fn read_all<S: BundleStore>(s: &S, id: &BundleId) -> Vec<u8> {
     let mut out = Vec::new();
     s.read_bundle(id).and_then(|mut r| r.read_to_end(&mut out).map_err(|e| StoreError::io("read", e))).unwrap();
+    // Both ways of reading a stored bundle give the same bytes.
+    assert_eq!(&*s.bundle_bytes(id).unwrap(), &out[..], "bundle_bytes disagrees with read_bundle for {id}");
     out
 }
 
@@ -141,6 +143,7 @@ pub fn roundtrip_and_indexes<H: Harness>(h: &mut H) {
     let missing = BundleId { source: station(9), creation: CreationTimestamp::new(1, 1), fragment: None };
     assert!(s.meta(&missing).unwrap().is_none());
     assert!(matches!(s.read_bundle(&missing), Err(StoreError::NotFound(_))));
+    assert!(matches!(s.bundle_bytes(&missing), Err(StoreError::NotFound(_))));
 }
 
 /// A batch that fails applies nothing.
