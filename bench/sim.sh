@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Simulator benchmarks (release build): wall time and peak RSS of
+# Simulator benchmarks (the `sim` build profile: release with whole-program optimisation): wall time and peak RSS of
 #   1. the 126-node, 12-hour epidemic city (sim/scenarios/city-126.toml: ~1,440 messages of 500 kB-1 MB,
 #      250 kB/s radios and 5 MB buffers, six trams with a second 10 Mbit/s radio and 50 MB buffers),
 #      replayed from a contact trace in the ONE's format that this script generates first;
@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -q -p dtn-sim
-bin=target/release/dtn-sim
+cargo build --profile sim -q -p dtn-sim
+bin=target/sim/dtn-sim
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
