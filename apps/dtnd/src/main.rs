@@ -436,13 +436,7 @@ fn parse_key(s: &str) -> Result<PeerKey> {
 }
 
 fn parse_class(s: &str) -> Result<LinkClass> {
-    Ok(match s {
-        "metered" => LinkClass::Metered,
-        "wired" => LinkClass::Wired,
-        "wifi" => LinkClass::Wifi,
-        "unknown" => LinkClass::Unknown,
-        other => bail!("link class {other:?}: expected metered, wired, wifi or unknown"),
-    })
+    LinkClass::from_name(s).ok_or_else(|| anyhow::anyhow!("link class {s:?}: expected metered, wired, wifi or unknown"))
 }
 
 fn resolve(s: &str) -> Result<SocketAddr> {

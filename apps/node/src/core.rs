@@ -379,18 +379,18 @@ impl Core {
             }
             Input::Peers(reply) => {
                 let now = self.clock.now();
-                let (store, budgets) = (&self.store, &mut self.budgets);
+                let (state, budgets) = (state_of(&self.store), &mut self.budgets);
                 let peers = self
                     .sessions
                     .iter()
                     .map(|(p, s)| PeerInfo {
                         node: p.to_string(),
                         in_flight: s.in_flight,
-                        class: class_name(s.class),
-                        budget: s.budget.as_ref().map(|(b, _)| BudgetInfo {
-                            per_day: b.per_day,
-                            left: budgets.left(b, now, &|k| store.state(k).ok().flatten()),
-                        }),
+                        class: s.class.name(),
+                        budget: s
+                            .budget
+                            .as_ref()
+                            .map(|(b, _)| BudgetInfo { per_day: b.per_day, left: budgets.left(b, now, &state) }),
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -503,8 +503,7 @@ impl Core {
     fn budgeted(&mut self, mut s: Session, peer: &Eid, mut link: LinkInfo) -> LinkInfo {
         let now = self.clock.now();
         if let Some((b, day)) = &mut s.budget {
-            let store = &self.store;
-            let left = self.budgets.left(b, now, &|k| store.state(k).ok().flatten());
+            let left = self.budgets.left(b, now, &state_of(&self.store));
             *day = crate::budget::day_of(now);
             link.volume = Some(link.volume.map_or(left, |v| v.min(left)));
             tracing::info!(%peer, budget = b.per_day, left, "metered contact with a daily budget");
@@ -530,8 +529,7 @@ impl Core {
                 && *day != today
             {
                 *day = today;
-                let store = &self.store;
-                raised.push((peer.clone(), self.budgets.left(b, now, &|k| store.state(k).ok().flatten())));
+                raised.push((peer.clone(), self.budgets.left(b, now, &state_of(&self.store))));
             }
         }
         for (peer, left) in raised {
@@ -652,8 +650,7 @@ impl Core {
                 // Counted when handed to the session: a failed transfer's bytes were mostly sent (and
                 // billed) too. Hellos and offers count as well; only stored bundles are held back.
                 if let Some((b, _)) = &s.budget {
-                    let store = &self.store;
-                    self.budgets.spend(b, now, bytes.len() as u64, &|k| store.state(k).ok().flatten());
+                    self.budgets.spend(b, now, bytes.len() as u64, &state_of(&self.store));
                 }
                 s.tx.send(Outgoing { transfer, bytes }).is_ok()
             }
@@ -679,11 +676,7 @@ impl Core {
     }
 }
 
-fn class_name(c: LinkClass) -> &'static str {
-    match c {
-        LinkClass::Wifi => "wifi",
-        LinkClass::Wired => "wired",
-        LinkClass::Metered => "metered",
-        LinkClass::Unknown => "unknown",
-    }
+/// The store's node state as budgets read it (a count never saved reads as none).
+fn state_of(store: &LmdbStore) -> impl Fn(&[u8]) -> Option<Vec<u8>> + '_ {
+    move |k| store.state(k).ok().flatten()
 }

@@ -163,21 +163,19 @@ pub(crate) fn start(
         }
     }));
 
-    if responder {
-        let announcer = Announcer::spawn(dht.clone(), network.stun_info_hash(), local.port(), timing.announce_every);
+    let announce = |info_hash| {
+        let announcer = Announcer::spawn(dht.clone(), info_hash, local.port(), timing.announce_every);
         // The announcer stops when dropped; this task keeps it until the node aborts it.
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _announcer = announcer;
             std::future::pending::<()>().await
-        }));
+        })
+    };
+    if responder {
+        tasks.push(announce(network.stun_info_hash()));
     }
-
     if wg.relay {
-        let announcer = Announcer::spawn(dht.clone(), network.relay_info_hash(), local.port(), timing.announce_every);
-        tasks.push(tokio::spawn(async move {
-            let _announcer = announcer;
-            std::future::pending::<()>().await
-        }));
+        tasks.push(announce(network.relay_info_hash()));
     }
 
     let cfg = SelectionConfig { allow_private: timing.allow_private, ..SelectionConfig::default() };
@@ -251,7 +249,7 @@ fn record(
     mapping: MappingBehaviour,
     lan: Option<SocketAddr>,
     has_clock: bool,
-    relays: Vec<[u8; 32]>,
+    mut relays: Vec<[u8; 32]>,
 ) -> EndpointRecord {
     let mut endpoints = Vec::new();
     let public = match mapping {
@@ -272,7 +270,6 @@ fn record(
     } else {
         0
     };
-    let mut relays = relays;
     relays.truncate(dtn_nat::MAX_RELAYS);
     EndpointRecord { published_at, nat: NatClass::from(mapping), endpoints, relays }
 }
@@ -474,20 +471,12 @@ impl RelayKeeper {
                 }
             }
         }
-        self.ep.set_peer_endpoint(key, addr);
-        let started = tokio::time::Instant::now();
-        self.ep.initiate_handshake(key);
-        while started.elapsed() < PUNCH_WAIT {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            // Any recent handshake proves the key (the peer was new, or not live when this began). The
-            // tunnel's handshake age runs on its timer tick, so it can read up to a tick older than it is:
-            // comparing it with the time since `started` would miss a handshake that completed at once.
-            if live(&self.ep, key, LIVE).await {
-                return true;
-            }
+        // Any recent handshake proves the key: the peer was new, or not live when this began.
+        let proved = handshake_at(&self.ep, key, addr).await;
+        if !proved {
+            tracing::info!(relay = %key, %addr, "relay did not complete a handshake");
         }
-        tracing::info!(relay = %key, %addr, "relay did not complete a handshake");
-        false
+        proved
     }
 }
 
@@ -499,16 +488,25 @@ async fn punch(ep: &Endpoint, peer: PeerKey, record: &EndpointRecord) -> bool {
     let mut addrs: Vec<&RecordEndpoint> = record.endpoints.iter().collect();
     addrs.sort_by_key(|e| e.kind);
     for e in addrs {
-        let started = tokio::time::Instant::now();
-        ep.set_peer_endpoint(peer, e.addr);
-        ep.initiate_handshake(peer);
-        while started.elapsed() < PUNCH_WAIT {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            // Not "since `started`": the tunnel's handshake age advances on its timer tick and may read a
-            // quarter second older than it is, which would miss a handshake that completed at once.
-            if live(ep, peer, LIVE).await {
-                return true;
-            }
+        if handshake_at(ep, peer, e.addr).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Aims the tunnel to `peer` at `addr` and sends a handshake: true if the tunnel is live within
+/// `PUNCH_WAIT`. Live, not "handshake since this began": the tunnel's handshake age advances on its timer
+/// tick and may read a quarter second older than it is, which would miss a handshake that completed at
+/// once. Callers use it only for a tunnel that was not live.
+async fn handshake_at(ep: &Endpoint, peer: PeerKey, addr: SocketAddr) -> bool {
+    let started = tokio::time::Instant::now();
+    ep.set_peer_endpoint(peer, addr);
+    ep.initiate_handshake(peer);
+    while started.elapsed() < PUNCH_WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if live(ep, peer, LIVE).await {
+            return true;
         }
     }
     false

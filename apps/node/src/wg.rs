@@ -77,6 +77,14 @@ impl Ctx {
         };
         Some(LinkBudget { name: format!("wg/{peer}"), per_day })
     }
+
+    /// Runs a negotiated session with `peer` as one contact, with its link class and budget, marking the
+    /// peer in session meanwhile so that no second one is dialled.
+    async fn serve(self, h: dtn_tcpcl::SessionHandle, ev: dtn_tcpcl::SessionEvents, peer: PeerKey) {
+        let _mark = InSession::new(&self.active, peer);
+        let (class, budget) = (self.class(&peer), self.budget(&peer));
+        run_session_on(h, ev, self.node, self.blocked, self.max, Some(class), budget).await;
+    }
 }
 
 pub(crate) async fn start(
@@ -156,11 +164,8 @@ async fn accept_loop(listener: Listener, ctx: Ctx) {
             let (peer, local, remote) = (stream.peer(), stream.local_addr(), stream.peer_addr());
             match dtn_tcpcl::accept_stream(stream, local, remote, ctx.scfg.clone()).await {
                 Ok((h, ev)) => {
-                    let _mark = InSession::new(&ctx.active, peer);
                     tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session accepted");
-                    let class = ctx.class(&peer);
-                    let budget = ctx.budget(&peer);
-                    run_session_on(h, ev, ctx.node, ctx.blocked, ctx.max, Some(class), budget).await;
+                    ctx.serve(h, ev, peer).await;
                 }
                 Err(e) => tracing::info!(%peer, error = %e, "TCPCL session through the tunnel refused"),
             }
@@ -200,10 +205,8 @@ async fn dial_loop(ep: Arc<Endpoint>, me: PeerKey, peer: PeerKey, ctx: Ctx, firs
         match dtn_wg::tcpcl::connect(&ep, peer, TCPCL_PORT, ctx.scfg.clone()).await {
             Ok((h, ev)) => {
                 backoff = Duration::from_secs(1);
-                let _mark = InSession::new(&ctx.active, peer);
                 tracing::info!(%peer, node = h.peer_node_id(), "WireGuard session dialled");
-                let c = ctx.clone();
-                run_session_on(h, ev, c.node, c.blocked, c.max, Some(ctx.class(&peer)), ctx.budget(&peer)).await;
+                ctx.clone().serve(h, ev, peer).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "WireGuard connect failed"),
         }

@@ -42,6 +42,26 @@ pub enum LinkClass {
     Unknown,
 }
 
+impl LinkClass {
+    /// Every class, in the order configuration messages list them.
+    pub const ALL: [LinkClass; 4] = [LinkClass::Metered, LinkClass::Wired, LinkClass::Wifi, LinkClass::Unknown];
+
+    /// The name configuration files and the API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkClass::Wifi => "wifi",
+            LinkClass::Wired => "wired",
+            LinkClass::Metered => "metered",
+            LinkClass::Unknown => "unknown",
+        }
+    }
+
+    /// The class called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<LinkClass> {
+        LinkClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 /// What is known about a contact's link when it comes up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkInfo {
@@ -194,6 +214,14 @@ impl RoutingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_classes_are_found_by_their_names() {
+        for c in LinkClass::ALL {
+            assert_eq!(LinkClass::from_name(c.name()), Some(c));
+        }
+        assert_eq!(LinkClass::from_name("cellular"), None);
+    }
 
     #[test]
     fn config_builds_the_named_agent() {
