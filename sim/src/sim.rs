@@ -508,7 +508,9 @@ impl<'a> Sim<'a> {
                     self.departures(i);
                 }
                 Action::Transmit { peer, transfer, id, bytes, .. } => self.transmit(i, peer, transfer, id, bytes),
-                Action::Deliver { id, .. } => self.queue.push_back((i, Event::DeliveryAcked { id })),
+                Action::Deliver { id, .. } | Action::DeliverDirect { id, .. } => {
+                    self.queue.push_back((i, Event::DeliveryAcked { id }))
+                }
                 Action::SetTimer(t) => {
                     let at = t.0.saturating_sub(T0_MS).saturating_mul(1000).max(self.now);
                     self.nodes[i as usize].timer = Some(at);

@@ -235,6 +235,7 @@ async fn main() -> Result<()> {
     let collect = {
         let (handle, collector, to, archived) = (van.handle.clone(), collector.clone(), to.clone(), archived.clone());
         tokio::spawn(async move {
+            let _reading = handle.reading(to.clone());
             loop {
                 let Ok(batch) = handle.next_deliveries(to.clone(), true, 256).await else { break };
                 let mut c = collector.lock().await;

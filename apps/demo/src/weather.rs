@@ -239,6 +239,7 @@ pub async fn run_weather(opts: &WeatherOptions, out: &mut (dyn Write + Send)) ->
         let (handle, collector, to, bytes, last) =
             (van.handle.clone(), collector.clone(), to.clone(), van_bytes.clone(), last_batch_at.clone());
         tokio::spawn(async move {
+            let _reading = handle.reading(to.clone());
             loop {
                 let Ok(batch) = handle.next_deliveries(to.clone(), true, 256).await else { break };
                 let mut read = Vec::with_capacity(batch.len());

@@ -528,6 +528,8 @@ struct WsAck {
 }
 
 async fn stream_deliveries(node: NodeHandle, endpoint: Eid, manual: bool, mut socket: WebSocket) {
+    // While the stream is open, bundles arriving for the endpoint may come straight to it.
+    let _reading = node.reading(endpoint.clone());
     // Manual acknowledgement: bundles whose frames went out, by compact ID, until the client confirms them.
     // Each with the order it went out in, so that what is given back keeps its place in the queue.
     let mut unacked: BTreeMap<String, (u64, BundleId)> = BTreeMap::new();

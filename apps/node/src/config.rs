@@ -53,6 +53,11 @@ pub struct NodeConfig {
     pub keepalive: u16,
     /// The WireGuard convergence layer (TCPCL sessions through WireGuard tunnels over UDP); `None` runs none.
     pub wg: Option<WgConfig>,
+    /// Direct delivery: a bundle that arrives whole for an endpoint whose application is reading goes
+    /// straight to it, and the peer's acknowledgement waits until the application has it; only a tombstone
+    /// is written. The application gets this long to take it, after which the node stores it (and
+    /// acknowledges it) as usual. `None` stores every bundle before delivering it.
+    pub direct_delivery: Option<Duration>,
 }
 
 /// The WireGuard link: one UDP socket, tunnels to peers named by their identity public key.
@@ -204,6 +209,7 @@ impl NodeConfig {
             has_clock: true,
             keepalive: 30,
             wg: None,
+            direct_delivery: Some(Duration::from_secs(2)),
         }
     }
 
@@ -214,6 +220,7 @@ impl NodeConfig {
         c.default_lifetime_ms = self.default_lifetime.as_millis() as u64;
         c.fragment_payload = self.fragment_payload;
         c.limits.require_primary_crc = !self.accept_primary_without_crc;
+        c.direct_delivery = self.direct_delivery.is_some();
         c
     }
 }

@@ -56,6 +56,9 @@ pub(crate) enum Input {
     Stats(oneshot::Sender<Stats>),
     /// Cut the sessions to a peer (or let them come back).
     Link { peer: Eid, up: bool },
+    /// An application started (or stopped) streaming deliveries from `endpoint`: while one does, bundles
+    /// for it may be delivered directly (see [`crate::NodeConfig::direct_delivery`]).
+    Reader { endpoint: Eid, open: bool },
     /// Stop: flush what is pending and answer.
     Shutdown(oneshot::Sender<()>),
 }
@@ -66,8 +69,26 @@ pub(crate) type SubmitReply = oneshot::Sender<Result<Vec<BundleId>, String>>;
 /// Answer to [`Input::NextDelivery`]: bundles and, for one that came in fragments, the pieces of its payload.
 pub(crate) type DeliveryReply = oneshot::Sender<Handed>;
 
-/// Bundles handed to an application, each with the pieces of its payload if it came in fragments.
-pub(crate) type Handed = Vec<(BundleId, Vec<Piece>)>;
+/// Bundles handed to an application.
+pub(crate) type Handed = Vec<Handout>;
+
+/// A bundle handed to an application: read from the store (as `pieces` of stored fragments if it came in
+/// fragments), or, delivered directly, its encoding in `bytes`.
+pub(crate) struct Handout {
+    pub id: BundleId,
+    pub pieces: Vec<Piece>,
+    pub bytes: Option<Arc<Vec<u8>>>,
+}
+
+/// A bundle delivered directly: held in memory only, its peer's acknowledgement (`durable`, one per copy
+/// received meanwhile) waiting until the application has it or it is stored after all.
+struct DirectHeld {
+    bytes: Arc<Vec<u8>>,
+    durable: Vec<oneshot::Sender<bool>>,
+}
+
+/// Bytes of directly delivered bundles held in memory at most; more are stored first.
+const DIRECT_MAX_BYTES: usize = 64 << 20;
 
 /// A bundle to send on a session.
 pub(crate) struct Outgoing {
@@ -139,6 +160,19 @@ pub(crate) struct Core {
     stats: Stats,
     clock: crate::clock::NodeClock,
     budgets: Budgets,
+    /// How long an application may take to take a directly delivered bundle; `None`: no direct delivery.
+    direct_wait: Option<Duration>,
+    direct: BTreeMap<BundleId, DirectHeld>,
+    direct_bytes: usize,
+    /// When each directly delivered bundle is stored if the application has not taken it, in that order.
+    direct_deadlines: VecDeque<(tokio::time::Instant, BundleId)>,
+    /// The bundle the event being handled delivered directly (or was a copy of one held): its peer's
+    /// acknowledgement waits for it.
+    direct_hit: Option<BundleId>,
+    /// Applications streaming deliveries, by endpoint.
+    readers: BTreeMap<Eid, usize>,
+    /// Bundles stored after being handed out directly and given back: they go to the front of their queue.
+    front: BTreeSet<BundleId>,
 }
 
 /// Inputs handled as one group at most: bounds the latency of the first one's acknowledgement.
@@ -171,6 +205,15 @@ impl DeliveryQueue {
         let id = self.order.pop_front()?;
         self.queued.remove(&id);
         Some(id)
+    }
+
+    /// Takes `id` out of the queue, if it is in it.
+    fn remove(&mut self, id: &BundleId) -> bool {
+        let was = self.queued.remove(id);
+        if was {
+            self.order.retain(|q| q != id);
+        }
+        was
     }
 }
 
@@ -211,7 +254,21 @@ impl Core {
             stats: Stats::default(),
             clock: crate::clock::NodeClock::real(),
             budgets: Budgets::default(),
+            direct_wait: None,
+            direct: BTreeMap::new(),
+            direct_bytes: 0,
+            direct_deadlines: VecDeque::new(),
+            direct_hit: None,
+            readers: BTreeMap::new(),
+            front: BTreeSet::new(),
         }
+    }
+
+    /// Delivers directly to reading applications, giving each bundle `wait` to be taken (see
+    /// [`crate::NodeConfig::direct_delivery`]); the engine must have been configured for it too.
+    pub(crate) fn with_direct_delivery(mut self, wait: Option<Duration>) -> Core {
+        self.direct_wait = wait;
+        self
     }
 
     /// Runs on `clock` instead of the system clock (a node without a real-time clock).
@@ -228,18 +285,24 @@ impl Core {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let input = match wake {
-                Some(at) => {
-                    let wait = at.0.saturating_sub(self.clock.now().0);
+            let mut sleep = wake.map(|at| Duration::from_millis(at.0.saturating_sub(self.clock.now().0)));
+            if let Some((at, _)) = self.direct_deadlines.front() {
+                let d = at.saturating_duration_since(tokio::time::Instant::now());
+                sleep = Some(sleep.map_or(d, |s| s.min(d)));
+            }
+            let input = match sleep {
+                Some(wait) => {
                     tokio::select! {
                         i = self.inbox.recv() => i,
-                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                        _ = tokio::time::sleep(wait) => {
+                            self.begin_group();
+                            self.store_overdue();
                             self.roll_budgets();
                             if self.timer.is_some_and(|t| t <= self.clock.now()) {
                                 self.timer = None;
                                 self.handle(Event::Timer);
                             }
-                            self.save_budgets();
+                            self.end_group();
                             continue;
                         }
                     }
@@ -306,8 +369,13 @@ impl Core {
             }
             Input::Received { peer, bytes, durable } => {
                 self.stats.received_bytes += bytes.len() as u64;
+                self.direct_hit = None;
                 let batches = self.handle(Event::Received { peer, bytes });
-                self.wait_durable(batches, durable);
+                // Held in memory only: the peer hears of it once the application has it (or it is stored).
+                match self.direct_hit.take().and_then(|id| self.direct.get_mut(&id)) {
+                    Some(held) => held.durable.push(durable),
+                    None => self.wait_durable(batches, durable),
+                }
             }
             Input::ReceivedPartial { peer, bytes, skip, durable } => {
                 let batches = self.handle(Event::ReceivedPartial { peer, bytes, skip });
@@ -346,27 +414,33 @@ impl Core {
                 while out.len() < max.max(1)
                     && let Some(id) = self.deliveries.get_mut(&endpoint).and_then(DeliveryQueue::pop)
                 {
-                    let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
-                    out.push((id, pieces));
+                    out.push(self.handout(id));
                 }
                 if out.is_empty() && wait {
                     return self.delivery_waiters.entry(endpoint).or_default().push(reply);
                 }
-                for (id, _) in &out {
-                    self.handed_out.insert(id.clone(), endpoint.clone());
+                for h in &out {
+                    self.handed_out.insert(h.id.clone(), endpoint.clone());
                 }
                 if let Err(out) = reply.send(out) {
                     // The application went away while asking: the bundles wait for the next one.
-                    for (id, _) in out.into_iter().rev() {
-                        self.handed_out.remove(&id);
-                        self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
+                    for h in out.into_iter().rev() {
+                        self.handed_out.remove(&h.id);
+                        self.deliveries.entry(endpoint.clone()).or_default().put_back(h.id);
                     }
                 }
             }
             Input::Taken { id, ok: true } => {
                 if self.handed_out.remove(&id).is_some() {
                     self.pieces.remove(&id);
-                    self.handle(Event::DeliveryAcked { id });
+                    let held = self.take_direct(&id);
+                    let batches = self.handle(Event::DeliveryAcked { id });
+                    if let Some(held) = held {
+                        self.stats.direct += 1;
+                        for durable in held.durable {
+                            self.wait_durable(batches.clone(), durable);
+                        }
+                    }
                 }
             }
             Input::Taken { id, ok: false } => self.give_back(vec![id]),
@@ -415,8 +489,79 @@ impl Core {
                     }
                 }
             }
+            Input::Reader { endpoint, open } => {
+                let n = self.readers.entry(endpoint.clone()).or_default();
+                if open {
+                    *n += 1;
+                    return;
+                }
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.readers.remove(&endpoint);
+                    if !self.is_live(&endpoint) {
+                        // Nobody reads there now: what waits in memory for it is stored.
+                        let queued: Vec<BundleId> = self
+                            .deliveries
+                            .get(&endpoint)
+                            .map(|q| q.order.iter().filter(|id| self.direct.contains_key(*id)).cloned().collect())
+                            .unwrap_or_default();
+                        for id in queued {
+                            self.store_direct(&id);
+                        }
+                    }
+                }
+            }
             Input::Shutdown(_) => {}
         }
+    }
+
+    /// Whether an application reads from `endpoint` now (streaming, or waiting for a bundle).
+    fn is_live(&self, endpoint: &Eid) -> bool {
+        self.readers.contains_key(endpoint) || self.delivery_waiters.get(endpoint).is_some_and(|w| !w.is_empty())
+    }
+
+    fn take_direct(&mut self, id: &BundleId) -> Option<DirectHeld> {
+        let held = self.direct.remove(id)?;
+        self.direct_bytes -= held.bytes.len();
+        Some(held)
+    }
+
+    /// Stores a bundle held in memory for direct delivery after all (its reader went away, gave it back or
+    /// is too slow); its peer's acknowledgement waits for that write. An application that has it may
+    /// still take it. One still queued keeps its place at the front.
+    fn store_direct(&mut self, id: &BundleId) {
+        let Some(held) = self.take_direct(id) else { return };
+        let queued = self.deliveries.values_mut().any(|q| q.remove(id));
+        if queued {
+            self.front.insert(id.clone());
+        }
+        let bytes = Arc::try_unwrap(held.bytes).unwrap_or_else(|shared| shared.as_ref().clone());
+        let batches = self.handle(Event::DirectReturned { id: id.clone(), bytes });
+        for durable in held.durable {
+            self.wait_durable(batches.clone(), durable);
+        }
+    }
+
+    /// Stores the directly delivered bundles whose application did not take them in time.
+    fn store_overdue(&mut self) {
+        let now = tokio::time::Instant::now();
+        while let Some((at, id)) = self.direct_deadlines.front().cloned() {
+            if at > now {
+                break;
+            }
+            self.direct_deadlines.pop_front();
+            if self.direct.contains_key(&id) {
+                tracing::debug!(%id, "not taken in time: stored");
+                self.store_direct(&id);
+            }
+        }
+    }
+
+    /// What to hand an application for `id`.
+    fn handout(&self, id: BundleId) -> Handout {
+        let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
+        let bytes = self.direct.get(&id).map(|d| d.bytes.clone());
+        Handout { id, pieces, bytes }
     }
 
     /// Answers `durable` once `batches` are durable (at once if there are none: a duplicate, a record, or
@@ -568,6 +713,9 @@ impl Core {
                 }
                 Action::Transmit { peer, transfer, bytes, .. } => self.transmit(peer, transfer, bytes),
                 Action::Deliver { endpoint, id, pieces } => self.deliver(endpoint, id, pieces),
+                Action::DeliverDirect { endpoint, id, bytes } => {
+                    batches.extend(self.deliver_direct(endpoint, id, bytes))
+                }
                 Action::Accepted { token, ids } => {
                     if let Some(reply) = self.submissions.remove(&token) {
                         let _ = reply.send(Ok(ids));
@@ -583,7 +731,15 @@ impl Core {
                     }
                 }
                 Action::SetTimer(t) => self.timer = Some(t),
-                Action::Notice(n) => self.notice(n),
+                Action::Notice(n) => {
+                    // A copy of a bundle held for direct delivery: its acknowledgement waits for the first.
+                    if let Notice::Duplicate { id, .. } = &n
+                        && self.direct.contains_key(id)
+                    {
+                        self.direct_hit = Some(id.clone());
+                    }
+                    self.notice(n)
+                }
             }
         }
         batches
@@ -597,6 +753,12 @@ impl Core {
         let mut endpoints = BTreeSet::new();
         for id in ids.into_iter().rev() {
             let Some(endpoint) = self.handed_out.remove(&id) else { continue };
+            if self.direct.contains_key(&id) {
+                // Not taken: stored now, and delivered from the store, first in its queue.
+                self.front.insert(id.clone());
+                self.store_direct(&id);
+                continue;
+            }
             self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
             endpoints.insert(endpoint);
         }
@@ -612,8 +774,7 @@ impl Core {
                 self.delivery_waiters.entry(endpoint.clone()).or_default().push(w);
                 return;
             };
-            let pieces = self.pieces.get(&id).cloned().unwrap_or_default();
-            match w.send(vec![(id.clone(), pieces)]) {
+            match w.send(vec![self.handout(id.clone())]) {
                 Ok(()) => {
                     self.handed_out.insert(id, endpoint.clone());
                 }
@@ -625,20 +786,42 @@ impl Core {
 
     /// Hands a bundle to an application waiting at its endpoint, or queues it for the next one to ask.
     fn deliver(&mut self, endpoint: Eid, id: BundleId, pieces: Vec<Piece>) {
+        let front = self.front.remove(&id);
         if self.handed_out.contains_key(&id) {
             return;
         }
         if !pieces.is_empty() {
             self.pieces.insert(id.clone(), pieces.clone());
         }
+        if front {
+            // Given back earlier: it goes before what came after it.
+            self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
+            return self.serve_waiters(&endpoint);
+        }
         while let Some(w) = self.delivery_waiters.get_mut(&endpoint).and_then(Vec::pop) {
             // A waiter whose request was dropped (client gone) refuses the send; try the next one.
-            if w.send(vec![(id.clone(), pieces.clone())]).is_ok() {
+            if w.send(vec![self.handout(id.clone())]).is_ok() {
                 self.handed_out.insert(id, endpoint);
                 return;
             }
         }
         self.deliveries.entry(endpoint).or_default().push(id);
+    }
+
+    /// A bundle the engine hands straight to the application (see [`Action::DeliverDirect`]): held in
+    /// memory if an application reads at `endpoint` and there is room, else stored at once. Returns the
+    /// batches storing it wrote.
+    fn deliver_direct(&mut self, endpoint: Eid, id: BundleId, bytes: Vec<u8>) -> BTreeSet<BatchId> {
+        let room = self.direct_bytes + bytes.len() <= DIRECT_MAX_BYTES;
+        let (Some(wait), true, true) = (self.direct_wait, room, self.is_live(&endpoint)) else {
+            return self.handle(Event::DirectReturned { id, bytes });
+        };
+        self.direct_bytes += bytes.len();
+        self.direct.insert(id.clone(), DirectHeld { bytes: Arc::new(bytes), durable: Vec::new() });
+        self.direct_deadlines.push_back((tokio::time::Instant::now() + wait, id.clone()));
+        self.direct_hit = Some(id.clone());
+        self.deliver(endpoint, id, Vec::new());
+        BTreeSet::new()
     }
 
     fn transmit(&mut self, peer: Eid, transfer: TransferId, bytes: Vec<u8>) {

@@ -109,7 +109,9 @@ impl Node {
         let engine = Engine::new(cfg.engine_config(), cfg.routing.build(), cfg.seed);
         let (tx, rx) = mpsc::unbounded_channel();
         let blocked = Arc::new(Mutex::new(BTreeSet::new()));
-        let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone()).with_clock(clock.clone());
+        let core = Core::new(engine, store.clone(), rx, tx.clone(), blocked.clone())
+            .with_clock(clock.clone())
+            .with_direct_delivery(cfg.direct_delivery);
         let core = tokio::spawn(core.run());
         let handle = NodeHandle {
             tx,
@@ -241,17 +243,23 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    fn open(store: Arc<LmdbStore>, id: BundleId, pieces: Vec<Piece>, now: DtnTime) -> Result<Incoming, NodeError> {
+    fn open(store: Arc<LmdbStore>, h: crate::core::Handout, now: DtnTime) -> Result<Incoming, NodeError> {
+        let id = h.id;
         let whole = [Piece { id: id.clone(), skip: 0, len: u64::MAX }];
-        let mut rest = if pieces.is_empty() { whole.to_vec() } else { pieces }.into_iter();
+        let mut rest = if h.pieces.is_empty() { whole.to_vec() } else { h.pieces }.into_iter();
         let first = rest.next().ok_or_else(|| NodeError::Corrupt(format!("{id}: nothing to deliver")))?;
-        let p = read_piece(&store, &first)?;
+        let p = match &h.bytes {
+            // Delivered directly as it arrived: it has waited here for no time at all.
+            Some(bytes) => piece_of(bytes, &first)?,
+            None => read_piece(&store, &first)?,
+        };
         let len = if first.len == u64::MAX {
             p.data.len() as u64
         } else {
             p.data.len() as u64 + rest.as_slice().iter().map(|p| p.len).sum::<u64>()
         };
         let age_ms = match p.age_ms {
+            Some(age) if h.bytes.is_some() => Some(age),
             Some(age) => {
                 let arrived = store.meta(&first.id)?.map_or(now, |m| m.received_at);
                 Some(age.saturating_add(now.0.saturating_sub(arrived.0)))
@@ -317,9 +325,14 @@ fn read_piece(store: &LmdbStore, p: &Piece) -> Result<ReadPiece, NodeError> {
     let r = store.read_bundle(&p.id)?;
     let bytes = dtn_store_lmdb::read_to_vec(r)
         .map_err(|source| NodeError::Io { context: format!("reading {}", p.id), source })?;
+    piece_of(&bytes, p)
+}
+
+/// One piece of a delivery from the bundle's encoding.
+fn piece_of(bytes: &[u8], p: &Piece) -> Result<ReadPiece, NodeError> {
     // Checked on the way in; a bundle from dtn7-rs may lack the primary-block CRC.
     let limits = Limits { require_primary_crc: false, ..Limits::default() };
-    let b = Bundle::decode_with(&bytes, &limits).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+    let b = Bundle::decode_with(bytes, &limits).map_err(|e| NodeError::Corrupt(e.to_string()))?;
     let payload = b.payload();
     let start = usize::try_from(p.skip).unwrap_or(usize::MAX).min(payload.len());
     let end = start.saturating_add(usize::try_from(p.len).unwrap_or(usize::MAX)).min(payload.len());
@@ -434,13 +447,11 @@ impl NodeHandle {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        guard.ids = ids.iter().map(|(id, _)| id.clone()).collect();
+        guard.ids = ids.iter().map(|h| h.id.clone()).collect();
         let store = self.store.clone();
         let now = self.clock.now();
         let opened = tokio::task::spawn_blocking(move || {
-            ids.into_iter()
-                .map(|(id, pieces)| (id.clone(), Incoming::open(store.clone(), id, pieces, now)))
-                .collect::<Vec<_>>()
+            ids.into_iter().map(|h| (h.id.clone(), Incoming::open(store.clone(), h, now))).collect::<Vec<_>>()
         })
         .await
         .map_err(|e| NodeError::Corrupt(format!("reading a delivery: {e}")))?;
@@ -465,6 +476,15 @@ impl NodeHandle {
     /// The application has the bundle (`ok`, it is never delivered again) or gives it back.
     pub fn taken(&self, id: BundleId, ok: bool) {
         let _ = self.tx.send(Input::Taken { id, ok });
+    }
+
+    /// Marks `endpoint` as read by a streaming application until the guard is dropped: bundles that arrive
+    /// for it whole may then be delivered directly, without being stored first (see
+    /// [`NodeConfig::direct_delivery`]). A reader that waits in [`next_deliveries`](Self::next_deliveries)
+    /// counts as reading anyway; the guard also covers the time it spends on what it was given.
+    pub fn reading(&self, endpoint: Eid) -> ReadingGuard {
+        let _ = self.tx.send(Input::Reader { endpoint: endpoint.clone(), open: true });
+        ReadingGuard { tx: self.tx.clone(), endpoint }
     }
 
     /// Gives back bundles taken with [`next_deliveries`](Self::next_deliveries), listed in the order they
@@ -546,6 +566,18 @@ fn whole(id: BundleId) -> BundleId {
     BundleId { fragment: None, ..id }
 }
 
+/// An application reading from an endpoint; see [`NodeHandle::reading`].
+pub struct ReadingGuard {
+    tx: mpsc::UnboundedSender<Input>,
+    endpoint: Eid,
+}
+
+impl Drop for ReadingGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Input::Reader { endpoint: self.endpoint.clone(), open: false });
+    }
+}
+
 /// Gives back what a [`NodeHandle::next_deliveries`] call was handed if the call is dropped before it
 /// returns it.
 struct GiveBackOnDrop {
@@ -562,7 +594,7 @@ impl Drop for GiveBackOnDrop {
         if let Some(mut rx) = self.rx.take()
             && let Ok(answer) = rx.try_recv()
         {
-            ids.extend(answer.into_iter().map(|(id, _)| id));
+            ids.extend(answer.into_iter().map(|h| h.id));
         }
         self.node.give_back(ids);
     }

@@ -10,6 +10,8 @@ pub struct Stats {
     pub stored: u64,
     /// Bundles delivered to local applications.
     pub delivered: u64,
+    /// Of those, bundles delivered directly as they arrived, never stored here (only their tombstones).
+    pub direct: u64,
     /// Transmissions of stored bundles completed.
     pub forwarded: u64,
     /// Bundles that arrived again (already held, delivered or deleted).

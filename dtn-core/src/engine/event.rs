@@ -142,6 +142,14 @@ pub enum Event {
         /// Payload bytes earlier pieces of the transfer kept.
         skip: u64,
     },
+    /// A bundle handed out with [`Action::DeliverDirect`] could not be delivered after all (no reader, the
+    /// application gave it back or is too slow): it is stored and delivered the usual way.
+    DirectReturned {
+        /// The bundle.
+        id: BundleId,
+        /// Its encoding, as handed out.
+        bytes: Vec<u8>,
+    },
     /// A contact came up.
     ContactUp {
         /// The peer's node ID.
@@ -230,6 +238,18 @@ pub enum Action {
         /// stretches of stored fragments, in order: fragments are not copied into one bundle first, so
         /// that a payload of any size is delivered with memory and disk for one piece at a time.
         pieces: Vec<Piece>,
+    },
+    /// Hand a bundle that just arrived, and is not stored, to the application registered at `endpoint`
+    /// (only with [`crate::engine::Config::direct_delivery`]). It answers with [`Event::DeliveryAcked`] once
+    /// the application has it, or [`Event::DirectReturned`] if it cannot be handed over; until then it
+    /// must not acknowledge the bundle to the peer it came from, as this node holds it only in memory.
+    DeliverDirect {
+        /// The endpoint.
+        endpoint: Eid,
+        /// The bundle.
+        id: BundleId,
+        /// Its encoding.
+        bytes: Vec<u8>,
     },
     /// A submission is durable and will be forwarded (one ID per fragment when it was fragmented), or a
     /// [`Event::Delete`] is durable.

@@ -186,7 +186,7 @@ impl Engine {
     pub(super) fn received(&mut self, store: &dyn BundleStore, peer: Eid, bytes: &[u8]) {
         let peer = peer.node_id();
         match Bundle::decode_with(bytes, &self.cfg.limits) {
-            Ok(b) => self.ingest(store, peer, b, bytes),
+            Ok(b) => self.ingest(store, peer, b, bytes, true),
             Err(e) => self.notice(Notice::Malformed { from: peer, error: format!("undecodable bundle: {e}") }),
         }
     }
@@ -199,7 +199,7 @@ impl Engine {
             Ok(Some(frag)) => {
                 let v = frag.to_vec();
                 match Bundle::decode_with(&v, &TRUSTED) {
-                    Ok(b) => self.ingest(store, peer, b, &v),
+                    Ok(b) => self.ingest(store, peer, b, &v, false),
                     Err(e) => self.notice(Notice::Malformed { from: peer, error: format!("kept prefix: {e}") }),
                 }
             }
@@ -208,7 +208,39 @@ impl Engine {
         }
     }
 
-    fn ingest(&mut self, store: &dyn BundleStore, peer: Eid, bundle: Bundle<'_>, bytes: &[u8]) {
+    /// A bundle the shell could not hand to its application after all ([`Event::DirectReturned`]): it is
+    /// stored as if it had just arrived.
+    pub(super) fn direct_returned(&mut self, store: &dyn BundleStore, id: BundleId, bytes: &[u8]) {
+        let Some(d) = self.direct.remove(&id) else {
+            return self.notice(Notice::StoreError(format!("{id} given back but never handed out")));
+        };
+        self.pending_ids.remove(&id);
+        match Bundle::decode_with(bytes, &TRUSTED) {
+            Ok(b) if b.id() == id => self.ingest(store, d.from, b, bytes, false),
+            Ok(b) => self.notice(Notice::StoreError(format!("{id} given back as {}", b.id()))),
+            Err(e) => self.notice(Notice::StoreError(format!("{id} given back unreadable: {e}"))),
+        }
+    }
+
+    /// The application took a bundle handed to it directly: its tombstone is all that is written.
+    pub(super) fn direct_taken(&mut self, id: BundleId, d: super::Direct) {
+        let tombstone =
+            crate::store::Tombstone { reason: TombstoneReason::Delivered, expires_at: d.expires_at, seq_mode: d.mode };
+        let mut after = Vec::with_capacity(4);
+        if let Some(r) = d.report_received {
+            after.push(After::ReportReceived(r));
+        }
+        // Custody ends here as it would for a stored bundle: accepted, then delivered.
+        if let Some(c) = d.custodian {
+            after.push(After::Notices(vec![Notice::CustodyAccepted { id: id.clone() }]));
+            after.push(After::Signal(c, 0, id.clone()));
+        }
+        after.push(After::Delivered { id: id.clone(), mode: d.mode, report: d.report_delivered });
+        self.persist(vec![WriteOp::Tombstone { id, tombstone }], after);
+    }
+
+    /// `direct`: the bundle may be handed straight to a registered application ([`Config::direct_delivery`]).
+    fn ingest(&mut self, store: &dyn BundleStore, peer: Eid, bundle: Bundle<'_>, bytes: &[u8], direct: bool) {
         let id = bundle.id();
         if bundle.is_admin_record() && bundle.primary().destination.node_id() == self.cfg.node {
             return self.admin_record(store, &peer, &bundle);
@@ -266,6 +298,25 @@ impl Engine {
                 Err(e) => return self.notice(Notice::Malformed { from: peer, error: format!("bundle {id}: {e}") }),
             }
         };
+        if direct
+            && self.cfg.direct_delivery
+            && id.fragment.is_none()
+            && let Some(endpoint) = self.local_endpoint(&bundle.primary().destination)
+        {
+            // Still counts as seen (a second copy is a duplicate) until its tombstone is durable.
+            self.pending_ids.insert(id.clone());
+            let d = super::Direct {
+                from: peer,
+                custodian: custodian.filter(|_| self.cfg.custody),
+                expires_at: self.expiry(&bundle),
+                mode,
+                report_received: self.report_for(&bundle, BundleFlags::REPORT_RECEPTION),
+                report_delivered: self.report_for(&bundle, BundleFlags::REPORT_DELIVERY),
+            };
+            self.direct.insert(id.clone(), d);
+            self.out.push(Action::DeliverDirect { endpoint, id, bytes: bytes.to_vec() });
+            return;
+        }
         let priority = class.map_or(Priority::NORMAL, |c| c.priority);
         if let Err(e) = store.check_room(bytes.len() as u64, priority, self.now) {
             if e.is_full() {

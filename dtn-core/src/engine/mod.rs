@@ -80,6 +80,11 @@ pub struct Config {
     /// hellos and offers, always go). Normal by default: sensor batches (normal) pay for the link, bulk
     /// data (camera frames) waits for a free one.
     pub metered_min_priority: Priority,
+    /// Hand a whole bundle that arrives for a registered endpoint straight to the application
+    /// ([`Action::DeliverDirect`]) instead of storing it first: once the application has it, only a
+    /// tombstone is written. A shell turns this on only if it holds the peer's acknowledgement until then,
+    /// and gives back ([`Event::DirectReturned`]) what it cannot hand over, which is then stored as usual.
+    pub direct_delivery: bool,
 }
 
 impl Config {
@@ -101,6 +106,7 @@ impl Config {
             hop_limit: None,
             limits: Limits::default(),
             metered_min_priority: Priority::NORMAL,
+            direct_delivery: false,
         }
     }
 }
@@ -146,6 +152,21 @@ enum After {
     CopiesGiven(BundleId),
     /// An operator's request is durable: answer it.
     Done { token: u64, ids: Vec<BundleId> },
+    /// A reception status report to send once the bundle's fate is durable.
+    ReportReceived(ReportTo),
+}
+
+/// A bundle handed straight to an application ([`Action::DeliverDirect`]), not stored, until the
+/// application takes it or the shell gives it back.
+#[derive(Debug, Clone)]
+struct Direct {
+    from: Eid,
+    /// The custodian to tell once the application has it, if this node takes custody.
+    custodian: Option<Eid>,
+    expires_at: DtnTime,
+    mode: crate::store::SeqMode,
+    report_received: Option<ReportTo>,
+    report_delivered: Option<ReportTo>,
 }
 
 /// Spray-and-wait copies of one bundle while transfers or store updates are under way. Kept in memory
@@ -220,6 +241,10 @@ pub struct Engine {
     new_receipts: Summary,
     reassembly: BTreeMap<(Eid, CreationTimestamp), Reassembly>,
     spray: BTreeMap<BundleId, SprayHold>,
+    /// Bundles handed straight to applications and not yet taken or given back.
+    direct: BTreeMap<BundleId, Direct>,
+    /// Bundles an application took while their write (after being given back) was still under way.
+    early_acks: BTreeSet<BundleId>,
     /// While the shell groups events ([`Engine::begin_group`]): the one batch they all write to, once one
     /// of them has written.
     group: Option<Option<BatchId>>,
@@ -260,6 +285,8 @@ impl Engine {
             new_receipts: Summary::new(),
             reassembly: BTreeMap::new(),
             spray: BTreeMap::new(),
+            direct: BTreeMap::new(),
+            early_acks: BTreeSet::new(),
             group: None,
             out: Vec::new(),
         }
@@ -307,6 +334,7 @@ impl Engine {
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
             Event::Received { peer, bytes } => self.received(store, peer, &bytes),
             Event::ReceivedPartial { peer, bytes, skip } => self.received_partial(store, peer, &bytes, skip),
+            Event::DirectReturned { id, bytes } => self.direct_returned(store, id, &bytes),
             Event::ContactUp { peer, link } => self.contact_up(store, peer, link),
             Event::ContactDown { peer } => self.contact_down(peer),
             Event::ContactVolume { peer, volume } => self.contact_volume(store, peer, volume),
@@ -526,6 +554,14 @@ impl Engine {
     }
 
     fn delivery_acked(&mut self, store: &dyn BundleStore, id: BundleId) {
+        if let Some(d) = self.direct.remove(&id) {
+            return self.direct_taken(id, d);
+        }
+        if self.pending_ids.contains(&id) {
+            // Given back and being stored: taken once the write lands.
+            self.early_acks.insert(id);
+            return;
+        }
         if id.fragment.is_none()
             && let Some(pieces) = self.assembled(&id)
         {
@@ -641,7 +677,9 @@ impl Engine {
                     if let Some(r) = report_received {
                         self.status_report(r, StatusKind::Received, 0);
                     }
-                    if local {
+                    if local && self.early_acks.remove(&id) {
+                        self.delivery_acked(store, id);
+                    } else if local {
                         self.deliver_stored(store, &id);
                     } else if registrations != self.registrations {
                         claims.push(id);
@@ -682,6 +720,7 @@ impl Engine {
                     enqueue.extend(ids);
                 }
                 After::Delivered { id, mode, report } => {
+                    self.pending_ids.remove(&id);
                     self.new_receipts.insert(&id, mode);
                     self.notice(Notice::Delivered { id: id.clone() });
                     if let Some(r) = report {
@@ -695,6 +734,7 @@ impl Engine {
                 }
                 After::Signal(custodian, code, id) => self.queue_signal(custodian, code, id),
                 After::Done { token, ids } => self.out.push(Action::Accepted { token, ids }),
+                After::ReportReceived(r) => self.status_report(r, StatusKind::Received, 0),
                 After::CopiesGiven(id) => {
                     if let Some(h) = self.spray.get_mut(&id) {
                         h.updates = h.updates.saturating_sub(1);
@@ -725,6 +765,7 @@ impl Engine {
             match a {
                 After::Stored { id, custodian, .. } => {
                     self.pending_ids.remove(&id);
+                    self.early_acks.remove(&id);
                     let refusal = match failure {
                         PersistFailure::Full => crate::proto::Refusal::StoreFull,
                         PersistFailure::Other(_) => custody::STORE_ERROR,
@@ -746,7 +787,11 @@ impl Engine {
                     }
                 }
                 // Still stored for forwarding: a later registration or restart claims them again.
-                After::Delivered { .. } | After::Notices(_) | After::Signal(..) | After::Claimed(_) => {}
+                // A direct delivery's tombstone failed: the shell refuses the transfer and the peer sends it again.
+                After::Delivered { id, .. } => {
+                    self.pending_ids.remove(&id);
+                }
+                After::Notices(_) | After::Signal(..) | After::Claimed(_) | After::ReportReceived(_) => {}
                 // The copies were handed over all the same: they stay deducted (the sweep forgets them once the
                 // bundle is gone).
                 After::CopiesGiven(..) => {}

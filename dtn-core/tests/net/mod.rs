@@ -36,6 +36,9 @@ pub struct Node {
     /// Whether the application acknowledges deliveries at once.
     pub auto_ack: bool,
     pub unacked: Vec<(BundleId, Vec<Piece>)>,
+    /// Bundles handed over directly (not stored) and not yet acknowledged, with their encoding: in memory
+    /// only, so a restart loses them.
+    pub direct: Vec<(BundleId, Vec<u8>)>,
     pub restarts: u64,
     /// IDs ever held in custody here (for the custody invariant).
     pub ever_custodial: BTreeSet<BundleId>,
@@ -139,6 +142,7 @@ impl Net {
             timer: None,
             auto_ack: true,
             unacked: Vec::new(),
+            direct: Vec::new(),
             restarts: 0,
             ever_custodial: BTreeSet::new(),
         });
@@ -206,6 +210,7 @@ impl Net {
                 n.restarts += 1;
                 n.engine = Engine::new(n.cfg.clone(), (n.agent)(), n.seed + n.restarts);
                 n.timer = None;
+                n.direct.clear();
                 self.queue.push_back((i, Event::Start));
             }
             Op::Event(i, ev) => self.queue.push_back((i, ev)),
@@ -311,6 +316,17 @@ impl Net {
                         self.ack(i, id, &pieces);
                     } else if !self.nodes[i].unacked.iter().any(|(u, _)| *u == id) {
                         self.nodes[i].unacked.push((id, pieces));
+                    }
+                }
+                Action::DeliverDirect { id, bytes, .. } => {
+                    if self.nodes[i].auto_ack {
+                        let limits = Limits { require_primary_crc: false, ..Limits::default() };
+                        let payload =
+                            Bundle::decode_with(&bytes, &limits).map(|b| b.payload().to_vec()).unwrap_or_default();
+                        self.deliveries.entry(id.clone()).or_default().push((i, payload));
+                        self.queue.push_back((i, Event::DeliveryAcked { id }));
+                    } else {
+                        self.nodes[i].direct.push((id, bytes));
                     }
                 }
                 Action::SetTimer(t) => self.nodes[i].timer = Some(t),
