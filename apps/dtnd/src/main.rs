@@ -63,6 +63,11 @@ struct Args {
     /// TCPCL keepalive interval in seconds (0 disables): a session silent for twice this is taken for lost.
     #[arg(long)]
     keepalive: Option<u16>,
+    /// Direct delivery: how long (ms) an application reading an endpoint may take to acknowledge a bundle
+    /// handed to it as it arrived, before the node stores it after all (default 2000; 0 stores every
+    /// bundle before delivering it).
+    #[arg(long)]
+    direct_wait_ms: Option<u64>,
     /// WireGuard link: UDP address of the tunnel's socket (e.g. 0.0.0.0:51820), or "off" (default off).
     #[arg(long)]
     wg: Option<String>,
@@ -120,6 +125,7 @@ struct FileConfig {
     custody: Option<bool>,
     clock: Option<bool>,
     keepalive: Option<u16>,
+    direct_wait_ms: Option<u64>,
     wg: Option<WgFile>,
 }
 
@@ -276,6 +282,9 @@ fn configure_with(args: Args, file: FileConfig) -> Result<NodeConfig> {
     cfg.has_clock = !args.no_clock && file.clock.unwrap_or(true);
     if let Some(k) = args.keepalive.or(file.keepalive) {
         cfg.keepalive = k;
+    }
+    if let Some(ms) = args.direct_wait_ms.or(file.direct_wait_ms) {
+        cfg.direct_delivery = (ms > 0).then(|| std::time::Duration::from_millis(ms));
     }
     let routes = if args.routes.is_empty() { file.routes } else { args.routes };
     let copies = args.spray_copies.or(file.spray_copies);
