@@ -4,8 +4,9 @@
 //!   [`Options::inline_max`] live in payload files beside it, written and read as streams.
 //! * All writes go through one committer thread that groups the batches waiting for it into a single write
 //!   transaction with one durable sync ([`LmdbStore::submit`] returns a [`Ticket`]; the callback form of
-//!   [`LmdbStore::submit_with`] is the "now durable" signal custody and acknowledgements wait for). Each
-//!   batch runs in a nested transaction, so one failing batch does not fail the others in its group.
+//!   [`LmdbStore::submit_with`] is the "now durable" signal custody and acknowledgements wait for). One
+//!   failing batch does not fail the others in its group: a group in which a batch fails is written again
+//!   with each batch in a nested transaction of its own.
 //! * A store killed at any moment reopens without a repair step: LMDB commits are atomic, payload files are
 //!   synced (and their directory) before the commit that refers to them, and files no record refers to are
 //!   removed at open.

@@ -127,12 +127,19 @@ fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
         })
         .sum();
     let mut outcome = None;
-    for attempt in 0..3 {
+    // Most groups commit every batch, so they are first written straight into the group's transaction. Only
+    // when a batch fails is the group written again with each batch in a nested transaction of its own,
+    // which rolls back a failed batch alone: nesting costs a copy of every page a batch touches that the
+    // group has already touched, and that was a quarter of the committer's time for single-bundle batches.
+    let mut isolate = false;
+    let mut attempt = 0;
+    while attempt < 3 {
         if let Err(e) = ensure_map_room(shared, estimate.saturating_mul(2 + attempt)) {
             return group.iter().map(|_| Err(copy_err(&e))).collect();
         }
-        match try_group(shared, group) {
-            Err(StoreError::Backend { detail, .. })
+        match try_group(shared, group, isolate) {
+            Err(GroupErr::Isolate) => isolate = true,
+            Err(GroupErr::Store(StoreError::Backend { detail, .. }))
                 if detail.contains("MDB_MAP_FULL") || detail.contains("map size") =>
             {
                 // The estimate was short; grow and retry the whole group (nothing of it was committed).
@@ -140,9 +147,14 @@ fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
                 if let Err(e) = grow_map(shared, cur.saturating_mul(2)) {
                     return group.iter().map(|_| Err(copy_err(&e))).collect();
                 }
+                attempt += 1;
             }
-            other => {
-                outcome = Some(other);
+            Err(GroupErr::Store(e)) => {
+                outcome = Some(Err(e));
+                break;
+            }
+            Ok(o) => {
+                outcome = Some(Ok(o));
                 break;
             }
         }
@@ -176,9 +188,40 @@ fn commit_group(shared: &Shared, group: &[Job]) -> Vec<Result<CommitReport>> {
     outcome.results
 }
 
-fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
+/// What applying a batch changed besides the tables, to be kept if it commits.
+struct Applied {
+    c: Counters,
+    deltas: Vec<Delta>,
+    unlink: Vec<u64>,
+    created: Vec<u64>,
+    report: CommitReport,
+    new_files: bool,
+}
+
+fn apply_batch(shared: &Shared, txn: &mut RwTxn, counters: Counters, batch: &WriteBatch) -> (Result<()>, Applied) {
+    let mut a = Apply::new(shared, txn, counters, batch.now);
+    let r = batch.ops.iter().try_for_each(|op| a.op(op));
+    let Apply { c, deltas, unlink, created, report, new_files, .. } = a;
+    (r, Applied { c, deltas, unlink, created, report, new_files })
+}
+
+/// Why a group was not committed.
+enum GroupErr {
+    /// A batch failed while the group was written without nested transactions: write it again with them.
+    Isolate,
+    /// The whole group failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for GroupErr {
+    fn from(e: StoreError) -> Self {
+        GroupErr::Store(e)
+    }
+}
+
+fn try_group(shared: &Shared, group: &[Job], isolate: bool) -> Result<GroupOutcome, GroupErr> {
     let mut created = Vec::new();
-    let r = try_group_inner(shared, group, &mut created);
+    let r = try_group_inner(shared, group, isolate, &mut created);
     if r.is_err() {
         // Files written for batches of a group that did not commit: nothing refers to them.
         for n in created {
@@ -188,20 +231,35 @@ fn try_group(shared: &Shared, group: &[Job]) -> Result<GroupOutcome> {
     r
 }
 
-fn try_group_inner(shared: &Shared, group: &[Job], created_ok: &mut Vec<u64>) -> Result<GroupOutcome> {
+/// Writes the group in one transaction. With `isolate`, each batch runs in a nested transaction, so a
+/// failed batch is rolled back alone; without, a failed batch fails the attempt with [`GroupErr::Isolate`]
+/// (or, for a group of one, is that batch's result).
+fn try_group_inner(
+    shared: &Shared,
+    group: &[Job],
+    isolate: bool,
+    created_ok: &mut Vec<u64>,
+) -> Result<GroupOutcome, GroupErr> {
     let _g = shared.gate();
     let mut wtxn = shared.env.write_txn().map_err(db_err("starting a write"))?;
     let mut counters = *shared.counters.lock().unwrap_or_else(|e| e.into_inner());
     let mut results = Vec::with_capacity(group.len());
     let (mut deltas, mut unlink, mut sync_dir) = (Vec::new(), Vec::new(), false);
     for job in group {
-        let mut nested = shared.env.nested_write_txn(&mut wtxn).map_err(db_err("starting a batch"))?;
-        let mut a = Apply::new(shared, &mut nested, counters, job.batch.now);
-        let r = job.batch.ops.iter().try_for_each(|op| a.op(op));
-        let Apply { c, deltas: d, unlink: u, created, report, new_files, .. } = a;
+        let (r, a) = if isolate {
+            let mut nested = shared.env.nested_write_txn(&mut wtxn).map_err(db_err("starting a batch"))?;
+            let (r, a) = apply_batch(shared, &mut nested, counters, &job.batch);
+            match r {
+                Ok(()) => nested.commit().map_err(db_err("committing a batch"))?,
+                Err(_) => nested.abort(),
+            }
+            (r, a)
+        } else {
+            apply_batch(shared, &mut wtxn, counters, &job.batch)
+        };
+        let Applied { c, deltas: d, unlink: u, created, report, new_files } = a;
         match r {
             Ok(()) => {
-                nested.commit().map_err(db_err("committing a batch"))?;
                 counters = c;
                 deltas.extend(d);
                 unlink.extend(u);
@@ -210,17 +268,25 @@ fn try_group_inner(shared: &Shared, group: &[Job], created_ok: &mut Vec<u64>) ->
                 results.push(Ok(report));
             }
             Err(e) => {
-                nested.abort();
                 for n in created {
                     let _ = fs::remove_file(payload::path(&shared.payload_dir, n));
                 }
                 if is_map_full(&e) {
                     // Not this batch's fault: the caller grows the map and retries the whole group.
-                    return Err(e);
+                    return Err(e.into());
+                }
+                if !isolate && group.len() > 1 {
+                    // This batch's writes are mixed into the group's transaction; drop it all and start over.
+                    return Err(GroupErr::Isolate);
                 }
                 results.push(Err(e));
             }
         }
+    }
+    if results.iter().all(|r| r.is_err()) {
+        // Nothing to make durable (a group of one failed batch): leave the store untouched.
+        wtxn.abort();
+        return Ok(GroupOutcome { results, counters, deltas, unlink });
     }
     let mut cb = Vec::with_capacity(32);
     for v in [counters.next_arrival, counters.used, counters.bundles, counters.tombstones] {
