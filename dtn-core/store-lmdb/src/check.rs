@@ -44,11 +44,12 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
     let d = &s.dbs;
     let mut r = CheckReport::default();
     let (mut replicas, mut transferring, mut unique, mut files) = (0u64, 0u64, 0u64, 0u64);
+    let mut inline_here = 0u64;
     let mut used = 0u64;
     for item in d.meta.iter(rtxn).map_err(db_err("reading records"))? {
         let (k, v) = item.map_err(db_err("reading records"))?;
         let a = crate::keys::be64(k);
-        let (m, loc) = match record::decode_meta(v) {
+        let (m, loc, here) = match record::decode_meta(v) {
             Ok(x) => x,
             Err(e) => {
                 r.problems.push(format!("record {a}: {e}"));
@@ -67,36 +68,44 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
         let idv = d.ids.get(rtxn, &id_key(&m.id)).map_err(db_err("reading ids"))?;
         need(idv.is_some_and(|v| v.len() == 9 && crate::keys::be64(&v[..8]) == a), "id index");
         need(has(&d.dest, rtxn, &cat(&eid_key(&m.destination), &[a]))?, "destination index");
-        need(has(&d.expiry, rtxn, &cat(&[], &[m.expires_at.0, a]))?, "expiry index");
         need(has(&d.prio, rtxn, &cat(&[255 - m.priority.0], &[a]))?, "priority index");
+        let expiry = cat(&[], &[m.expires_at.0, a]);
         match m.custody {
             Custody::None => {
+                // A replica's expiry is in the eviction index alone.
                 replicas += 1;
                 need(has(&d.evict, rtxn, &cat(&[m.priority.0], &[m.expires_at.0, a]))?, "eviction index");
+                need(!has(&d.expiry, rtxn, &expiry)?, "a replica in the expiry index");
             }
             Custody::Transferring { deadline, .. } => {
                 transferring += 1;
                 need(has(&d.custody, rtxn, &cat(&[], &[deadline.0, a]))?, "custody timer index");
+                need(has(&d.expiry, rtxn, &expiry)?, "expiry index");
             }
-            Custody::Held => {}
+            Custody::Held => need(has(&d.expiry, rtxn, &expiry)?, "expiry index"),
         }
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
             unique += 1;
             need(has(&d.useq, rtxn, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]))?, "sequence index");
         }
+        let mut check_bytes = |b: &[u8]| {
+            need(b.len() as u64 == m.size, "stored bytes differ in length from the record");
+            if verify_bundles {
+                let lim = Limits { require_primary_crc: false, ..Limits::default() };
+                match Bundle::decode_with(b, &lim) {
+                    Ok(bd) => need(bd.id() == m.id, "bundle bytes carry another ID"),
+                    Err(e) => need(false, &format!("bundle bytes do not decode: {e}")),
+                }
+            }
+        };
         match loc {
+            Location::Here => {
+                inline_here += 1;
+                check_bytes(here)
+            }
             Location::Inline => match d.data.get(rtxn, &a.to_be_bytes()).map_err(db_err("reading bytes"))? {
                 None => need(false, "bytes missing"),
-                Some(b) => {
-                    need(b.len() as u64 == m.size, "stored bytes differ in length from the record");
-                    if verify_bundles {
-                        let lim = Limits { require_primary_crc: false, ..Limits::default() };
-                        match Bundle::decode_with(b, &lim) {
-                            Ok(bd) => need(bd.id() == m.id, "bundle bytes carry another ID"),
-                            Err(e) => need(false, &format!("bundle bytes do not decode: {e}")),
-                        }
-                    }
-                }
+                Some(b) => check_bytes(b),
             },
             Location::File(n) => {
                 files += 1;
@@ -149,12 +158,12 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
     let expect = [
         ("ids", count(&d.ids, rtxn)?, n),
         ("dest", count(&d.dest, rtxn)?, n),
-        ("expiry", count(&d.expiry, rtxn)?, n),
+        ("expiry", count(&d.expiry, rtxn)?, n - replicas),
         ("prio", count(&d.prio, rtxn)?, n),
         ("evict", count(&d.evict, rtxn)?, replicas),
         ("custody", count(&d.custody, rtxn)?, transferring),
         ("useq", count(&d.useq, rtxn)?, unique),
-        ("data", count(&d.data, rtxn)?, n - files),
+        ("data", count(&d.data, rtxn)?, n - files - inline_here),
         ("files", count(&d.files, rtxn)?, files + partial_files),
         ("tomb_exp", count(&d.tomb_exp, rtxn)?, tombs),
         ("bundle counter", c.bundles, n),

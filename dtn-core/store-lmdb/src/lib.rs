@@ -13,8 +13,9 @@
 //! * Nothing per bundle is kept in memory: summaries (runs of sequence numbers) and counters only.
 //!
 //! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number):
-//! `meta` A → record · `data` A → bytes · `ids` id → A, mode · `dest` eid ‖ A · `expiry` t ‖ A → size ·
-//! `prio` (255 − p) ‖ A · `evict` p ‖ t ‖ A → size (replicas only) · `custody` t ‖ A · `useq` source ‖ seq → A ·
+//! `meta` A → record (then the bundle's bytes, if inline) · `data` A → bytes (format-1 records only) ·
+//! `ids` id → A, mode · `dest` eid ‖ A · `expiry` t ‖ A → size (bundles in custody) · `prio` (255 − p) ‖ A ·
+//! `evict` p ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A · `useq` source ‖ seq → A ·
 //! `tombs` id → tombstone · `tomb_exp` t ‖ id · `state` · `peers` eid → summary · `partials` id → record ·
 //! `files` n → () (payload files referenced) · `info` counters and the format version.
 
@@ -172,11 +173,19 @@ impl LmdbStore {
             })
         })()
         .map_err(db_err("opening tables"))?;
-        match dbs.info.get(&wtxn, FORMAT_KEY).map_err(db_err("reading format"))? {
-            None => dbs.info.put(&mut wtxn, FORMAT_KEY, &[record::CURRENT]).map_err(db_err("writing format"))?,
-            Some(&[v]) if v <= record::CURRENT => {}
-            Some(&[v]) => return Err(StoreError::UnsupportedFormat { found: v, supported: record::CURRENT }),
-            Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad length".into() }),
+        let format = match dbs.info.get(&wtxn, FORMAT_KEY).map_err(db_err("reading format"))? {
+            None => None,
+            Some(&[v]) if v > record::FORMAT => {
+                return Err(StoreError::UnsupportedFormat { found: v, supported: record::FORMAT });
+            }
+            Some(&[v]) if v >= 1 => Some(v),
+            Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad value".into() }),
+        };
+        if format == Some(1) {
+            migrate_from_1(&dbs, &mut wtxn)?;
+        }
+        if format != Some(record::FORMAT) {
+            dbs.info.put(&mut wtxn, FORMAT_KEY, &[record::FORMAT]).map_err(db_err("writing format"))?;
         }
         wtxn.commit().map_err(db_err("creating tables"))?;
 
@@ -269,6 +278,23 @@ impl Drop for LmdbStore {
     }
 }
 
+/// Format 1 kept every bundle's expiry in `expiry`; format 2 keeps a replica's only in `evict`, which
+/// orders replicas by expiry within each priority. Format-1 records stay as they are: they are read as met.
+fn migrate_from_1(dbs: &Dbs, wtxn: &mut heed::RwTxn) -> Result<()> {
+    let e = db_err("moving to store format 2");
+    let replicas: Vec<Vec<u8>> = dbs
+        .evict
+        .iter(wtxn)
+        .map_err(&e)?
+        .map(|r| r.map(|(k, _)| k.get(1..).unwrap_or_default().to_vec()))
+        .collect::<heed::Result<_>>()
+        .map_err(&e)?;
+    for k in replicas {
+        dbs.expiry.delete(wtxn, &k).map_err(&e)?;
+    }
+    Ok(())
+}
+
 /// Rounds a map size up to a multiple of 1 MiB (a multiple of any page size).
 fn round_map(n: u64) -> u64 {
     n.div_ceil(1 << 20).max(1) << 20
@@ -332,7 +358,11 @@ impl Shared {
         self.env.read_txn().map_err(db_err("starting a read"))
     }
 
-    fn meta_at(&self, rtxn: &RoTxn, arrival: u64) -> Result<Option<(BundleMeta, Location)>> {
+    fn meta_at(&self, rtxn: &RoTxn, arrival: u64) -> Result<Option<BundleMeta>> {
+        Ok(self.record_at(rtxn, arrival)?.map(|(m, _, _)| m))
+    }
+
+    fn record_at<'t>(&self, rtxn: &'t RoTxn, arrival: u64) -> Result<Option<(BundleMeta, Location, &'t [u8])>> {
         match self.dbs.meta.get(rtxn, &arrival.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
             Some(b) => record::decode_meta(b).map(Some),
             None => Ok(None),
@@ -356,7 +386,7 @@ impl Shared {
                 break;
             }
             let (k, _) = item.map_err(db_err("reading an index"))?;
-            if let Some((m, _)) = self.meta_at(rtxn, tail64(k))? {
+            if let Some(m) = self.meta_at(rtxn, tail64(k))? {
                 out.push(m);
             }
         }
@@ -385,7 +415,7 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         match s.arrival_of(&rtxn, id)? {
-            Some(a) => Ok(s.meta_at(&rtxn, a)?.map(|(m, _)| m)),
+            Some(a) => s.meta_at(&rtxn, a),
             None => Ok(None),
         }
     }
@@ -402,8 +432,9 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         let a = s.arrival_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        let (m, loc) = s.meta_at(&rtxn, a)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let (m, loc, here) = s.record_at(&rtxn, a)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
         match loc {
+            Location::Here => Ok(Box::new(Cursor::new(here.to_vec()))),
             Location::Inline => {
                 let b = s.dbs.data.get(&rtxn, &a.to_be_bytes()).map_err(db_err("reading bundle bytes"))?;
                 let b =
@@ -437,7 +468,20 @@ impl BundleStore for LmdbStore {
     }
 
     fn expiring(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
-        self.shared.due(|d| d.expiry, until, limit)
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        writer::each_expired(&s.dbs, &rtxn, until, |_, a, _| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            if let Some(m) = s.meta_at(&rtxn, a)? {
+                out.push(m);
+            }
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     fn by_priority(&self, after: Option<(Priority, u64)>, limit: usize) -> Result<Vec<BundleMeta>> {
@@ -472,7 +516,7 @@ impl BundleStore for LmdbStore {
                         return Ok(out);
                     }
                     let (_, v) = item.map_err(db_err("reading sequence index"))?;
-                    if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
+                    if let Some(m) = s.meta_at(&rtxn, be64(v))? {
                         out.push(m);
                     }
                 }
@@ -492,7 +536,7 @@ impl BundleStore for LmdbStore {
                         if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
                             continue;
                         }
-                        if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
+                        if let Some(m) = s.meta_at(&rtxn, be64(v))? {
                             out.push(m);
                         }
                     }
@@ -503,7 +547,7 @@ impl BundleStore for LmdbStore {
                     return Ok(out);
                 }
                 if let Some(a) = s.arrival_of(&rtxn, &id)?
-                    && let Some((m, _)) = s.meta_at(&rtxn, a)?
+                    && let Some(m) = s.meta_at(&rtxn, a)?
                 {
                     out.push(m);
                 }
@@ -590,4 +634,80 @@ pub fn read_to_vec(mut r: impl Read) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     r.read_to_end(&mut v)?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use dtn_core::store::testkit::{bundle, meta_for};
+    use dtn_core::store::{Custody, Payload, WriteOp};
+
+    use super::*;
+
+    fn format(s: &LmdbStore) -> Vec<u8> {
+        let rtxn = s.shared.read().unwrap();
+        s.shared.dbs.info.get(&rtxn, FORMAT_KEY).unwrap().unwrap().to_vec()
+    }
+
+    /// A store written in format 1 (bundle bytes in `data`, every bundle's expiry in `expiry`) opens, moves
+    /// to format 2, passes the integrity check, and its old records are read, updated and removed as met.
+    #[test]
+    fn a_format_1_store_opens_as_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (Eid::ipn(3, 0), Eid::ipn(4, 1));
+        let mut all = Vec::new();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        for seq in 0..20 {
+            let bytes = bundle(&src, 0, seq, 50 + seq as usize, &dst);
+            let mut m = meta_for(&src, 0, seq, &bytes, &dst);
+            if seq % 3 == 1 {
+                m.custody = Custody::Held;
+            }
+            let ops = vec![WriteOp::Insert { meta: m.clone(), payload: Payload::Bytes(bytes.clone()) }];
+            s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+            all.push((s.meta(&m.id).unwrap().unwrap(), bytes));
+        }
+        {
+            // What format 1 wrote for the same bundles.
+            let sh = &s.shared;
+            let _g = sh.gate();
+            let mut w = sh.env.write_txn().unwrap();
+            for (m, bytes) in &all {
+                let a = m.arrival.to_be_bytes();
+                sh.dbs.meta.put(&mut w, &a, &record::encode_meta_v1(m, None)).unwrap();
+                sh.dbs.data.put(&mut w, &a, bytes).unwrap();
+                sh.dbs.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, m.arrival]), &m.size.to_be_bytes()).unwrap();
+            }
+            sh.dbs.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
+            w.commit().unwrap();
+        }
+        assert!(!s.check(false).unwrap().ok(), "format 1's expiry entries of replicas should not pass as format 2");
+        s.close();
+
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(format(&s), vec![2]);
+        let r = s.check(true).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        for (m, bytes) in &all {
+            assert_eq!(s.meta(&m.id).unwrap().as_ref(), Some(m));
+            assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), *bytes);
+        }
+        // Replicas and bundles in custody, soonest expiry first, all of them.
+        let expiring: Vec<u64> = s.expiring(DtnTime(u64::MAX), 100).unwrap().iter().map(|m| m.arrival).collect();
+        assert_eq!(expiring, all.iter().map(|(m, _)| m.arrival).collect::<Vec<_>>());
+        // An old record updated keeps its bytes where they were; others are removed.
+        let mut m = all[0].0.clone();
+        m.custody = Custody::Held;
+        let mut ops = vec![WriteOp::Update(m.clone())];
+        ops.extend(all[1..10].iter().map(|(m, _)| WriteOp::Remove { id: m.id.clone(), tombstone: None }));
+        s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        s.close();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let r = s.check(true).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(s.usage().bundles, 11);
+        assert_eq!(s.meta(&m.id).unwrap(), Some(m.clone()));
+        assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), all[0].1);
+        let used: u64 = all.iter().filter(|(b, _)| b.arrival == 0 || b.arrival >= 10).map(|(b, _)| b.size).sum();
+        assert_eq!(s.usage().bytes, used);
+    }
 }

@@ -14,11 +14,11 @@ use dtn_core::store::{
     BundleMeta, CommitReport, Custody, PartialBundle, Payload, Priority, Result, SeqMode, StoreError, Tombstone,
     TombstoneReason, WriteBatch, WriteOp,
 };
-use heed::{RoTxn, RwTxn};
+use heed::{MdbError, PutFlags, RoTxn, RwTxn};
 
 use crate::keys::{MAX_EID_KEY, be64, cat, eid_key, id_key, tail64};
 use crate::record::{self, Location};
-use crate::{COUNTERS_KEY, Counters, Dbs, Shared, db_err, payload, round_map};
+use crate::{COUNTERS_KEY, Counters, Db, Dbs, Shared, db_err, payload, round_map};
 
 type Done = Box<dyn FnOnce(Result<CommitReport>) + Send>;
 
@@ -367,22 +367,101 @@ pub(crate) fn room_for(
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut freed = 0u64;
-    let expired_hi = cat(&[], &[now.0, u64::MAX]);
+    each_expired(dbs, txn, now, |_, a, size| {
+        seen.insert(a);
+        freed = freed.saturating_add(size);
+        plan.push(a);
+        Ok(freed < need)
+    })?;
+    if freed >= need {
+        return Ok(plan);
+    }
     let replica_hi = cat(&[priority.0], &[u64::MAX, u64::MAX]);
-    for (db, hi) in [(dbs.expiry, expired_hi), (dbs.evict, replica_hi)] {
-        for item in db.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))).map_err(db_err("planning eviction"))? {
-            let (k, v) = item.map_err(db_err("planning eviction"))?;
-            // An expired replica is in both indexes; count it once.
-            if seen.insert(tail64(k)) {
-                freed = freed.saturating_add(be64(v));
-                plan.push(tail64(k));
-                if freed >= need {
-                    return Ok(plan);
-                }
+    let range = (Bound::Unbounded, Bound::Included(&replica_hi[..]));
+    for item in dbs.evict.range(txn, &range).map_err(db_err("planning eviction"))? {
+        let (k, v) = item.map_err(db_err("planning eviction"))?;
+        // An expired replica was counted above.
+        if seen.insert(tail64(k)) {
+            freed = freed.saturating_add(be64(v));
+            plan.push(tail64(k));
+            if freed >= need {
+                return Ok(plan);
             }
         }
     }
     Err(StoreError::Full { needed: size, used, evictable: freed, quota })
+}
+
+/// Calls `f(expiry, arrival, size)` for every bundle whose lifetime ends at or before `until`, soonest first
+/// (then in arrival order), for as long as `f` returns true. Bundles in custody are in `expiry`; replicas
+/// only in `evict`, which orders them by expiry within each priority, so the runs of `expiry` and of each
+/// priority present are merged (at most 257 of them, and rarely more than a few).
+pub(crate) fn each_expired(
+    dbs: &Dbs,
+    txn: &RoTxn,
+    until: DtnTime,
+    mut f: impl FnMut(u64, u64, u64) -> Result<bool>,
+) -> Result<()> {
+    let e = db_err("reading expiry");
+    let hi = cat(&[], &[until.0, u64::MAX]);
+    // (offset of the expiry time in the keys, entries in order)
+    let mut runs = vec![(0, dbs.expiry.range(txn, &(Bound::Unbounded, Bound::Included(&hi[..]))).map_err(&e)?)];
+    let mut p = 0u16;
+    while p <= 255 {
+        let lo = [p as u8];
+        let Some(first) = dbs.evict.range(txn, &(Bound::Included(&lo[..]), Bound::Unbounded)).map_err(&e)?.next()
+        else {
+            break;
+        };
+        let q = first.map_err(&e)?.0.first().copied().unwrap_or(0);
+        let (lo, hi) = ([q], cat(&[q], &[until.0, u64::MAX]));
+        runs.push((1, dbs.evict.range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..]))).map_err(&e)?));
+        p = u16::from(q) + 1;
+    }
+    let head = |off: usize, it: &mut heed::RoRange<'_, heed::types::Bytes, heed::types::Bytes>| {
+        it.next()
+            .transpose()
+            .map(|o| o.map(|(k, v)| (be64(k.get(off..off + 8).unwrap_or_default()), tail64(k), be64(v))))
+    };
+    let mut heads = Vec::with_capacity(runs.len());
+    for (off, it) in &mut runs {
+        heads.push(head(*off, it).map_err(&e)?);
+    }
+    loop {
+        let Some((i, (t, a, size))) =
+            heads.iter().enumerate().filter_map(|(i, h)| h.map(|h| (i, h))).min_by_key(|(_, (t, a, _))| (*t, *a))
+        else {
+            return Ok(());
+        };
+        if !f(t, a, size)? {
+            return Ok(());
+        }
+        let (off, it) = &mut runs[i];
+        heads[i] = head(*off, it).map_err(&e)?;
+    }
+}
+
+/// Puts a key that usually sorts after every key in `db` (arrival numbers, and the indexes that end with one
+/// under a common prefix): LMDB then appends without searching and fills pages completely instead of
+/// splitting them in half. A key that does not sort last is put the ordinary way.
+fn put_last(db: Db, txn: &mut RwTxn, k: &[u8], v: &[u8]) -> heed::Result<()> {
+    match db.put_with_flags(txn, PutFlags::APPEND, k, v) {
+        Err(heed::Error::Mdb(MdbError::KeyExist)) => db.put(txn, k, v),
+        r => r,
+    }
+}
+
+/// Like [`put_last`] for a key that must be new: false, and nothing written, if it is there already.
+fn put_new(db: Db, txn: &mut RwTxn, k: &[u8], v: &[u8]) -> heed::Result<bool> {
+    let r = match db.put_with_flags(txn, PutFlags::APPEND, k, v) {
+        Err(heed::Error::Mdb(MdbError::KeyExist)) => db.put_with_flags(txn, PutFlags::NO_OVERWRITE, k, v),
+        r => r,
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(heed::Error::Mdb(MdbError::KeyExist)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies one batch's operations inside its nested transaction.
@@ -471,51 +550,52 @@ impl<'a, 't> Apply<'a, 't> {
 
     fn meta_at(&self, a: u64) -> Result<Option<(BundleMeta, Location)>> {
         match self.dbs().meta.get(self.txn, &a.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
-            Some(b) => record::decode_meta(b).map(Some),
+            Some(b) => record::decode_meta(b).map(|(m, loc, _)| Some((m, loc))),
             None => Ok(None),
         }
     }
 
-    fn put_indexes(&mut self, m: &BundleMeta, loc: Location) -> Result<()> {
+    /// Writes the indexes of a bundle whose record is written (or kept) separately.
+    fn put_indexes(&mut self, m: &BundleMeta) -> Result<()> {
         let d = self.dbs();
         let a = m.arrival;
         let ab = a.to_be_bytes();
         let e = db_err("writing indexes");
         let t = &mut *self.txn;
-        d.meta.put(t, &ab, &record::encode_meta(m, loc)?).map_err(&e)?;
-        let mut idv = ab.to_vec();
-        idv.push(u8::from(m.seq_mode == SeqMode::Unique));
-        d.ids.put(t, &id_key(&m.id), &idv).map_err(&e)?;
-        d.dest.put(t, &cat(&eid_key(&m.destination), &[a]), &[]).map_err(&e)?;
-        d.expiry.put(t, &cat(&[], &[m.expires_at.0, a]), &m.size.to_be_bytes()).map_err(&e)?;
-        d.prio.put(t, &cat(&[255 - m.priority.0], &[a]), &[]).map_err(&e)?;
+        put_last(d.dest, t, &cat(&eid_key(&m.destination), &[a]), &[]).map_err(&e)?;
+        put_last(d.prio, t, &cat(&[255 - m.priority.0], &[a]), &[]).map_err(&e)?;
+        let size = m.size.to_be_bytes();
         match m.custody {
-            Custody::None => {
-                d.evict.put(t, &cat(&[m.priority.0], &[m.expires_at.0, a]), &m.size.to_be_bytes()).map_err(&e)?
+            // A replica's expiry is in `evict` alone (see `each_expired`).
+            Custody::None => put_last(d.evict, t, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).map_err(&e)?,
+            Custody::Transferring { deadline, .. } => {
+                put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?;
+                put_last(d.custody, t, &cat(&[], &[deadline.0, a]), &[]).map_err(&e)?;
             }
-            Custody::Transferring { deadline, .. } => d.custody.put(t, &cat(&[], &[deadline.0, a]), &[]).map_err(&e)?,
-            Custody::Held => {}
+            Custody::Held => put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?,
         }
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
-            d.useq.put(t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).map_err(&e)?;
+            put_last(d.useq, t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).map_err(&e)?;
         }
         Ok(())
     }
 
+    /// Deletes the indexes [`Self::put_indexes`] wrote.
     fn del_indexes(&mut self, m: &BundleMeta) -> Result<()> {
         let d = self.dbs();
         let a = m.arrival;
         let e = db_err("deleting indexes");
         let t = &mut *self.txn;
-        d.meta.delete(t, &a.to_be_bytes()).map_err(&e)?;
-        d.ids.delete(t, &id_key(&m.id)).map_err(&e)?;
         d.dest.delete(t, &cat(&eid_key(&m.destination), &[a])).map_err(&e)?;
-        d.expiry.delete(t, &cat(&[], &[m.expires_at.0, a])).map_err(&e)?;
         d.prio.delete(t, &cat(&[255 - m.priority.0], &[a])).map_err(&e)?;
-        d.evict.delete(t, &cat(&[m.priority.0], &[m.expires_at.0, a])).map_err(&e)?;
-        if let Custody::Transferring { deadline, .. } = m.custody {
-            d.custody.delete(t, &cat(&[], &[deadline.0, a])).map_err(&e)?;
-        }
+        match m.custody {
+            Custody::None => d.evict.delete(t, &cat(&[m.priority.0], &[m.expires_at.0, a])).map_err(&e)?,
+            Custody::Transferring { deadline, .. } => {
+                d.custody.delete(t, &cat(&[], &[deadline.0, a])).map_err(&e)?;
+                d.expiry.delete(t, &cat(&[], &[m.expires_at.0, a])).map_err(&e)?
+            }
+            Custody::Held => d.expiry.delete(t, &cat(&[], &[m.expires_at.0, a])).map_err(&e)?,
+        };
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
             d.useq.delete(t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence])).map_err(&e)?;
         }
@@ -535,9 +615,6 @@ impl<'a, 't> Apply<'a, 't> {
         let key = id_key(&meta.id);
         check_key(&eid_key(&meta.id.source))?;
         check_key(&eid_key(&meta.destination))?;
-        if self.dbs().ids.get(self.txn, &key).map_err(db_err("reading ids"))?.is_some() {
-            return Err(StoreError::Duplicate(meta.id));
-        }
         let size_err = |actual: u64, id: &BundleId| {
             StoreError::Invalid(format!("bundle {id} is {actual} bytes but its record says {}", meta.size))
         };
@@ -559,14 +636,23 @@ impl<'a, 't> Apply<'a, 't> {
             }
             Payload::Bytes(_) => {}
         }
-        self.make_room(meta.size, meta.priority)?;
         meta.arrival = self.c.next_arrival;
-        self.c.next_arrival += 1;
         let ab = meta.arrival.to_be_bytes();
-        let loc = match payload {
+        // The ID entry doubles as the duplicate check. Should eviction below fail, the batch fails and takes
+        // this write with it.
+        let mut idv = [0u8; 9];
+        idv[..8].copy_from_slice(&ab);
+        idv[8] = u8::from(meta.seq_mode == SeqMode::Unique);
+        if !put_new(self.dbs().ids, self.txn, &key, &idv).map_err(db_err("writing ids"))? {
+            return Err(StoreError::Duplicate(meta.id));
+        }
+        self.make_room(meta.size, meta.priority)?;
+        self.c.next_arrival += 1;
+        let record = match payload {
             Payload::Bytes(b) if b.len() as u64 <= self.s.opts.inline_max => {
-                self.dbs().data.put(self.txn, &ab, b).map_err(db_err("writing bundle bytes"))?;
-                Location::Inline
+                let mut r = record::encode_meta(&meta, Location::Here, Vec::with_capacity(b.len() + 128))?;
+                r.extend_from_slice(b);
+                r
             }
             Payload::Bytes(b) => {
                 let n = self.s.next_file.fetch_add(1, Ordering::Relaxed);
@@ -575,7 +661,7 @@ impl<'a, 't> Apply<'a, 't> {
                 w.write_all(b).map_err(|e| StoreError::io("writing payload file", e))?;
                 w.finish()?;
                 self.add_file(n)?;
-                Location::File(n)
+                record::encode_meta(&meta, Location::File(n), Vec::new())?
             }
             Payload::Staged(sid) => {
                 // A resumed transfer that completed: its partial record gives way to the bundle.
@@ -583,11 +669,12 @@ impl<'a, 't> Apply<'a, 't> {
                     self.drop_partial(&p, false)?;
                 }
                 self.add_file(sid.0)?;
-                Location::File(sid.0)
+                record::encode_meta(&meta, Location::File(sid.0), Vec::new())?
             }
             Payload::SizeOnly => unreachable!("refused above"),
         };
-        self.put_indexes(&meta, loc)?;
+        put_last(self.dbs().meta, self.txn, &ab, &record).map_err(db_err("writing a bundle record"))?;
+        self.put_indexes(&meta)?;
         self.c.used += meta.size;
         self.c.bundles += 1;
         self.deltas.push(Delta::Held(meta.id, meta.seq_mode, true));
@@ -601,8 +688,12 @@ impl<'a, 't> Apply<'a, 't> {
 
     fn remove(&mut self, a: u64) -> Result<BundleMeta> {
         let (m, loc) = self.meta_at(a)?.ok_or_else(|| corrupt("bundle record"))?;
+        let e = db_err("deleting a bundle");
+        self.dbs().meta.delete(self.txn, &a.to_be_bytes()).map_err(&e)?;
+        self.dbs().ids.delete(self.txn, &id_key(&m.id)).map_err(&e)?;
         self.del_indexes(&m)?;
         match loc {
+            Location::Here => {}
             Location::Inline => {
                 self.dbs().data.delete(self.txn, &a.to_be_bytes()).map_err(db_err("deleting bundle bytes"))?;
             }
@@ -619,15 +710,26 @@ impl<'a, 't> Apply<'a, 't> {
 
     fn update(&mut self, mut meta: BundleMeta) -> Result<()> {
         let a = self.arrival_of(&meta.id)?.ok_or_else(|| StoreError::NotFound(meta.id.clone()))?;
-        let (old, loc) = self.meta_at(a)?.ok_or_else(|| corrupt("bundle record"))?;
+        let ab = a.to_be_bytes();
+        let value = self.dbs().meta.get(self.txn, &ab).map_err(db_err("reading a bundle record"))?;
+        let (old, loc, here) = record::decode_meta(value.ok_or_else(|| corrupt("bundle record"))?)?;
         if old.size != meta.size {
             return Err(StoreError::Invalid(format!("update of {} changes its size", meta.id)));
         }
         check_key(&eid_key(&meta.destination))?;
         meta.arrival = a;
+        // The new record keeps the bytes that follow the old one.
+        let mut record = record::encode_meta(&meta, loc, Vec::with_capacity(here.len() + 128))?;
+        record.extend_from_slice(here);
+        self.dbs().meta.put(self.txn, &ab, &record).map_err(db_err("writing a bundle record"))?;
         self.del_indexes(&old)?;
-        self.put_indexes(&meta, loc)?;
+        self.put_indexes(&meta)?;
         if old.seq_mode != meta.seq_mode {
+            let e = db_err("writing ids");
+            let mut idv = [0u8; 9];
+            idv[..8].copy_from_slice(&ab);
+            idv[8] = u8::from(meta.seq_mode == SeqMode::Unique);
+            self.dbs().ids.put(self.txn, &id_key(&meta.id), &idv).map_err(e)?;
             self.deltas.push(Delta::Held(old.id.clone(), old.seq_mode, false));
             self.deltas.push(Delta::Held(meta.id, meta.seq_mode, true));
         }
@@ -638,6 +740,18 @@ impl<'a, 't> Apply<'a, 't> {
         let d = self.dbs();
         let k = id_key(id);
         let e = db_err("writing tombstones");
+        if let Some(t) = &t {
+            check_key(&k)?;
+            // Usually the first tombstone for this ID: then there is no old one to replace.
+            if put_new(d.tombs, self.txn, &k, &record::encode_tomb(t)?).map_err(&e)? {
+                put_last(d.tomb_exp, self.txn, &tomb_exp_key(t.expires_at, &k), &[]).map_err(&e)?;
+                self.c.tombstones += 1;
+                if t.reason == TombstoneReason::Delivered {
+                    self.deltas.push(Delta::Delivered(id.clone(), t.seq_mode, true));
+                }
+                return Ok(());
+            }
+        }
         if let Some(old) = d.tombs.get(self.txn, &k).map_err(&e)? {
             let old = record::decode_tomb(old)?;
             d.tomb_exp.delete(self.txn, &tomb_exp_key(old.expires_at, &k)).map_err(&e)?;
@@ -712,15 +826,11 @@ impl<'a, 't> Apply<'a, 't> {
     }
 
     fn sweep(&mut self) -> Result<()> {
-        let hi = cat(&[], &[self.now.0, u64::MAX]);
-        let expired: Vec<u64> = self
-            .dbs()
-            .expiry
-            .range(self.txn, &(Bound::Unbounded, Bound::Included(&hi[..])))
-            .map_err(db_err("reading expiry"))?
-            .map(|r| r.map(|(k, _)| tail64(k)))
-            .collect::<heed::Result<_>>()
-            .map_err(db_err("reading expiry"))?;
+        let mut expired = Vec::new();
+        each_expired(self.dbs(), self.txn, self.now, |_, a, _| {
+            expired.push(a);
+            Ok(true)
+        })?;
         for a in expired {
             let m = self.remove(a)?;
             self.report.expired.push(m);
