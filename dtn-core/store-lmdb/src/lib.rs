@@ -12,10 +12,11 @@
 //!   removed at open.
 //! * Nothing per bundle is kept in memory: summaries (runs of sequence numbers) and counters only.
 //!
-//! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number):
-//! `meta` A → record (then the bundle's bytes, if inline) · `data` A → bytes (format-1 records only) ·
-//! `ids` id → A, mode · `dest` eid ‖ A · `expiry` t ‖ A → size (bundles in custody) · `prio` (255 − p) ‖ A ·
-//! `evict` p ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A · `useq` source ‖ seq → A ·
+//! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number, `P` its
+//! priority, and every index entry gives both, which is the record's key):
+//! `meta` (255 − P) ‖ A → record (then the bundle's bytes, if inline) · `data` A → bytes (format-1 records
+//! only) · `ids` id → A, mode, P · `dest` eid ‖ A → P · `expiry` t ‖ A → size, P (bundles in custody) ·
+//! `evict` P ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A → P · `useq` source ‖ seq → A, P ·
 //! `tombs` id → tombstone · `tomb_exp` t ‖ id · `state` · `peers` eid → summary · `partials` id → record ·
 //! `files` n → () (payload files referenced) · `info` counters and the format version.
 
@@ -44,7 +45,7 @@ pub use check::CheckReport;
 pub use payload::PayloadWriter;
 pub use writer::Ticket;
 
-use keys::{be64, cat, eid_key, id_key, tail64};
+use keys::{Rec, be64, cat, eid_key, id_key, tail64};
 use record::Location;
 
 type Db = Database<Bytes, Bytes>;
@@ -278,21 +279,50 @@ impl Drop for LmdbStore {
     }
 }
 
-/// Format 1 kept every bundle's expiry in `expiry`; format 2 keeps a replica's only in `evict`, which
-/// orders replicas by expiry within each priority. Format-1 records stay as they are: they are read as met.
+/// Format 1 keyed a bundle's record by its arrival number alone, kept a `prio` index of (priority,
+/// arrival), kept every bundle's expiry in `expiry`, and its index entries gave only the arrival number.
+/// Format 2 keys records by (255 − priority) ‖ arrival, so the records themselves are in transmission order
+/// and `prio` is not needed; every index entry names the priority with the arrival number, so that it leads
+/// to the record; and a replica's expiry is in `evict` alone. Moving re-keys the records and rebuilds the
+/// indexes, in one transaction; the records' contents stay as they are and are read as they are met.
 fn migrate_from_1(dbs: &Dbs, wtxn: &mut heed::RwTxn) -> Result<()> {
     let e = db_err("moving to store format 2");
-    let replicas: Vec<Vec<u8>> = dbs
-        .evict
-        .iter(wtxn)
-        .map_err(&e)?
-        .map(|r| r.map(|(k, _)| k.get(1..).unwrap_or_default().to_vec()))
-        .collect::<heed::Result<_>>()
-        .map_err(&e)?;
-    for k in replicas {
-        dbs.expiry.delete(wtxn, &k).map_err(&e)?;
+    let old: Vec<u64> =
+        dbs.meta.iter(wtxn).map_err(&e)?.map(|r| r.map(|(k, _)| be64(k))).collect::<heed::Result<_>>().map_err(&e)?;
+    for a in old {
+        let k = a.to_be_bytes();
+        let v = dbs.meta.get(wtxn, &k).map_err(&e)?.map(<[u8]>::to_vec).unwrap_or_default();
+        let (m, _, _) = record::decode_meta(&v)?;
+        dbs.meta.delete(wtxn, &k).map_err(&e)?;
+        dbs.meta.put(wtxn, &Rec { priority: m.priority.0, arrival: a }.key(), &v).map_err(&e)?;
     }
-    Ok(())
+    for db in [dbs.ids, dbs.dest, dbs.expiry, dbs.prio, dbs.evict, dbs.custody, dbs.useq] {
+        db.clear(wtxn).map_err(&e)?;
+    }
+    // In slices, so that only a slice of the records is in memory at a time.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let range = match &after {
+            Some(k) => (Bound::Excluded(&k[..]), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut slice = Vec::new();
+        for item in dbs.meta.range(wtxn, &range).map_err(&e)?.take(4096) {
+            let (k, v) = item.map_err(&e)?;
+            let rec =
+                Rec::from_key(k).ok_or_else(|| StoreError::Corrupt { what: "record key".into(), detail: hex(k) })?;
+            let (mut m, _, _) = record::decode_meta(v)?;
+            m.arrival = rec.arrival;
+            slice.push((rec, m));
+        }
+        let Some((last, _)) = slice.last() else { return Ok(()) };
+        after = Some(last.key().to_vec());
+        for (rec, m) in &slice {
+            let idv = rec.id_value(m.seq_mode == SeqMode::Unique);
+            dbs.ids.put(wtxn, &id_key(&m.id), &idv).map_err(&e)?;
+            writer::put_indexes(dbs, wtxn, m)?;
+        }
+    }
 }
 
 /// Rounds a map size up to a multiple of 1 MiB (a multiple of any page size).
@@ -358,22 +388,28 @@ impl Shared {
         self.env.read_txn().map_err(db_err("starting a read"))
     }
 
-    fn meta_at(&self, rtxn: &RoTxn, arrival: u64) -> Result<Option<BundleMeta>> {
-        Ok(self.record_at(rtxn, arrival)?.map(|(m, _, _)| m))
+    fn meta_at(&self, rtxn: &RoTxn, r: Rec) -> Result<Option<BundleMeta>> {
+        Ok(self.record_at(rtxn, r)?.map(|(m, _, _)| m))
     }
 
-    fn record_at<'t>(&self, rtxn: &'t RoTxn, arrival: u64) -> Result<Option<(BundleMeta, Location, &'t [u8])>> {
-        match self.dbs.meta.get(rtxn, &arrival.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
+    fn record_at<'t>(&self, rtxn: &'t RoTxn, r: Rec) -> Result<Option<(BundleMeta, Location, &'t [u8])>> {
+        match self.dbs.meta.get(rtxn, &r.key()).map_err(db_err("reading a bundle record"))? {
             Some(b) => record::decode_meta(b).map(Some),
             None => Ok(None),
         }
     }
 
-    fn arrival_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<u64>> {
-        Ok(self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))?.map(keys::head64))
+    fn rec_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<Rec>> {
+        match self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))? {
+            Some(v) => Rec::from_id_value(v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt { what: "ids entry".into(), detail: hex(v) }),
+            None => Ok(None),
+        }
     }
 
-    /// Metadata for the arrivals at the end of each key yielded, up to `limit`.
+    /// Metadata for the entries of an index that ends its keys with the arrival number and holds the
+    /// priority as its value's last byte, up to `limit`.
     fn metas<'t>(
         &self,
         rtxn: &'t RoTxn,
@@ -385,8 +421,9 @@ impl Shared {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = item.map_err(db_err("reading an index"))?;
-            if let Some(m) = self.meta_at(rtxn, tail64(k))? {
+            let (k, v) = item.map_err(db_err("reading an index"))?;
+            let r = Rec { priority: v.last().copied().unwrap_or(0), arrival: tail64(k) };
+            if let Some(m) = self.meta_at(rtxn, r)? {
                 out.push(m);
             }
         }
@@ -414,8 +451,8 @@ impl BundleStore for LmdbStore {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        match s.arrival_of(&rtxn, id)? {
-            Some(a) => s.meta_at(&rtxn, a),
+        match s.rec_of(&rtxn, id)? {
+            Some(r) => s.meta_at(&rtxn, r),
             None => Ok(None),
         }
     }
@@ -424,15 +461,16 @@ impl BundleStore for LmdbStore {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        Ok(s.arrival_of(&rtxn, id)?.is_some())
+        Ok(s.rec_of(&rtxn, id)?.is_some())
     }
 
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        let a = s.arrival_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        let (m, loc, here) = s.record_at(&rtxn, a)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let r = s.rec_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let (m, loc, here) = s.record_at(&rtxn, r)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let a = r.arrival;
         match loc {
             Location::Here => Ok(Box::new(Cursor::new(here.to_vec()))),
             Location::Inline => {
@@ -472,11 +510,11 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         let mut out = Vec::new();
-        writer::each_expired(&s.dbs, &rtxn, until, |_, a, _| {
+        writer::each_expired(&s.dbs, &rtxn, until, |_, r, _| {
             if out.len() >= limit {
                 return Ok(false);
             }
-            if let Some(m) = s.meta_at(&rtxn, a)? {
+            if let Some(m) = s.meta_at(&rtxn, r)? {
                 out.push(m);
             }
             Ok(true)
@@ -488,13 +526,18 @@ impl BundleStore for LmdbStore {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        let lo = after.map(|(p, a)| cat(&[255 - p.0], &[a]));
+        // The records are kept in transmission order.
+        let lo = after.map(|(p, a)| Rec { priority: p.0, arrival: a }.key());
         let range = match &lo {
             Some(lo) => (Bound::Excluded(&lo[..]), Bound::Unbounded),
             None => (Bound::Unbounded, Bound::Unbounded),
         };
-        let it = s.dbs.prio.range(&rtxn, &range).map_err(db_err("reading priorities"))?;
-        s.metas(&rtxn, it, limit)
+        let mut out = Vec::new();
+        for item in s.dbs.meta.range(&rtxn, &range).map_err(db_err("reading bundle records"))?.take(limit) {
+            let (_, v) = item.map_err(db_err("reading bundle records"))?;
+            out.push(record::decode_meta(v)?.0);
+        }
+        Ok(out)
     }
 
     fn custody_due(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
@@ -516,7 +559,9 @@ impl BundleStore for LmdbStore {
                         return Ok(out);
                     }
                     let (_, v) = item.map_err(db_err("reading sequence index"))?;
-                    if let Some(m) = s.meta_at(&rtxn, be64(v))? {
+                    let r = Rec::from_seq_value(v)
+                        .ok_or_else(|| StoreError::Corrupt { what: "useq entry".into(), detail: hex(v) })?;
+                    if let Some(m) = s.meta_at(&rtxn, r)? {
                         out.push(m);
                     }
                 }
@@ -536,7 +581,9 @@ impl BundleStore for LmdbStore {
                         if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
                             continue;
                         }
-                        if let Some(m) = s.meta_at(&rtxn, be64(v))? {
+                        let r = Rec::from_id_value(v)
+                            .ok_or_else(|| StoreError::Corrupt { what: "ids entry".into(), detail: hex(v) })?;
+                        if let Some(m) = s.meta_at(&rtxn, r)? {
                             out.push(m);
                         }
                     }
@@ -546,8 +593,8 @@ impl BundleStore for LmdbStore {
                 if out.len() >= limit {
                     return Ok(out);
                 }
-                if let Some(a) = s.arrival_of(&rtxn, &id)?
-                    && let Some(m) = s.meta_at(&rtxn, a)?
+                if let Some(r) = s.rec_of(&rtxn, &id)?
+                    && let Some(m) = s.meta_at(&rtxn, r)?
                 {
                     out.push(m);
                 }
@@ -648,20 +695,26 @@ mod tests {
         s.shared.dbs.info.get(&rtxn, FORMAT_KEY).unwrap().unwrap().to_vec()
     }
 
-    /// A store written in format 1 (bundle bytes in `data`, every bundle's expiry in `expiry`) opens, moves
-    /// to format 2, passes the integrity check, and its old records are read, updated and removed as met.
+    /// A store written in format 1 (records keyed by arrival alone, bundle bytes in `data`, a `prio`
+    /// index, every expiry in `expiry`, index entries without the priority) opens, moves to format 2,
+    /// passes the integrity check, answers every query as before, and its old records are read, updated and
+    /// removed as met.
     #[test]
     fn a_format_1_store_opens_as_format_2() {
         let dir = tempfile::tempdir().unwrap();
         let (src, dst) = (Eid::ipn(3, 0), Eid::ipn(4, 1));
         let mut all = Vec::new();
         let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
-        for seq in 0..20 {
+        for seq in 0..24 {
             let bytes = bundle(&src, 0, seq, 50 + seq as usize, &dst);
             let mut m = meta_for(&src, 0, seq, &bytes, &dst);
-            if seq % 3 == 1 {
-                m.custody = Custody::Held;
-            }
+            m.priority = Priority([0, 1, 2][seq as usize % 3]);
+            m.seq_mode = if seq % 2 == 0 { SeqMode::Unique } else { SeqMode::PerTime };
+            m.custody = match seq % 4 {
+                1 => Custody::Held,
+                2 => Custody::Transferring { deadline: DtnTime(1000 + seq), attempts: 1 },
+                _ => Custody::None,
+            };
             let ops = vec![WriteOp::Insert { meta: m.clone(), payload: Payload::Bytes(bytes.clone()) }];
             s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
             all.push((s.meta(&m.id).unwrap().unwrap(), bytes));
@@ -669,33 +722,65 @@ mod tests {
         {
             // What format 1 wrote for the same bundles.
             let sh = &s.shared;
+            let d = &sh.dbs;
             let _g = sh.gate();
             let mut w = sh.env.write_txn().unwrap();
-            for (m, bytes) in &all {
-                let a = m.arrival.to_be_bytes();
-                sh.dbs.meta.put(&mut w, &a, &record::encode_meta_v1(m, None)).unwrap();
-                sh.dbs.data.put(&mut w, &a, bytes).unwrap();
-                sh.dbs.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, m.arrival]), &m.size.to_be_bytes()).unwrap();
+            for db in [d.meta, d.ids, d.dest, d.expiry, d.prio, d.evict, d.custody, d.useq] {
+                db.clear(&mut w).unwrap();
             }
-            sh.dbs.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
+            for (m, bytes) in &all {
+                let a = m.arrival;
+                let ab = a.to_be_bytes();
+                let size = m.size.to_be_bytes();
+                d.meta.put(&mut w, &ab, &record::encode_meta_v1(m, None)).unwrap();
+                d.data.put(&mut w, &ab, bytes).unwrap();
+                d.ids
+                    .put(&mut w, &id_key(&m.id), &[&ab[..], &[u8::from(m.seq_mode == SeqMode::Unique)]].concat())
+                    .unwrap();
+                d.dest.put(&mut w, &cat(&eid_key(&m.destination), &[a]), &[]).unwrap();
+                d.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, a]), &size).unwrap();
+                d.prio.put(&mut w, &cat(&[255 - m.priority.0], &[a]), &[]).unwrap();
+                match m.custody {
+                    Custody::None => d.evict.put(&mut w, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).unwrap(),
+                    Custody::Transferring { deadline, .. } => {
+                        d.custody.put(&mut w, &cat(&[], &[deadline.0, a]), &[]).unwrap()
+                    }
+                    Custody::Held => {}
+                }
+                if m.seq_mode == SeqMode::Unique {
+                    d.useq.put(&mut w, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).unwrap();
+                }
+            }
+            d.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
             w.commit().unwrap();
         }
-        assert!(!s.check(false).unwrap().ok(), "format 1's expiry entries of replicas should not pass as format 2");
+        assert!(!s.check(false).unwrap().ok(), "a format-1 layout should not pass as format 2");
         s.close();
 
         let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
         assert_eq!(format(&s), vec![2]);
         let r = s.check(true).unwrap();
         assert!(r.ok(), "{:?}", r.problems);
+        let arrivals = |v: Vec<BundleMeta>| v.iter().map(|m| m.arrival).collect::<Vec<_>>();
         for (m, bytes) in &all {
             assert_eq!(s.meta(&m.id).unwrap().as_ref(), Some(m));
             assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), *bytes);
         }
-        // Replicas and bundles in custody, soonest expiry first, all of them.
-        let expiring: Vec<u64> = s.expiring(DtnTime(u64::MAX), 100).unwrap().iter().map(|m| m.arrival).collect();
-        assert_eq!(expiring, all.iter().map(|(m, _)| m.arrival).collect::<Vec<_>>());
-        // An old record updated keeps its bytes where they were; others are removed.
+        let in_order = all.iter().map(|(m, _)| m.arrival).collect::<Vec<_>>();
+        assert_eq!(arrivals(s.expiring(DtnTime(u64::MAX), 100).unwrap()), in_order);
+        assert_eq!(arrivals(s.by_destination(&dst, None, 100).unwrap()), in_order);
+        let mut by_prio: Vec<(u8, u64)> = all.iter().map(|(m, _)| (m.priority.0, m.arrival)).collect();
+        by_prio.sort_by_key(|&(p, a)| (255 - p, a));
+        let got = s.by_priority(None, 100).unwrap();
+        assert_eq!(got.iter().map(|m| (m.priority.0, m.arrival)).collect::<Vec<_>>(), by_prio);
+        let timers: Vec<u64> =
+            all.iter().filter(|(m, _)| m.id.creation.sequence % 4 == 2).map(|(m, _)| m.arrival).collect();
+        assert_eq!(arrivals(s.custody_due(DtnTime(u64::MAX), 100).unwrap()), timers);
+        assert_eq!(s.select(&s.summary(), 100).unwrap().len(), all.len());
+
+        // An old record moved to another priority keeps its bytes where they were; others are removed.
         let mut m = all[0].0.clone();
+        m.priority = Priority(7);
         m.custody = Custody::Held;
         let mut ops = vec![WriteOp::Update(m.clone())];
         ops.extend(all[1..10].iter().map(|(m, _)| WriteOp::Remove { id: m.id.clone(), tombstone: None }));
@@ -704,8 +789,9 @@ mod tests {
         let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
         let r = s.check(true).unwrap();
         assert!(r.ok(), "{:?}", r.problems);
-        assert_eq!(s.usage().bundles, 11);
+        assert_eq!(s.usage().bundles, 15);
         assert_eq!(s.meta(&m.id).unwrap(), Some(m.clone()));
+        assert_eq!(s.by_priority(None, 1).unwrap(), vec![m.clone()]);
         assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), all[0].1);
         let used: u64 = all.iter().filter(|(b, _)| b.arrival == 0 || b.arrival >= 10).map(|(b, _)| b.size).sum();
         assert_eq!(s.usage().bytes, used);

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 
 /// Newest store format this build writes and reads (the `format` value in the `info` table). Format 2
-/// keeps inline bundles in their record and the expiry of replicas only in the eviction index.
+/// keys records by priority and arrival, keeps inline bundles in their record, names the priority in every
+/// index entry, and keeps the expiry of replicas only in the eviction index (see `migrate_from_1`).
 pub const FORMAT: u8 = 2;
 
 /// Newest version of each record.

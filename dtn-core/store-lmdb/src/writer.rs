@@ -16,7 +16,7 @@ use dtn_core::store::{
 };
 use heed::{MdbError, PutFlags, RoTxn, RwTxn};
 
-use crate::keys::{MAX_EID_KEY, be64, cat, eid_key, id_key, tail64};
+use crate::keys::{MAX_EID_KEY, Rec, be64, cat, eid_key, id_key, tail64};
 use crate::record::{self, Location};
 use crate::{COUNTERS_KEY, Counters, Db, Dbs, Shared, db_err, payload, round_map};
 
@@ -359,7 +359,7 @@ pub(crate) fn room_for(
     size: u64,
     priority: Priority,
     now: DtnTime,
-) -> Result<Vec<u64>> {
+) -> Result<Vec<Rec>> {
     let need = used.saturating_add(size).saturating_sub(quota);
     let mut plan = Vec::new();
     if need == 0 {
@@ -367,10 +367,10 @@ pub(crate) fn room_for(
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut freed = 0u64;
-    each_expired(dbs, txn, now, |_, a, size| {
-        seen.insert(a);
+    each_expired(dbs, txn, now, |_, r, size| {
+        seen.insert(r);
         freed = freed.saturating_add(size);
-        plan.push(a);
+        plan.push(r);
         Ok(freed < need)
     })?;
     if freed >= need {
@@ -381,9 +381,10 @@ pub(crate) fn room_for(
     for item in dbs.evict.range(txn, &range).map_err(db_err("planning eviction"))? {
         let (k, v) = item.map_err(db_err("planning eviction"))?;
         // An expired replica was counted above.
-        if seen.insert(tail64(k)) {
+        let r = Rec { priority: k.first().copied().unwrap_or(0), arrival: tail64(k) };
+        if seen.insert(r) {
             freed = freed.saturating_add(be64(v));
-            plan.push(tail64(k));
+            plan.push(r);
             if freed >= need {
                 return Ok(plan);
             }
@@ -392,7 +393,7 @@ pub(crate) fn room_for(
     Err(StoreError::Full { needed: size, used, evictable: freed, quota })
 }
 
-/// Calls `f(expiry, arrival, size)` for every bundle whose lifetime ends at or before `until`, soonest first
+/// Calls `f(expiry, record, size)` for every bundle whose lifetime ends at or before `until`, soonest first
 /// (then in arrival order), for as long as `f` returns true. Bundles in custody are in `expiry`; replicas
 /// only in `evict`, which orders them by expiry within each priority, so the runs of `expiry` and of each
 /// priority present are merged (at most 257 of them, and rarely more than a few).
@@ -400,7 +401,7 @@ pub(crate) fn each_expired(
     dbs: &Dbs,
     txn: &RoTxn,
     until: DtnTime,
-    mut f: impl FnMut(u64, u64, u64) -> Result<bool>,
+    mut f: impl FnMut(u64, Rec, u64) -> Result<bool>,
 ) -> Result<()> {
     let e = db_err("reading expiry");
     let hi = cat(&[], &[until.0, u64::MAX]);
@@ -418,18 +419,26 @@ pub(crate) fn each_expired(
         runs.push((1, dbs.evict.range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..]))).map_err(&e)?));
         p = u16::from(q) + 1;
     }
+    // `expiry`: t ‖ A → size ‖ priority; `evict`: priority ‖ t ‖ A → size.
     let head = |off: usize, it: &mut heed::RoRange<'_, heed::types::Bytes, heed::types::Bytes>| {
-        it.next()
-            .transpose()
-            .map(|o| o.map(|(k, v)| (be64(k.get(off..off + 8).unwrap_or_default()), tail64(k), be64(v))))
+        it.next().transpose().map(|o| {
+            o.map(|(k, v)| {
+                let priority = if off == 0 { v.get(8) } else { k.first() };
+                let r = Rec { priority: priority.copied().unwrap_or(0), arrival: tail64(k) };
+                (be64(k.get(off..off + 8).unwrap_or_default()), r, be64(v.get(..8).unwrap_or_default()))
+            })
+        })
     };
     let mut heads = Vec::with_capacity(runs.len());
     for (off, it) in &mut runs {
         heads.push(head(*off, it).map_err(&e)?);
     }
     loop {
-        let Some((i, (t, a, size))) =
-            heads.iter().enumerate().filter_map(|(i, h)| h.map(|h| (i, h))).min_by_key(|(_, (t, a, _))| (*t, *a))
+        let Some((i, (t, a, size))) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.map(|h| (i, h)))
+            .min_by_key(|(_, (t, r, _))| (*t, r.arrival))
         else {
             return Ok(());
         };
@@ -505,8 +514,8 @@ impl<'a, 't> Apply<'a, 't> {
             WriteOp::Insert { meta, payload } => self.insert(meta.clone(), payload),
             WriteOp::Update(meta) => self.update(meta.clone()),
             WriteOp::Remove { id, tombstone } => {
-                let a = self.arrival_of(id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                let m = self.remove(a)?;
+                let r = self.rec_of(id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                let m = self.remove(r)?;
                 if let Some(reason) = tombstone {
                     let t = Tombstone { reason: *reason, expires_at: m.expires_at, seq_mode: m.seq_mode };
                     self.set_tomb(id, Some(t))?;
@@ -514,8 +523,8 @@ impl<'a, 't> Apply<'a, 't> {
                 Ok(())
             }
             WriteOp::Tombstone { id, tombstone } => {
-                if let Some(a) = self.arrival_of(id)? {
-                    self.remove(a)?;
+                if let Some(r) = self.rec_of(id)? {
+                    self.remove(r)?;
                 }
                 self.set_tomb(id, Some(*tombstone))
             }
@@ -544,50 +553,30 @@ impl<'a, 't> Apply<'a, 't> {
         }
     }
 
-    fn arrival_of(&self, id: &BundleId) -> Result<Option<u64>> {
-        Ok(self.dbs().ids.get(self.txn, &id_key(id)).map_err(db_err("reading ids"))?.map(crate::keys::head64))
+    fn rec_of(&self, id: &BundleId) -> Result<Option<Rec>> {
+        match self.dbs().ids.get(self.txn, &id_key(id)).map_err(db_err("reading ids"))? {
+            Some(v) => Rec::from_id_value(v).map(Some).ok_or_else(|| corrupt_value("ids", v)),
+            None => Ok(None),
+        }
     }
 
-    fn meta_at(&self, a: u64) -> Result<Option<(BundleMeta, Location)>> {
-        match self.dbs().meta.get(self.txn, &a.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
+    fn meta_at(&self, r: Rec) -> Result<Option<(BundleMeta, Location)>> {
+        match self.dbs().meta.get(self.txn, &r.key()).map_err(db_err("reading a bundle record"))? {
             Some(b) => record::decode_meta(b).map(|(m, loc, _)| Some((m, loc))),
             None => Ok(None),
         }
     }
 
-    /// Writes the indexes of a bundle whose record is written (or kept) separately.
     fn put_indexes(&mut self, m: &BundleMeta) -> Result<()> {
-        let d = self.dbs();
-        let a = m.arrival;
-        let ab = a.to_be_bytes();
-        let e = db_err("writing indexes");
-        let t = &mut *self.txn;
-        put_last(d.dest, t, &cat(&eid_key(&m.destination), &[a]), &[]).map_err(&e)?;
-        put_last(d.prio, t, &cat(&[255 - m.priority.0], &[a]), &[]).map_err(&e)?;
-        let size = m.size.to_be_bytes();
-        match m.custody {
-            // A replica's expiry is in `evict` alone (see `each_expired`).
-            Custody::None => put_last(d.evict, t, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).map_err(&e)?,
-            Custody::Transferring { deadline, .. } => {
-                put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?;
-                put_last(d.custody, t, &cat(&[], &[deadline.0, a]), &[]).map_err(&e)?;
-            }
-            Custody::Held => put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?,
-        }
-        if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
-            put_last(d.useq, t, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).map_err(&e)?;
-        }
-        Ok(())
+        put_indexes(self.dbs(), self.txn, m)
     }
 
-    /// Deletes the indexes [`Self::put_indexes`] wrote.
     fn del_indexes(&mut self, m: &BundleMeta) -> Result<()> {
         let d = self.dbs();
         let a = m.arrival;
         let e = db_err("deleting indexes");
         let t = &mut *self.txn;
         d.dest.delete(t, &cat(&eid_key(&m.destination), &[a])).map_err(&e)?;
-        d.prio.delete(t, &cat(&[255 - m.priority.0], &[a])).map_err(&e)?;
         match m.custody {
             Custody::None => d.evict.delete(t, &cat(&[m.priority.0], &[m.expires_at.0, a])).map_err(&e)?,
             Custody::Transferring { deadline, .. } => {
@@ -604,8 +593,8 @@ impl<'a, 't> Apply<'a, 't> {
 
     fn make_room(&mut self, size: u64, priority: Priority) -> Result<()> {
         let plan = room_for(self.dbs(), self.txn, (self.c.used, self.s.opts.quota), size, priority, self.now)?;
-        for a in plan {
-            let m = self.remove(a)?;
+        for r in plan {
+            let m = self.remove(r)?;
             self.report.evicted.push(m);
         }
         Ok(())
@@ -637,12 +626,10 @@ impl<'a, 't> Apply<'a, 't> {
             Payload::Bytes(_) => {}
         }
         meta.arrival = self.c.next_arrival;
-        let ab = meta.arrival.to_be_bytes();
+        let rec = Rec { priority: meta.priority.0, arrival: meta.arrival };
         // The ID entry doubles as the duplicate check. Should eviction below fail, the batch fails and takes
         // this write with it.
-        let mut idv = [0u8; 9];
-        idv[..8].copy_from_slice(&ab);
-        idv[8] = u8::from(meta.seq_mode == SeqMode::Unique);
+        let idv = rec.id_value(meta.seq_mode == SeqMode::Unique);
         if !put_new(self.dbs().ids, self.txn, &key, &idv).map_err(db_err("writing ids"))? {
             return Err(StoreError::Duplicate(meta.id));
         }
@@ -673,7 +660,7 @@ impl<'a, 't> Apply<'a, 't> {
             }
             Payload::SizeOnly => unreachable!("refused above"),
         };
-        put_last(self.dbs().meta, self.txn, &ab, &record).map_err(db_err("writing a bundle record"))?;
+        put_last(self.dbs().meta, self.txn, &rec.key(), &record).map_err(db_err("writing a bundle record"))?;
         self.put_indexes(&meta)?;
         self.c.used += meta.size;
         self.c.bundles += 1;
@@ -686,10 +673,11 @@ impl<'a, 't> Apply<'a, 't> {
         self.dbs().files.put(self.txn, &n.to_be_bytes(), &[]).map_err(db_err("recording a payload file"))
     }
 
-    fn remove(&mut self, a: u64) -> Result<BundleMeta> {
-        let (m, loc) = self.meta_at(a)?.ok_or_else(|| corrupt("bundle record"))?;
+    fn remove(&mut self, r: Rec) -> Result<BundleMeta> {
+        let a = r.arrival;
+        let (m, loc) = self.meta_at(r)?.ok_or_else(|| corrupt("bundle record"))?;
         let e = db_err("deleting a bundle");
-        self.dbs().meta.delete(self.txn, &a.to_be_bytes()).map_err(&e)?;
+        self.dbs().meta.delete(self.txn, &r.key()).map_err(&e)?;
         self.dbs().ids.delete(self.txn, &id_key(&m.id)).map_err(&e)?;
         self.del_indexes(&m)?;
         match loc {
@@ -709,27 +697,31 @@ impl<'a, 't> Apply<'a, 't> {
     }
 
     fn update(&mut self, mut meta: BundleMeta) -> Result<()> {
-        let a = self.arrival_of(&meta.id)?.ok_or_else(|| StoreError::NotFound(meta.id.clone()))?;
-        let ab = a.to_be_bytes();
-        let value = self.dbs().meta.get(self.txn, &ab).map_err(db_err("reading a bundle record"))?;
+        let r = self.rec_of(&meta.id)?.ok_or_else(|| StoreError::NotFound(meta.id.clone()))?;
+        let value = self.dbs().meta.get(self.txn, &r.key()).map_err(db_err("reading a bundle record"))?;
         let (old, loc, here) = record::decode_meta(value.ok_or_else(|| corrupt("bundle record"))?)?;
         if old.size != meta.size {
             return Err(StoreError::Invalid(format!("update of {} changes its size", meta.id)));
         }
         check_key(&eid_key(&meta.destination))?;
-        meta.arrival = a;
+        meta.arrival = r.arrival;
+        let new = Rec { priority: meta.priority.0, arrival: r.arrival };
         // The new record keeps the bytes that follow the old one.
         let mut record = record::encode_meta(&meta, loc, Vec::with_capacity(here.len() + 128))?;
         record.extend_from_slice(here);
-        self.dbs().meta.put(self.txn, &ab, &record).map_err(db_err("writing a bundle record"))?;
+        let e = db_err("writing a bundle record");
+        if new != r {
+            // A new priority moves the record.
+            self.dbs().meta.delete(self.txn, &r.key()).map_err(&e)?;
+        }
+        self.dbs().meta.put(self.txn, &new.key(), &record).map_err(&e)?;
         self.del_indexes(&old)?;
         self.put_indexes(&meta)?;
+        if new != r || old.seq_mode != meta.seq_mode {
+            let idv = new.id_value(meta.seq_mode == SeqMode::Unique);
+            self.dbs().ids.put(self.txn, &id_key(&meta.id), &idv).map_err(db_err("writing ids"))?;
+        }
         if old.seq_mode != meta.seq_mode {
-            let e = db_err("writing ids");
-            let mut idv = [0u8; 9];
-            idv[..8].copy_from_slice(&ab);
-            idv[8] = u8::from(meta.seq_mode == SeqMode::Unique);
-            self.dbs().ids.put(self.txn, &id_key(&meta.id), &idv).map_err(e)?;
             self.deltas.push(Delta::Held(old.id.clone(), old.seq_mode, false));
             self.deltas.push(Delta::Held(meta.id, meta.seq_mode, true));
         }
@@ -827,12 +819,12 @@ impl<'a, 't> Apply<'a, 't> {
 
     fn sweep(&mut self) -> Result<()> {
         let mut expired = Vec::new();
-        each_expired(self.dbs(), self.txn, self.now, |_, a, _| {
-            expired.push(a);
+        each_expired(self.dbs(), self.txn, self.now, |_, r, _| {
+            expired.push(r);
             Ok(true)
         })?;
-        for a in expired {
-            let m = self.remove(a)?;
+        for r in expired {
+            let m = self.remove(r)?;
             self.report.expired.push(m);
         }
         let hi = cat(&[], &[self.now.0 + (self.now.0 < u64::MAX) as u64]);
@@ -862,6 +854,36 @@ impl<'a, 't> Apply<'a, 't> {
         }
         Ok(())
     }
+}
+
+/// Writes the indexes of a bundle (all but `ids`, which the caller writes with its checks).
+pub(crate) fn put_indexes(d: &Dbs, t: &mut RwTxn, m: &BundleMeta) -> Result<()> {
+    let a = m.arrival;
+    let p = m.priority.0;
+    let rec = Rec { priority: p, arrival: a };
+    let e = db_err("writing indexes");
+    put_last(d.dest, t, &cat(&eid_key(&m.destination), &[a]), &[p]).map_err(&e)?;
+    let mut size = [0u8; 9];
+    size[..8].copy_from_slice(&m.size.to_be_bytes());
+    size[8] = p;
+    match m.custody {
+        // A replica's expiry is in `evict` alone (see `each_expired`), whose key holds the priority.
+        Custody::None => put_last(d.evict, t, &cat(&[p], &[m.expires_at.0, a]), &size[..8]).map_err(&e)?,
+        Custody::Transferring { deadline, .. } => {
+            put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?;
+            put_last(d.custody, t, &cat(&[], &[deadline.0, a]), &[p]).map_err(&e)?;
+        }
+        Custody::Held => put_last(d.expiry, t, &cat(&[], &[m.expires_at.0, a]), &size).map_err(&e)?,
+    }
+    if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
+        let k = cat(&eid_key(&m.id.source), &[m.id.creation.sequence]);
+        put_last(d.useq, t, &k, &rec.seq_value()).map_err(&e)?;
+    }
+    Ok(())
+}
+
+fn corrupt_value(table: &str, v: &[u8]) -> StoreError {
+    StoreError::Corrupt { what: format!("{table} entry"), detail: crate::hex(v) }
 }
 
 pub(crate) fn tomb_exp_key(expires: DtnTime, id_key: &[u8]) -> Vec<u8> {
