@@ -101,7 +101,7 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
             unique += 1;
             let k = cat(&eid_key(&m.id.source), &[m.id.creation.sequence]);
-            need(holds(&d.useq, rtxn, &k, &rec.seq_value())?, "sequence index");
+            need(holds(&d.useq, rtxn, &k, &rec.seq_value(m.id.creation.time.0))?, "sequence index");
         }
         let mut check_bytes = |b: &[u8]| {
             need(b.len() as u64 == m.size, "stored bytes differ in length from the record");

@@ -134,16 +134,17 @@ impl Rec {
         (v.len() == 10).then(|| Rec { priority: v[9], arrival: be64(&v[..8]) })
     }
 
-    /// The record a `useq` value names.
-    pub fn from_seq_value(v: &[u8]) -> Option<Rec> {
-        (v.len() == 9).then(|| Rec { priority: v[8], arrival: be64(&v[..8]) })
+    /// The record a `useq` value names, and the bundle's creation time.
+    pub fn from_seq_value(v: &[u8]) -> Option<(Rec, u64)> {
+        (v.len() == 17).then(|| (Rec { priority: v[8], arrival: be64(&v[..8]) }, be64(&v[9..])))
     }
 
-    /// The `useq` value: arrival ‖ priority.
-    pub fn seq_value(self) -> [u8; 9] {
-        let mut v = [0u8; 9];
+    /// The `useq` value: arrival ‖ priority ‖ creation time, so that the entry gives the whole bundle ID.
+    pub fn seq_value(self, time: u64) -> [u8; 17] {
+        let mut v = [0u8; 17];
         v[..8].copy_from_slice(&self.arrival.to_be_bytes());
         v[8] = self.priority;
+        v[9..].copy_from_slice(&time.to_be_bytes());
         v
     }
 }

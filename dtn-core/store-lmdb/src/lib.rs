@@ -16,7 +16,7 @@
 //! priority, and every index entry gives both, which is the record's key):
 //! `meta` (255 − P) ‖ A → record (then the bundle's bytes, if inline) · `data` A → bytes (format-1 records
 //! only) · `ids` id → A, mode, P · `dest` eid ‖ A → P · `expiry` t ‖ A → size, P (bundles in custody) ·
-//! `evict` P ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A → P · `useq` source ‖ seq → A, P ·
+//! `evict` P ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A → P · `useq` source ‖ seq → A, P, time ·
 //! `tombs` id → tombstone · `tomb_exp` t ‖ id · `state` · `peers` eid → summary · `partials` id → record ·
 //! `files` n → () (payload files referenced) · `info` counters and the format version.
 
@@ -440,6 +440,58 @@ impl Shared {
         self.metas(&rtxn, it, limit)
     }
 
+    /// Calls `f` with the record and ID of every stored bundle whose ID is in `want`, in ID order per
+    /// source (uniquely numbered ones, then the rest by creation time, then fragments), until it returns false.
+    fn each_selected(
+        &self,
+        rtxn: &RoTxn,
+        want: &Summary,
+        mut f: impl FnMut(Rec, BundleId) -> Result<bool>,
+    ) -> Result<()> {
+        let corrupt = |what: &str, v: &[u8]| StoreError::Corrupt { what: what.into(), detail: hex(v) };
+        for (src, sum) in want.sources() {
+            let prefix = eid_key(src);
+            let id = |t, q| BundleId { source: src.clone(), creation: CreationTimestamp::new(t, q), fragment: None };
+            for r in sum.unique_seq.runs() {
+                let (lo, hi) = (cat(&prefix, &[*r.start()]), cat(&prefix, &[*r.end()]));
+                let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                for item in self.dbs.useq.range(rtxn, &range).map_err(db_err("reading sequence index"))? {
+                    let (k, v) = item.map_err(db_err("reading sequence index"))?;
+                    let (rec, time) = Rec::from_seq_value(v).ok_or_else(|| corrupt("useq entry", v))?;
+                    if !f(rec, id(time, tail64(k)))? {
+                        return Ok(());
+                    }
+                }
+            }
+            for (t, set) in &sum.by_time {
+                for r in set.runs() {
+                    let (lo, hi) = (id_key(&id(*t, *r.start())), id_key(&id(*t, *r.end())));
+                    let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                    for item in self.dbs.ids.range(rtxn, &range).map_err(db_err("reading ids"))? {
+                        let (k, v) = item.map_err(db_err("reading ids"))?;
+                        // Skip fragments and uniquely-numbered bundles that fall inside the key range.
+                        if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
+                            continue;
+                        }
+                        let rec = Rec::from_id_value(v).ok_or_else(|| corrupt("ids entry", v))?;
+                        let seq = be64(&k[prefix.len() + 8..prefix.len() + 16]);
+                        if !f(rec, id(*t, seq))? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            for frag in sum.fragment_ids(src) {
+                if let Some(rec) = self.rec_of(rtxn, &frag)?
+                    && !f(rec, frag)?
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn usage(&self) -> Usage {
         let c = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
         Usage { bundles: c.bundles, bytes: c.used, quota: self.opts.quota, tombstones: c.tombstones }
@@ -549,57 +601,29 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         let mut out = Vec::new();
-        for (src, sum) in want.sources() {
-            let prefix = eid_key(src);
-            for r in sum.unique_seq.runs() {
-                let (lo, hi) = (cat(&prefix, &[*r.start()]), cat(&prefix, &[*r.end()]));
-                let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
-                for item in s.dbs.useq.range(&rtxn, &range).map_err(db_err("reading sequence index"))? {
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                    let (_, v) = item.map_err(db_err("reading sequence index"))?;
-                    let r = Rec::from_seq_value(v)
-                        .ok_or_else(|| StoreError::Corrupt { what: "useq entry".into(), detail: hex(v) })?;
-                    if let Some(m) = s.meta_at(&rtxn, r)? {
-                        out.push(m);
-                    }
-                }
+        s.each_selected(&rtxn, want, |r, _| {
+            if out.len() >= limit {
+                return Ok(false);
             }
-            for (t, set) in &sum.by_time {
-                for r in set.runs() {
-                    let id =
-                        |q| BundleId { source: src.clone(), creation: CreationTimestamp::new(*t, q), fragment: None };
-                    let (lo, hi) = (id_key(&id(*r.start())), id_key(&id(*r.end())));
-                    let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
-                    for item in s.dbs.ids.range(&rtxn, &range).map_err(db_err("reading ids"))? {
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                        let (k, v) = item.map_err(db_err("reading ids"))?;
-                        // Skip fragments and uniquely-numbered bundles that fall inside the key range.
-                        if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
-                            continue;
-                        }
-                        let r = Rec::from_id_value(v)
-                            .ok_or_else(|| StoreError::Corrupt { what: "ids entry".into(), detail: hex(v) })?;
-                        if let Some(m) = s.meta_at(&rtxn, r)? {
-                            out.push(m);
-                        }
-                    }
-                }
+            if let Some(m) = s.meta_at(&rtxn, r)? {
+                out.push(m);
             }
-            for id in sum.fragment_ids(src) {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                if let Some(r) = s.rec_of(&rtxn, &id)?
-                    && let Some(m) = s.meta_at(&rtxn, r)?
-                {
-                    out.push(m);
-                }
-            }
-        }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// From the indexes alone: their entries give each record's priority and arrival number, and the
+    /// bundle's ID.
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        s.each_selected(&rtxn, want, |r, id| {
+            out.push((Priority(r.priority), r.arrival, id));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -693,6 +717,39 @@ mod tests {
     fn format(s: &LmdbStore) -> Vec<u8> {
         let rtxn = s.shared.read().unwrap();
         s.shared.dbs.info.get(&rtxn, FORMAT_KEY).unwrap().unwrap().to_vec()
+    }
+
+    /// `select_keys` answers from the indexes alone, and names the same bundles as `select`, in its order:
+    /// uniquely numbered bundles with a clock (whose IDs the sequence index has to give in full), the rest
+    /// by creation time, and fragments.
+    #[test]
+    fn select_keys_from_the_indexes_match_select() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let dst = Eid::ipn(9, 1);
+        let mut ops = Vec::new();
+        for (src, unique) in [(Eid::ipn(5, 0), true), (Eid::ipn(6, 0), false)] {
+            for seq in 0..30u64 {
+                let time = 815_000_000_000 + seq * 1000 + u64::from(seq % 3 == 0) * 7;
+                let bytes = bundle(&src, time, seq, 30, &dst);
+                let mut m = meta_for(&src, time, seq, &bytes, &dst);
+                m.priority = Priority((seq % 4) as u8);
+                if unique {
+                    m.seq_mode = SeqMode::Unique;
+                }
+                if seq % 10 == 9 {
+                    m.id.fragment = Some((0, 1000));
+                    m.total_adu_len = Some(2000);
+                }
+                ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+            }
+        }
+        s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        let want = s.summary();
+        let got = s.select(&want, usize::MAX).unwrap();
+        assert_eq!(got.len(), 60);
+        let from_metas: Vec<_> = got.iter().map(|m| (m.priority, m.arrival, m.id.clone())).collect();
+        assert_eq!(s.select_keys(&want).unwrap(), from_metas);
     }
 
     /// A store written in format 1 (records keyed by arrival alone, bundle bytes in `data`, a `prio`

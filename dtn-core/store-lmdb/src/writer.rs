@@ -877,7 +877,7 @@ pub(crate) fn put_indexes(d: &Dbs, t: &mut RwTxn, m: &BundleMeta) -> Result<()> 
     }
     if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
         let k = cat(&eid_key(&m.id.source), &[m.id.creation.sequence]);
-        put_last(d.useq, t, &k, &rec.seq_value()).map_err(&e)?;
+        put_last(d.useq, t, &k, &rec.seq_value(m.id.creation.time.0)).map_err(&e)?;
     }
     Ok(())
 }
