@@ -183,6 +183,15 @@ impl LmdbStore {
             Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad value".into() }),
         };
         if format == Some(1) {
+            wtxn.commit().map_err(db_err("creating tables"))?;
+            // Pages freed by a transaction are reused only after it commits, so rewriting every record and
+            // index in one takes up to twice the data again.
+            let want = round_map(existing.saturating_mul(3).min(opts.max_map_size));
+            if want > map_size {
+                // SAFETY: no transaction is open on this environment, which nothing else uses yet.
+                unsafe { env.resize(want as usize) }.map_err(db_err("growing the LMDB map"))?;
+            }
+            wtxn = env.write_txn().map_err(db_err("moving to store format 2"))?;
             migrate_from_1(&dbs, &mut wtxn)?;
         }
         if format != Some(record::FORMAT) {
@@ -752,6 +761,100 @@ mod tests {
         assert_eq!(s.select_keys(&want).unwrap(), from_metas);
     }
 
+    /// Rewrites the store as format 1 wrote these bundles (bytes given: in `data`; none: left where they
+    /// are, in their record, which format 1 never did but costs nothing to read for a test of the indexes).
+    fn write_format_1<'a>(s: &LmdbStore, bundles: impl Iterator<Item = (&'a BundleMeta, Option<&'a [u8]>)>) {
+        let sh = &s.shared;
+        let d = &sh.dbs;
+        {
+            // Rewriting everything in one transaction needs room for a second copy.
+            let _excl = sh.txn_gate.write().unwrap();
+            let size = sh.env.info().map_size;
+            // SAFETY: no transaction is open in this process while the gate is held exclusively.
+            unsafe { sh.env.resize(size * 3) }.unwrap();
+        }
+        let _g = sh.gate();
+        let mut w = sh.env.write_txn().unwrap();
+        for db in [d.ids, d.dest, d.expiry, d.prio, d.evict, d.custody, d.useq] {
+            db.clear(&mut w).unwrap();
+        }
+        for (m, bytes) in bundles {
+            let a = m.arrival;
+            let ab = a.to_be_bytes();
+            let size = m.size.to_be_bytes();
+            let rec = Rec { priority: m.priority.0, arrival: a }.key();
+            match bytes {
+                Some(b) => {
+                    d.meta.delete(&mut w, &rec).unwrap();
+                    d.meta.put(&mut w, &ab, &record::encode_meta_v1(m, None)).unwrap();
+                    d.data.put(&mut w, &ab, b).unwrap();
+                }
+                None => {
+                    let v = d.meta.get(&w, &rec).unwrap().unwrap().to_vec();
+                    d.meta.delete(&mut w, &rec).unwrap();
+                    d.meta.put(&mut w, &ab, &v).unwrap();
+                }
+            }
+            let idv = [&ab[..], &[u8::from(m.seq_mode == SeqMode::Unique)]].concat();
+            d.ids.put(&mut w, &id_key(&m.id), &idv).unwrap();
+            d.dest.put(&mut w, &cat(&eid_key(&m.destination), &[a]), &[]).unwrap();
+            d.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, a]), &size).unwrap();
+            d.prio.put(&mut w, &cat(&[255 - m.priority.0], &[a]), &[]).unwrap();
+            match m.custody {
+                Custody::None => d.evict.put(&mut w, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).unwrap(),
+                Custody::Transferring { deadline, .. } => {
+                    d.custody.put(&mut w, &cat(&[], &[deadline.0, a]), &[]).unwrap()
+                }
+                Custody::Held => {}
+            }
+            if m.seq_mode == SeqMode::Unique && m.id.fragment.is_none() {
+                d.useq.put(&mut w, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).unwrap();
+            }
+        }
+        d.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
+        w.commit().unwrap();
+    }
+
+    /// A million bundles in format 1 move to format 2 at open, within the map's limits, and pass the check.
+    /// About a minute in a release build: `cargo test --release -p dtn-store-lmdb --lib -- --ignored`.
+    #[test]
+    #[ignore]
+    fn a_million_bundles_move_to_format_2() {
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let dst = Eid::ipn(9, 1);
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let mut metas = Vec::new();
+        for chunk in 0..1000u64 {
+            let mut ops = Vec::new();
+            for k in 0..1000u64 {
+                let (src, seq) = (Eid::ipn(1 + k % 100, 0), chunk * 10 + k / 100);
+                let bytes = bundle(&src, 0, seq, 120, &dst);
+                let mut m = meta_for(&src, 0, seq, &bytes, &dst);
+                m.seq_mode = if k % 2 == 0 { SeqMode::Unique } else { SeqMode::PerTime };
+                ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+            }
+            s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        }
+        for item in s.select(&s.summary(), usize::MAX).unwrap() {
+            metas.push(item);
+        }
+        write_format_1(&s, metas.iter().map(|m| (m, None)));
+        s.close();
+        let size = fs::metadata(dir.path().join("data.mdb")).unwrap().len();
+        let t = std::time::Instant::now();
+        let s = LmdbStore::open(dir.path(), Options { map_size: 1 << 20, ..Options::default() }).unwrap();
+        eprintln!(
+            "moved {} bundles ({} MB) to format 2 in {:.2} s",
+            metas.len(),
+            size >> 20,
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(format(&s), vec![2]);
+        assert_eq!(s.usage().bundles, 1_000_000);
+        let r = s.check(false).unwrap();
+        assert!(r.ok(), "{:?}", &r.problems[..r.problems.len().min(5)]);
+    }
+
     /// A store written in format 1 (records keyed by arrival alone, bundle bytes in `data`, a `prio`
     /// index, every expiry in `expiry`, index entries without the priority) opens, moves to format 2,
     /// passes the integrity check, answers every query as before, and its old records are read, updated and
@@ -776,41 +879,7 @@ mod tests {
             s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
             all.push((s.meta(&m.id).unwrap().unwrap(), bytes));
         }
-        {
-            // What format 1 wrote for the same bundles.
-            let sh = &s.shared;
-            let d = &sh.dbs;
-            let _g = sh.gate();
-            let mut w = sh.env.write_txn().unwrap();
-            for db in [d.meta, d.ids, d.dest, d.expiry, d.prio, d.evict, d.custody, d.useq] {
-                db.clear(&mut w).unwrap();
-            }
-            for (m, bytes) in &all {
-                let a = m.arrival;
-                let ab = a.to_be_bytes();
-                let size = m.size.to_be_bytes();
-                d.meta.put(&mut w, &ab, &record::encode_meta_v1(m, None)).unwrap();
-                d.data.put(&mut w, &ab, bytes).unwrap();
-                d.ids
-                    .put(&mut w, &id_key(&m.id), &[&ab[..], &[u8::from(m.seq_mode == SeqMode::Unique)]].concat())
-                    .unwrap();
-                d.dest.put(&mut w, &cat(&eid_key(&m.destination), &[a]), &[]).unwrap();
-                d.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, a]), &size).unwrap();
-                d.prio.put(&mut w, &cat(&[255 - m.priority.0], &[a]), &[]).unwrap();
-                match m.custody {
-                    Custody::None => d.evict.put(&mut w, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).unwrap(),
-                    Custody::Transferring { deadline, .. } => {
-                        d.custody.put(&mut w, &cat(&[], &[deadline.0, a]), &[]).unwrap()
-                    }
-                    Custody::Held => {}
-                }
-                if m.seq_mode == SeqMode::Unique {
-                    d.useq.put(&mut w, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).unwrap();
-                }
-            }
-            d.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
-            w.commit().unwrap();
-        }
+        write_format_1(&s, all.iter().map(|(m, b)| (m, Some(&b[..]))));
         assert!(!s.check(false).unwrap().ok(), "a format-1 layout should not pass as format 2");
         s.close();
 
