@@ -16,9 +16,13 @@
 #               time to reopen                                                      target: < 1 s
 #               summary() + to_bytes() + difference(peer), warm, median             target: < 50 ms
 #   all         the three (the default); under a minute where the disk syncs in about a millisecond
+#   churn       not in `all`: a sending node's cycle over 200-byte bundles, inserted in batches of 1,000 and
+#               each removed with a "forwarded" tombstone once durable, in batches of 100; reports the
+#               process's CPU time per bundle (no target; compare builds with it)
 #
 #   bench/store.sh                               # all
 #   bench/store.sh small --count 100000 --writers 8
+#   bench/store.sh churn
 #   bench/store.sh ingest-1mb --dir /mnt/data    # scratch directory on another file system
 #
 # Scratch data goes to a temporary directory under --dir (default: the repository root) and is removed at

@@ -9,7 +9,7 @@ use dtn_core::bpv7::{Bundle, Limits, StreamDecoder};
 use dtn_core::store::{Custody, SeqMode};
 use heed::RoTxn;
 
-use crate::keys::{cat, eid_key, id_key};
+use crate::keys::{Rec, cat, eid_key, id_key};
 use crate::record::{self, Location};
 use crate::writer::tomb_exp_key;
 use crate::{Db, Result, Shared, db_err, payload};
@@ -40,15 +40,27 @@ fn has(db: &Db, rtxn: &RoTxn, k: &[u8]) -> Result<bool> {
     Ok(db.get(rtxn, k).map_err(db_err("checking an index"))?.is_some())
 }
 
+/// Whether `db` holds `k` with exactly the value `v`.
+fn holds(db: &Db, rtxn: &RoTxn, k: &[u8], v: &[u8]) -> Result<bool> {
+    Ok(db.get(rtxn, k).map_err(db_err("checking an index"))? == Some(v))
+}
+
 pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<CheckReport> {
     let d = &s.dbs;
     let mut r = CheckReport::default();
     let (mut replicas, mut transferring, mut unique, mut files) = (0u64, 0u64, 0u64, 0u64);
+    let mut inline_here = 0u64;
     let mut used = 0u64;
+    let mut last_arrival = None;
     for item in d.meta.iter(rtxn).map_err(db_err("reading records"))? {
         let (k, v) = item.map_err(db_err("reading records"))?;
-        let a = crate::keys::be64(k);
-        let (m, loc) = match record::decode_meta(v) {
+        let Some(rec) = Rec::from_key(k) else {
+            r.problems.push(format!("record key {}", crate::hex(k)));
+            continue;
+        };
+        let a = rec.arrival;
+        last_arrival = last_arrival.max(Some(a));
+        let (m, loc, here) = match record::decode_meta(v) {
             Ok(x) => x,
             Err(e) => {
                 r.problems.push(format!("record {a}: {e}"));
@@ -64,39 +76,51 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
             }
         };
         need(m.arrival == a, "arrival number differs from its key");
-        let idv = d.ids.get(rtxn, &id_key(&m.id)).map_err(db_err("reading ids"))?;
-        need(idv.is_some_and(|v| v.len() == 9 && crate::keys::be64(&v[..8]) == a), "id index");
-        need(has(&d.dest, rtxn, &cat(&eid_key(&m.destination), &[a]))?, "destination index");
-        need(has(&d.expiry, rtxn, &cat(&[], &[m.expires_at.0, a]))?, "expiry index");
-        need(has(&d.prio, rtxn, &cat(&[255 - m.priority.0], &[a]))?, "priority index");
+        need(m.priority.0 == rec.priority, "priority differs from its key");
+        let p = [rec.priority];
+        let idv = rec.id_value(m.seq_mode == SeqMode::Unique);
+        need(holds(&d.ids, rtxn, &id_key(&m.id), &idv)?, "id index");
+        need(holds(&d.dest, rtxn, &cat(&eid_key(&m.destination), &[a]), &p)?, "destination index");
+        let expiry = cat(&[], &[m.expires_at.0, a]);
+        let size_p = [&m.size.to_be_bytes()[..], &p].concat();
         match m.custody {
             Custody::None => {
+                // A replica's expiry is in the eviction index alone.
                 replicas += 1;
-                need(has(&d.evict, rtxn, &cat(&[m.priority.0], &[m.expires_at.0, a]))?, "eviction index");
+                let k = cat(&p, &[m.expires_at.0, a]);
+                need(holds(&d.evict, rtxn, &k, &m.size.to_be_bytes())?, "eviction index");
+                need(!has(&d.expiry, rtxn, &expiry)?, "a replica in the expiry index");
             }
             Custody::Transferring { deadline, .. } => {
                 transferring += 1;
-                need(has(&d.custody, rtxn, &cat(&[], &[deadline.0, a]))?, "custody timer index");
+                need(holds(&d.custody, rtxn, &cat(&[], &[deadline.0, a]), &p)?, "custody timer index");
+                need(holds(&d.expiry, rtxn, &expiry, &size_p)?, "expiry index");
             }
-            Custody::Held => {}
+            Custody::Held => need(holds(&d.expiry, rtxn, &expiry, &size_p)?, "expiry index"),
         }
         if m.id.fragment.is_none() && m.seq_mode == SeqMode::Unique {
             unique += 1;
-            need(has(&d.useq, rtxn, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]))?, "sequence index");
+            let k = cat(&eid_key(&m.id.source), &[m.id.creation.sequence]);
+            need(holds(&d.useq, rtxn, &k, &rec.seq_value(m.id.creation.time.0))?, "sequence index");
         }
+        let mut check_bytes = |b: &[u8]| {
+            need(b.len() as u64 == m.size, "stored bytes differ in length from the record");
+            if verify_bundles {
+                let lim = Limits { require_primary_crc: false, ..Limits::default() };
+                match Bundle::decode_with(b, &lim) {
+                    Ok(bd) => need(bd.id() == m.id, "bundle bytes carry another ID"),
+                    Err(e) => need(false, &format!("bundle bytes do not decode: {e}")),
+                }
+            }
+        };
         match loc {
+            Location::Here => {
+                inline_here += 1;
+                check_bytes(here)
+            }
             Location::Inline => match d.data.get(rtxn, &a.to_be_bytes()).map_err(db_err("reading bytes"))? {
                 None => need(false, "bytes missing"),
-                Some(b) => {
-                    need(b.len() as u64 == m.size, "stored bytes differ in length from the record");
-                    if verify_bundles {
-                        let lim = Limits { require_primary_crc: false, ..Limits::default() };
-                        match Bundle::decode_with(b, &lim) {
-                            Ok(bd) => need(bd.id() == m.id, "bundle bytes carry another ID"),
-                            Err(e) => need(false, &format!("bundle bytes do not decode: {e}")),
-                        }
-                    }
-                }
+                Some(b) => check_bytes(b),
             },
             Location::File(n) => {
                 files += 1;
@@ -149,12 +173,12 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
     let expect = [
         ("ids", count(&d.ids, rtxn)?, n),
         ("dest", count(&d.dest, rtxn)?, n),
-        ("expiry", count(&d.expiry, rtxn)?, n),
-        ("prio", count(&d.prio, rtxn)?, n),
+        ("expiry", count(&d.expiry, rtxn)?, n - replicas),
+        ("prio (format 1 only)", count(&d.prio, rtxn)?, 0),
         ("evict", count(&d.evict, rtxn)?, replicas),
         ("custody", count(&d.custody, rtxn)?, transferring),
         ("useq", count(&d.useq, rtxn)?, unique),
-        ("data", count(&d.data, rtxn)?, n - files),
+        ("data", count(&d.data, rtxn)?, n - files - inline_here),
         ("files", count(&d.files, rtxn)?, files + partial_files),
         ("tomb_exp", count(&d.tomb_exp, rtxn)?, tombs),
         ("bundle counter", c.bundles, n),
@@ -166,9 +190,7 @@ pub(crate) fn run(s: &Shared, rtxn: &RoTxn, verify_bundles: bool) -> Result<Chec
             r.problems.push(format!("{what}: {got} entries, expected {want}"));
         }
     }
-    if let Some((k, _)) = d.meta.last(rtxn).map_err(db_err("reading records"))?
-        && crate::keys::be64(k) >= c.next_arrival
-    {
+    if last_arrival.is_some_and(|a| a >= c.next_arrival) {
         r.problems.push("arrival counter behind the records".into());
     }
     Ok(r)

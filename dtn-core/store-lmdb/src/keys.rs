@@ -94,6 +94,61 @@ pub fn parse_id_key(b: &[u8]) -> Option<BundleId> {
     Some(BundleId { source, creation: CreationTimestamp::new(time, seq), fragment })
 }
 
+/// Where a bundle's record is: its priority and its arrival number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rec {
+    /// The bundle's priority.
+    pub priority: u8,
+    /// The bundle's arrival number.
+    pub arrival: u64,
+}
+
+impl Rec {
+    /// The record's key, `(255 − priority) ‖ arrival`: the records themselves are in transmission order.
+    pub fn key(self) -> [u8; 9] {
+        let mut k = [0u8; 9];
+        k[0] = 255 - self.priority;
+        k[1..].copy_from_slice(&self.arrival.to_be_bytes());
+        k
+    }
+
+    /// Inverse of [`Rec::key`].
+    pub fn from_key(k: &[u8]) -> Option<Rec> {
+        match k {
+            [p, a @ ..] if a.len() == 8 => Some(Rec { priority: 255 - p, arrival: be64(a) }),
+            _ => None,
+        }
+    }
+
+    /// The `ids` value: arrival ‖ keying mode (1 = unique sequence numbers) ‖ priority.
+    pub fn id_value(self, unique: bool) -> [u8; 10] {
+        let mut v = [0u8; 10];
+        v[..8].copy_from_slice(&self.arrival.to_be_bytes());
+        v[8] = u8::from(unique);
+        v[9] = self.priority;
+        v
+    }
+
+    /// The record an `ids` value names.
+    pub fn from_id_value(v: &[u8]) -> Option<Rec> {
+        (v.len() == 10).then(|| Rec { priority: v[9], arrival: be64(&v[..8]) })
+    }
+
+    /// The record a `useq` value names, and the bundle's creation time.
+    pub fn from_seq_value(v: &[u8]) -> Option<(Rec, u64)> {
+        (v.len() == 17).then(|| (Rec { priority: v[8], arrival: be64(&v[..8]) }, be64(&v[9..])))
+    }
+
+    /// The `useq` value: arrival ‖ priority ‖ creation time, so that the entry gives the whole bundle ID.
+    pub fn seq_value(self, time: u64) -> [u8; 17] {
+        let mut v = [0u8; 17];
+        v[..8].copy_from_slice(&self.arrival.to_be_bytes());
+        v[8] = self.priority;
+        v[9..].copy_from_slice(&time.to_be_bytes());
+        v
+    }
+}
+
 /// Concatenates big-endian numbers after a prefix.
 pub fn cat(prefix: &[u8], nums: &[u64]) -> Vec<u8> {
     let mut v = Vec::with_capacity(prefix.len() + nums.len() * 8);
@@ -110,12 +165,6 @@ pub fn be64(b: &[u8]) -> u64 {
     let n = b.len().min(8);
     a[8 - n..].copy_from_slice(&b[..n]);
     u64::from_be_bytes(a)
-}
-
-/// The first 8 bytes of a value as a big-endian u64 (the `ids` table's arrival number); a short, corrupt
-/// value reads zero-padded instead of panicking, and the lookup that follows finds no record.
-pub fn head64(b: &[u8]) -> u64 {
-    be64(&b[..b.len().min(8)])
 }
 
 /// The last 8 bytes of a key as a big-endian u64 (index keys end with the arrival number).

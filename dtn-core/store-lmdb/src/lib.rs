@@ -4,16 +4,19 @@
 //!   [`Options::inline_max`] live in payload files beside it, written and read as streams.
 //! * All writes go through one committer thread that groups the batches waiting for it into a single write
 //!   transaction with one durable sync ([`LmdbStore::submit`] returns a [`Ticket`]; the callback form of
-//!   [`LmdbStore::submit_with`] is the "now durable" signal custody and acknowledgements wait for). Each
-//!   batch runs in a nested transaction, so one failing batch does not fail the others in its group.
+//!   [`LmdbStore::submit_with`] is the "now durable" signal custody and acknowledgements wait for). One
+//!   failing batch does not fail the others in its group: a group in which a batch fails is written again
+//!   with each batch in a nested transaction of its own.
 //! * A store killed at any moment reopens without a repair step: LMDB commits are atomic, payload files are
 //!   synced (and their directory) before the commit that refers to them, and files no record refers to are
 //!   removed at open.
 //! * Nothing per bundle is kept in memory: summaries (runs of sequence numbers) and counters only.
 //!
-//! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number):
-//! `meta` A → record · `data` A → bytes · `ids` id → A, mode · `dest` eid ‖ A · `expiry` t ‖ A → size ·
-//! `prio` (255 − p) ‖ A · `evict` p ‖ t ‖ A → size (replicas only) · `custody` t ‖ A · `useq` source ‖ seq → A ·
+//! Tables (keys big-endian so byte order is numeric order; `A` is a bundle's arrival number, `P` its
+//! priority, and every index entry gives both, which is the record's key):
+//! `meta` (255 − P) ‖ A → record (then the bundle's bytes, if inline) · `data` A → bytes (format-1 records
+//! only) · `ids` id → A, mode, P · `dest` eid ‖ A → P · `expiry` t ‖ A → size, P (bundles in custody) ·
+//! `evict` P ‖ t ‖ A → size (replicas: their expiry too) · `custody` t ‖ A → P · `useq` source ‖ seq → A, P, time ·
 //! `tombs` id → tombstone · `tomb_exp` t ‖ id · `state` · `peers` eid → summary · `partials` id → record ·
 //! `files` n → () (payload files referenced) · `info` counters and the format version.
 
@@ -42,7 +45,7 @@ pub use check::CheckReport;
 pub use payload::PayloadWriter;
 pub use writer::Ticket;
 
-use keys::{be64, cat, eid_key, id_key, tail64};
+use keys::{Rec, be64, cat, eid_key, id_key, tail64};
 use record::Location;
 
 type Db = Database<Bytes, Bytes>;
@@ -171,11 +174,28 @@ impl LmdbStore {
             })
         })()
         .map_err(db_err("opening tables"))?;
-        match dbs.info.get(&wtxn, FORMAT_KEY).map_err(db_err("reading format"))? {
-            None => dbs.info.put(&mut wtxn, FORMAT_KEY, &[record::CURRENT]).map_err(db_err("writing format"))?,
-            Some(&[v]) if v <= record::CURRENT => {}
-            Some(&[v]) => return Err(StoreError::UnsupportedFormat { found: v, supported: record::CURRENT }),
-            Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad length".into() }),
+        let format = match dbs.info.get(&wtxn, FORMAT_KEY).map_err(db_err("reading format"))? {
+            None => None,
+            Some(&[v]) if v > record::FORMAT => {
+                return Err(StoreError::UnsupportedFormat { found: v, supported: record::FORMAT });
+            }
+            Some(&[v]) if v >= 1 => Some(v),
+            Some(_) => return Err(StoreError::Corrupt { what: "format".into(), detail: "bad value".into() }),
+        };
+        if format == Some(1) {
+            wtxn.commit().map_err(db_err("creating tables"))?;
+            // Pages freed by a transaction are reused only after it commits, so rewriting every record and
+            // index in one takes up to twice the data again.
+            let want = round_map(existing.saturating_mul(3).min(opts.max_map_size));
+            if want > map_size {
+                // SAFETY: no transaction is open on this environment, which nothing else uses yet.
+                unsafe { env.resize(want as usize) }.map_err(db_err("growing the LMDB map"))?;
+            }
+            wtxn = env.write_txn().map_err(db_err("moving to store format 2"))?;
+            migrate_from_1(&dbs, &mut wtxn)?;
+        }
+        if format != Some(record::FORMAT) {
+            dbs.info.put(&mut wtxn, FORMAT_KEY, &[record::FORMAT]).map_err(db_err("writing format"))?;
         }
         wtxn.commit().map_err(db_err("creating tables"))?;
 
@@ -268,6 +288,52 @@ impl Drop for LmdbStore {
     }
 }
 
+/// Format 1 keyed a bundle's record by its arrival number alone, kept a `prio` index of (priority,
+/// arrival), kept every bundle's expiry in `expiry`, and its index entries gave only the arrival number.
+/// Format 2 keys records by (255 − priority) ‖ arrival, so the records themselves are in transmission order
+/// and `prio` is not needed; every index entry names the priority with the arrival number, so that it leads
+/// to the record; and a replica's expiry is in `evict` alone. Moving re-keys the records and rebuilds the
+/// indexes, in one transaction; the records' contents stay as they are and are read as they are met.
+fn migrate_from_1(dbs: &Dbs, wtxn: &mut heed::RwTxn) -> Result<()> {
+    let e = db_err("moving to store format 2");
+    let old: Vec<u64> =
+        dbs.meta.iter(wtxn).map_err(&e)?.map(|r| r.map(|(k, _)| be64(k))).collect::<heed::Result<_>>().map_err(&e)?;
+    for a in old {
+        let k = a.to_be_bytes();
+        let v = dbs.meta.get(wtxn, &k).map_err(&e)?.map(<[u8]>::to_vec).unwrap_or_default();
+        let (m, _, _) = record::decode_meta(&v)?;
+        dbs.meta.delete(wtxn, &k).map_err(&e)?;
+        dbs.meta.put(wtxn, &Rec { priority: m.priority.0, arrival: a }.key(), &v).map_err(&e)?;
+    }
+    for db in [dbs.ids, dbs.dest, dbs.expiry, dbs.prio, dbs.evict, dbs.custody, dbs.useq] {
+        db.clear(wtxn).map_err(&e)?;
+    }
+    // In slices, so that only a slice of the records is in memory at a time.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let range = match &after {
+            Some(k) => (Bound::Excluded(&k[..]), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut slice = Vec::new();
+        for item in dbs.meta.range(wtxn, &range).map_err(&e)?.take(4096) {
+            let (k, v) = item.map_err(&e)?;
+            let rec =
+                Rec::from_key(k).ok_or_else(|| StoreError::Corrupt { what: "record key".into(), detail: hex(k) })?;
+            let (mut m, _, _) = record::decode_meta(v)?;
+            m.arrival = rec.arrival;
+            slice.push((rec, m));
+        }
+        let Some((last, _)) = slice.last() else { return Ok(()) };
+        after = Some(last.key().to_vec());
+        for (rec, m) in &slice {
+            let idv = rec.id_value(m.seq_mode == SeqMode::Unique);
+            dbs.ids.put(wtxn, &id_key(&m.id), &idv).map_err(&e)?;
+            writer::put_indexes(dbs, wtxn, m)?;
+        }
+    }
+}
+
 /// Rounds a map size up to a multiple of 1 MiB (a multiple of any page size).
 fn round_map(n: u64) -> u64 {
     n.div_ceil(1 << 20).max(1) << 20
@@ -331,18 +397,28 @@ impl Shared {
         self.env.read_txn().map_err(db_err("starting a read"))
     }
 
-    fn meta_at(&self, rtxn: &RoTxn, arrival: u64) -> Result<Option<(BundleMeta, Location)>> {
-        match self.dbs.meta.get(rtxn, &arrival.to_be_bytes()).map_err(db_err("reading a bundle record"))? {
+    fn meta_at(&self, rtxn: &RoTxn, r: Rec) -> Result<Option<BundleMeta>> {
+        Ok(self.record_at(rtxn, r)?.map(|(m, _, _)| m))
+    }
+
+    fn record_at<'t>(&self, rtxn: &'t RoTxn, r: Rec) -> Result<Option<(BundleMeta, Location, &'t [u8])>> {
+        match self.dbs.meta.get(rtxn, &r.key()).map_err(db_err("reading a bundle record"))? {
             Some(b) => record::decode_meta(b).map(Some),
             None => Ok(None),
         }
     }
 
-    fn arrival_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<u64>> {
-        Ok(self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))?.map(keys::head64))
+    fn rec_of(&self, rtxn: &RoTxn, id: &BundleId) -> Result<Option<Rec>> {
+        match self.dbs.ids.get(rtxn, &id_key(id)).map_err(db_err("reading ids"))? {
+            Some(v) => Rec::from_id_value(v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt { what: "ids entry".into(), detail: hex(v) }),
+            None => Ok(None),
+        }
     }
 
-    /// Metadata for the arrivals at the end of each key yielded, up to `limit`.
+    /// Metadata for the entries of an index that ends its keys with the arrival number and holds the
+    /// priority as its value's last byte, up to `limit`.
     fn metas<'t>(
         &self,
         rtxn: &'t RoTxn,
@@ -354,8 +430,9 @@ impl Shared {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = item.map_err(db_err("reading an index"))?;
-            if let Some((m, _)) = self.meta_at(rtxn, tail64(k))? {
+            let (k, v) = item.map_err(db_err("reading an index"))?;
+            let r = Rec { priority: v.last().copied().unwrap_or(0), arrival: tail64(k) };
+            if let Some(m) = self.meta_at(rtxn, r)? {
                 out.push(m);
             }
         }
@@ -372,6 +449,58 @@ impl Shared {
         self.metas(&rtxn, it, limit)
     }
 
+    /// Calls `f` with the record and ID of every stored bundle whose ID is in `want`, in ID order per
+    /// source (uniquely numbered ones, then the rest by creation time, then fragments), until it returns false.
+    fn each_selected(
+        &self,
+        rtxn: &RoTxn,
+        want: &Summary,
+        mut f: impl FnMut(Rec, BundleId) -> Result<bool>,
+    ) -> Result<()> {
+        let corrupt = |what: &str, v: &[u8]| StoreError::Corrupt { what: what.into(), detail: hex(v) };
+        for (src, sum) in want.sources() {
+            let prefix = eid_key(src);
+            let id = |t, q| BundleId { source: src.clone(), creation: CreationTimestamp::new(t, q), fragment: None };
+            for r in sum.unique_seq.runs() {
+                let (lo, hi) = (cat(&prefix, &[*r.start()]), cat(&prefix, &[*r.end()]));
+                let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                for item in self.dbs.useq.range(rtxn, &range).map_err(db_err("reading sequence index"))? {
+                    let (k, v) = item.map_err(db_err("reading sequence index"))?;
+                    let (rec, time) = Rec::from_seq_value(v).ok_or_else(|| corrupt("useq entry", v))?;
+                    if !f(rec, id(time, tail64(k)))? {
+                        return Ok(());
+                    }
+                }
+            }
+            for (t, set) in &sum.by_time {
+                for r in set.runs() {
+                    let (lo, hi) = (id_key(&id(*t, *r.start())), id_key(&id(*t, *r.end())));
+                    let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
+                    for item in self.dbs.ids.range(rtxn, &range).map_err(db_err("reading ids"))? {
+                        let (k, v) = item.map_err(db_err("reading ids"))?;
+                        // Skip fragments and uniquely-numbered bundles that fall inside the key range.
+                        if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
+                            continue;
+                        }
+                        let rec = Rec::from_id_value(v).ok_or_else(|| corrupt("ids entry", v))?;
+                        let seq = be64(&k[prefix.len() + 8..prefix.len() + 16]);
+                        if !f(rec, id(*t, seq))? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            for frag in sum.fragment_ids(src) {
+                if let Some(rec) = self.rec_of(rtxn, &frag)?
+                    && !f(rec, frag)?
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn usage(&self) -> Usage {
         let c = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
         Usage { bundles: c.bundles, bytes: c.used, quota: self.opts.quota, tombstones: c.tombstones }
@@ -383,8 +512,8 @@ impl BundleStore for LmdbStore {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        match s.arrival_of(&rtxn, id)? {
-            Some(a) => Ok(s.meta_at(&rtxn, a)?.map(|(m, _)| m)),
+        match s.rec_of(&rtxn, id)? {
+            Some(r) => s.meta_at(&rtxn, r),
             None => Ok(None),
         }
     }
@@ -393,16 +522,18 @@ impl BundleStore for LmdbStore {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        Ok(s.arrival_of(&rtxn, id)?.is_some())
+        Ok(s.rec_of(&rtxn, id)?.is_some())
     }
 
     fn read_bundle(&self, id: &BundleId) -> Result<BundleReader> {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        let a = s.arrival_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        let (m, loc) = s.meta_at(&rtxn, a)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let r = s.rec_of(&rtxn, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let (m, loc, here) = s.record_at(&rtxn, r)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let a = r.arrival;
         match loc {
+            Location::Here => Ok(Box::new(Cursor::new(here.to_vec()))),
             Location::Inline => {
                 let b = s.dbs.data.get(&rtxn, &a.to_be_bytes()).map_err(db_err("reading bundle bytes"))?;
                 let b =
@@ -436,20 +567,38 @@ impl BundleStore for LmdbStore {
     }
 
     fn expiring(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
-        self.shared.due(|d| d.expiry, until, limit)
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        writer::each_expired(&s.dbs, &rtxn, until, |_, r, _| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            if let Some(m) = s.meta_at(&rtxn, r)? {
+                out.push(m);
+            }
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     fn by_priority(&self, after: Option<(Priority, u64)>, limit: usize) -> Result<Vec<BundleMeta>> {
         let s = &self.shared;
         let _g = s.gate();
         let rtxn = s.read()?;
-        let lo = after.map(|(p, a)| cat(&[255 - p.0], &[a]));
+        // The records are kept in transmission order.
+        let lo = after.map(|(p, a)| Rec { priority: p.0, arrival: a }.key());
         let range = match &lo {
             Some(lo) => (Bound::Excluded(&lo[..]), Bound::Unbounded),
             None => (Bound::Unbounded, Bound::Unbounded),
         };
-        let it = s.dbs.prio.range(&rtxn, &range).map_err(db_err("reading priorities"))?;
-        s.metas(&rtxn, it, limit)
+        let mut out = Vec::new();
+        for item in s.dbs.meta.range(&rtxn, &range).map_err(db_err("reading bundle records"))?.take(limit) {
+            let (_, v) = item.map_err(db_err("reading bundle records"))?;
+            out.push(record::decode_meta(v)?.0);
+        }
+        Ok(out)
     }
 
     fn custody_due(&self, until: DtnTime, limit: usize) -> Result<Vec<BundleMeta>> {
@@ -461,53 +610,29 @@ impl BundleStore for LmdbStore {
         let _g = s.gate();
         let rtxn = s.read()?;
         let mut out = Vec::new();
-        for (src, sum) in want.sources() {
-            let prefix = eid_key(src);
-            for r in sum.unique_seq.runs() {
-                let (lo, hi) = (cat(&prefix, &[*r.start()]), cat(&prefix, &[*r.end()]));
-                let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
-                for item in s.dbs.useq.range(&rtxn, &range).map_err(db_err("reading sequence index"))? {
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                    let (_, v) = item.map_err(db_err("reading sequence index"))?;
-                    if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
-                        out.push(m);
-                    }
-                }
+        s.each_selected(&rtxn, want, |r, _| {
+            if out.len() >= limit {
+                return Ok(false);
             }
-            for (t, set) in &sum.by_time {
-                for r in set.runs() {
-                    let id =
-                        |q| BundleId { source: src.clone(), creation: CreationTimestamp::new(*t, q), fragment: None };
-                    let (lo, hi) = (id_key(&id(*r.start())), id_key(&id(*r.end())));
-                    let range = (Bound::Included(&lo[..]), Bound::Included(&hi[..]));
-                    for item in s.dbs.ids.range(&rtxn, &range).map_err(db_err("reading ids"))? {
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                        let (k, v) = item.map_err(db_err("reading ids"))?;
-                        // Skip fragments and uniquely-numbered bundles that fall inside the key range.
-                        if k.last() != Some(&0) || k.len() != prefix.len() + 17 || mode_byte(v) != SeqMode::PerTime {
-                            continue;
-                        }
-                        if let Some((m, _)) = s.meta_at(&rtxn, be64(v))? {
-                            out.push(m);
-                        }
-                    }
-                }
+            if let Some(m) = s.meta_at(&rtxn, r)? {
+                out.push(m);
             }
-            for id in sum.fragment_ids(src) {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                if let Some(a) = s.arrival_of(&rtxn, &id)?
-                    && let Some((m, _)) = s.meta_at(&rtxn, a)?
-                {
-                    out.push(m);
-                }
-            }
-        }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// From the indexes alone: their entries give each record's priority and arrival number, and the
+    /// bundle's ID.
+    fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
+        let s = &self.shared;
+        let _g = s.gate();
+        let rtxn = s.read()?;
+        let mut out = Vec::new();
+        s.each_selected(&rtxn, want, |r, id| {
+            out.push((Priority(r.priority), r.arrival, id));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -589,4 +714,212 @@ pub fn read_to_vec(mut r: impl Read) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     r.read_to_end(&mut v)?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use dtn_core::store::testkit::{bundle, meta_for};
+    use dtn_core::store::{Custody, Payload, WriteOp};
+
+    use super::*;
+
+    fn format(s: &LmdbStore) -> Vec<u8> {
+        let rtxn = s.shared.read().unwrap();
+        s.shared.dbs.info.get(&rtxn, FORMAT_KEY).unwrap().unwrap().to_vec()
+    }
+
+    /// `select_keys` answers from the indexes alone, and names the same bundles as `select`, in its order:
+    /// uniquely numbered bundles with a clock (whose IDs the sequence index has to give in full), the rest
+    /// by creation time, and fragments.
+    #[test]
+    fn select_keys_from_the_indexes_match_select() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let dst = Eid::ipn(9, 1);
+        let mut ops = Vec::new();
+        for (src, unique) in [(Eid::ipn(5, 0), true), (Eid::ipn(6, 0), false)] {
+            for seq in 0..30u64 {
+                let time = 815_000_000_000 + seq * 1000 + u64::from(seq % 3 == 0) * 7;
+                let bytes = bundle(&src, time, seq, 30, &dst);
+                let mut m = meta_for(&src, time, seq, &bytes, &dst);
+                m.priority = Priority((seq % 4) as u8);
+                if unique {
+                    m.seq_mode = SeqMode::Unique;
+                }
+                if seq % 10 == 9 {
+                    m.id.fragment = Some((0, 1000));
+                    m.total_adu_len = Some(2000);
+                }
+                ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+            }
+        }
+        s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        let want = s.summary();
+        let got = s.select(&want, usize::MAX).unwrap();
+        assert_eq!(got.len(), 60);
+        let from_metas: Vec<_> = got.iter().map(|m| (m.priority, m.arrival, m.id.clone())).collect();
+        assert_eq!(s.select_keys(&want).unwrap(), from_metas);
+    }
+
+    /// Rewrites the store as format 1 wrote these bundles (bytes given: in `data`; none: left where they
+    /// are, in their record, which format 1 never did but costs nothing to read for a test of the indexes).
+    fn write_format_1<'a>(s: &LmdbStore, bundles: impl Iterator<Item = (&'a BundleMeta, Option<&'a [u8]>)>) {
+        let sh = &s.shared;
+        let d = &sh.dbs;
+        {
+            // Rewriting everything in one transaction needs room for a second copy.
+            let _excl = sh.txn_gate.write().unwrap();
+            let size = sh.env.info().map_size;
+            // SAFETY: no transaction is open in this process while the gate is held exclusively.
+            unsafe { sh.env.resize(size * 3) }.unwrap();
+        }
+        let _g = sh.gate();
+        let mut w = sh.env.write_txn().unwrap();
+        for db in [d.ids, d.dest, d.expiry, d.prio, d.evict, d.custody, d.useq] {
+            db.clear(&mut w).unwrap();
+        }
+        for (m, bytes) in bundles {
+            let a = m.arrival;
+            let ab = a.to_be_bytes();
+            let size = m.size.to_be_bytes();
+            let rec = Rec { priority: m.priority.0, arrival: a }.key();
+            match bytes {
+                Some(b) => {
+                    d.meta.delete(&mut w, &rec).unwrap();
+                    d.meta.put(&mut w, &ab, &record::encode_meta_v1(m, None)).unwrap();
+                    d.data.put(&mut w, &ab, b).unwrap();
+                }
+                None => {
+                    let v = d.meta.get(&w, &rec).unwrap().unwrap().to_vec();
+                    d.meta.delete(&mut w, &rec).unwrap();
+                    d.meta.put(&mut w, &ab, &v).unwrap();
+                }
+            }
+            let idv = [&ab[..], &[u8::from(m.seq_mode == SeqMode::Unique)]].concat();
+            d.ids.put(&mut w, &id_key(&m.id), &idv).unwrap();
+            d.dest.put(&mut w, &cat(&eid_key(&m.destination), &[a]), &[]).unwrap();
+            d.expiry.put(&mut w, &cat(&[], &[m.expires_at.0, a]), &size).unwrap();
+            d.prio.put(&mut w, &cat(&[255 - m.priority.0], &[a]), &[]).unwrap();
+            match m.custody {
+                Custody::None => d.evict.put(&mut w, &cat(&[m.priority.0], &[m.expires_at.0, a]), &size).unwrap(),
+                Custody::Transferring { deadline, .. } => {
+                    d.custody.put(&mut w, &cat(&[], &[deadline.0, a]), &[]).unwrap()
+                }
+                Custody::Held => {}
+            }
+            if m.seq_mode == SeqMode::Unique && m.id.fragment.is_none() {
+                d.useq.put(&mut w, &cat(&eid_key(&m.id.source), &[m.id.creation.sequence]), &ab).unwrap();
+            }
+        }
+        d.info.put(&mut w, FORMAT_KEY, &[1]).unwrap();
+        w.commit().unwrap();
+    }
+
+    /// A million bundles in format 1 move to format 2 at open, within the map's limits, and pass the check.
+    /// About a minute in a release build: `cargo test --release -p dtn-store-lmdb --lib -- --ignored`.
+    #[test]
+    #[ignore]
+    fn a_million_bundles_move_to_format_2() {
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let dst = Eid::ipn(9, 1);
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let mut metas = Vec::new();
+        for chunk in 0..1000u64 {
+            let mut ops = Vec::new();
+            for k in 0..1000u64 {
+                let (src, seq) = (Eid::ipn(1 + k % 100, 0), chunk * 10 + k / 100);
+                let bytes = bundle(&src, 0, seq, 120, &dst);
+                let mut m = meta_for(&src, 0, seq, &bytes, &dst);
+                m.seq_mode = if k % 2 == 0 { SeqMode::Unique } else { SeqMode::PerTime };
+                ops.push(WriteOp::Insert { meta: m, payload: Payload::Bytes(bytes) });
+            }
+            s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        }
+        for item in s.select(&s.summary(), usize::MAX).unwrap() {
+            metas.push(item);
+        }
+        write_format_1(&s, metas.iter().map(|m| (m, None)));
+        s.close();
+        let size = fs::metadata(dir.path().join("data.mdb")).unwrap().len();
+        let t = std::time::Instant::now();
+        let s = LmdbStore::open(dir.path(), Options { map_size: 1 << 20, ..Options::default() }).unwrap();
+        eprintln!(
+            "moved {} bundles ({} MB) to format 2 in {:.2} s",
+            metas.len(),
+            size >> 20,
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(format(&s), vec![2]);
+        assert_eq!(s.usage().bundles, 1_000_000);
+        let r = s.check(false).unwrap();
+        assert!(r.ok(), "{:?}", &r.problems[..r.problems.len().min(5)]);
+    }
+
+    /// A store written in format 1 (records keyed by arrival alone, bundle bytes in `data`, a `prio`
+    /// index, every expiry in `expiry`, index entries without the priority) opens, moves to format 2,
+    /// passes the integrity check, answers every query as before, and its old records are read, updated and
+    /// removed as met.
+    #[test]
+    fn a_format_1_store_opens_as_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (Eid::ipn(3, 0), Eid::ipn(4, 1));
+        let mut all = Vec::new();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        for seq in 0..24 {
+            let bytes = bundle(&src, 0, seq, 50 + seq as usize, &dst);
+            let mut m = meta_for(&src, 0, seq, &bytes, &dst);
+            m.priority = Priority([0, 1, 2][seq as usize % 3]);
+            m.seq_mode = if seq % 2 == 0 { SeqMode::Unique } else { SeqMode::PerTime };
+            m.custody = match seq % 4 {
+                1 => Custody::Held,
+                2 => Custody::Transferring { deadline: DtnTime(1000 + seq), attempts: 1 },
+                _ => Custody::None,
+            };
+            let ops = vec![WriteOp::Insert { meta: m.clone(), payload: Payload::Bytes(bytes.clone()) }];
+            s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+            all.push((s.meta(&m.id).unwrap().unwrap(), bytes));
+        }
+        write_format_1(&s, all.iter().map(|(m, b)| (m, Some(&b[..]))));
+        assert!(!s.check(false).unwrap().ok(), "a format-1 layout should not pass as format 2");
+        s.close();
+
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(format(&s), vec![2]);
+        let r = s.check(true).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        let arrivals = |v: Vec<BundleMeta>| v.iter().map(|m| m.arrival).collect::<Vec<_>>();
+        for (m, bytes) in &all {
+            assert_eq!(s.meta(&m.id).unwrap().as_ref(), Some(m));
+            assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), *bytes);
+        }
+        let in_order = all.iter().map(|(m, _)| m.arrival).collect::<Vec<_>>();
+        assert_eq!(arrivals(s.expiring(DtnTime(u64::MAX), 100).unwrap()), in_order);
+        assert_eq!(arrivals(s.by_destination(&dst, None, 100).unwrap()), in_order);
+        let mut by_prio: Vec<(u8, u64)> = all.iter().map(|(m, _)| (m.priority.0, m.arrival)).collect();
+        by_prio.sort_by_key(|&(p, a)| (255 - p, a));
+        let got = s.by_priority(None, 100).unwrap();
+        assert_eq!(got.iter().map(|m| (m.priority.0, m.arrival)).collect::<Vec<_>>(), by_prio);
+        let timers: Vec<u64> =
+            all.iter().filter(|(m, _)| m.id.creation.sequence % 4 == 2).map(|(m, _)| m.arrival).collect();
+        assert_eq!(arrivals(s.custody_due(DtnTime(u64::MAX), 100).unwrap()), timers);
+        assert_eq!(s.select(&s.summary(), 100).unwrap().len(), all.len());
+
+        // An old record moved to another priority keeps its bytes where they were; others are removed.
+        let mut m = all[0].0.clone();
+        m.priority = Priority(7);
+        m.custody = Custody::Held;
+        let mut ops = vec![WriteOp::Update(m.clone())];
+        ops.extend(all[1..10].iter().map(|(m, _)| WriteOp::Remove { id: m.id.clone(), tombstone: None }));
+        s.commit(WriteBatch { now: DtnTime(0), ops }).unwrap();
+        s.close();
+        let s = LmdbStore::open(dir.path(), Options::default()).unwrap();
+        let r = s.check(true).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(s.usage().bundles, 15);
+        assert_eq!(s.meta(&m.id).unwrap(), Some(m.clone()));
+        assert_eq!(s.by_priority(None, 1).unwrap(), vec![m.clone()]);
+        assert_eq!(read_to_vec(s.read_bundle(&m.id).unwrap()).unwrap(), all[0].1);
+        let used: u64 = all.iter().filter(|(b, _)| b.arrival == 0 || b.arrival >= 10).map(|(b, _)| b.size).sum();
+        assert_eq!(s.usage().bytes, used);
+    }
 }
