@@ -144,8 +144,11 @@ pub struct Collector {
     files: BTreeMap<(String, String), BufWriter<File>>,
     /// Manifest lines of batches written but not yet synced.
     pending: Vec<u8>,
-    /// Directories of image files written since the last sync, to sync with it.
-    images: Vec<PathBuf>,
+    /// Directories that gained entries (new files, directories or names) since the last sync: only they
+    /// need syncing with it.
+    new_entries: BTreeSet<PathBuf>,
+    /// Data files written since the last sync.
+    dirty: BTreeSet<(String, String)>,
     /// Image files written under a temporary name since the last sync, and their names.
     staged: Vec<(PathBuf, PathBuf)>,
     manifest: File,
@@ -193,12 +196,15 @@ impl Collector {
         let rejected = fs::read_dir(dir.join(SET_ASIDE))
             .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".bin")).count())
             .unwrap_or(0) as u64;
+        // The archive directory and manifest may be new: their names are made durable with the first sync.
+        let new_entries = [parent_of(&dir), Some(dir.clone())].into_iter().flatten().collect();
         let mut c = Collector {
             dir,
             sensors,
             files: BTreeMap::new(),
             pending: Vec::new(),
-            images: Vec::new(),
+            new_entries,
+            dirty: BTreeSet::new(),
             staged: Vec::new(),
             manifest,
             rejected,
@@ -262,17 +268,18 @@ impl Collector {
         let rows = self.rows(&batch, received_unix_ms, age_ms);
         if let Some(image) = &batch.image {
             let d = self.dir.join(safe(&batch.station)).join(safe(&batch.sensor));
-            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            self.make_dir(&d)?;
             let p = d.join(format!("{:08}.jpg", batch.seq));
             let tmp = d.join(format!(".{:08}.jpg.tmp", batch.seq));
             // Synced (with the rest of the round, in parallel) and renamed to its name by `sync`.
             fs::write(&tmp, image).map_err(io_err(format!("writing {}", tmp.display())))?;
             self.staged.push((tmp, p));
-            self.images.push(d);
+            self.new_entries.insert(d);
         }
         let (csv_len, kind) = {
             let w = self.writer(&batch)?;
             w.write_all(rows.as_bytes()).map_err(io_err("writing rows"))?;
+            self.dirty.insert(key.clone());
             let s = self.sensors.entry(key.clone()).or_insert_with(|| SensorState::new(batch.kind));
             s.csv_len += rows.len() as u64;
             s.seen.insert(batch.seq);
@@ -301,12 +308,26 @@ impl Collector {
     }
 
     /// The CSV writer of a batch's sensor, creating the file (with its header) on first use.
+    /// Creates `d` and any missing parents; each directory made is a new entry in its parent.
+    fn make_dir(&mut self, d: &Path) -> Result<(), CollectError> {
+        if d.is_dir() {
+            return Ok(());
+        }
+        let missing: Vec<PathBuf> = d.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
+        fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        self.new_entries.extend(missing.iter().filter_map(|m| m.parent().map(Path::to_path_buf)));
+        Ok(())
+    }
+
     fn writer(&mut self, batch: &Batch) -> Result<&mut BufWriter<File>, CollectError> {
         let key = (batch.station.clone(), batch.sensor.clone());
         if !self.files.contains_key(&key) {
             let p = csv_path(&self.dir, &batch.station, &batch.sensor);
             if let Some(d) = p.parent() {
-                fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+                self.make_dir(d)?;
+                if !p.exists() {
+                    self.new_entries.insert(d.to_path_buf());
+                }
             }
             let f = OpenOptions::new()
                 .create(true)
@@ -357,26 +378,24 @@ impl Collector {
         if self.pending.is_empty() {
             return Ok(());
         }
-        for w in self.files.values_mut() {
-            w.flush().map_err(io_err("flushing a data file"))?;
-            w.get_ref().sync_data().map_err(io_err("syncing a data file"))?;
+        // Only what this round wrote: every sync is a journal commit the disk waits for, and a van's round
+        // touches a few of the archive's files. All of them at once, which the file system joins.
+        let mut data = Vec::with_capacity(self.dirty.len() + self.staged.len());
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(w) = self.files.get_mut(&key) {
+                w.flush().map_err(io_err("flushing a data file"))?;
+                data.push(csv_path(&self.dir, &key.0, &key.1));
+            }
         }
         // A crash leaves either a temporary file or a whole image under its name.
-        sync_all_files(self.staged.iter().map(|(tmp, _)| tmp.as_path()))?;
+        data.extend(self.staged.iter().map(|(tmp, _)| tmp.clone()));
+        sync_all(&data, false)?;
         for (tmp, p) in std::mem::take(&mut self.staged) {
             fs::rename(&tmp, &p).map_err(io_err(format!("renaming to {}", p.display())))?;
         }
         // New image and CSV files must be findable after a crash, like their contents.
-        let mut dirs: BTreeSet<PathBuf> = std::mem::take(&mut self.images).into_iter().collect();
-        for (station, _) in self.files.keys() {
-            dirs.insert(self.dir.join(safe(station)));
-        }
-        dirs.insert(self.dir.clone());
-        for d in dirs {
-            if let Ok(f) = File::open(&d) {
-                let _ = f.sync_all();
-            }
-        }
+        let dirs: Vec<PathBuf> = std::mem::take(&mut self.new_entries).into_iter().collect();
+        sync_all(&dirs, true)?;
         self.manifest.write_all(&self.pending).map_err(io_err("writing the manifest"))?;
         self.manifest.sync_data().map_err(io_err("syncing the manifest"))?;
         self.pending.clear();
@@ -416,11 +435,11 @@ impl Collector {
     /// Keeps a payload that is not a batch, for someone to look at; synced with the next [`Collector::sync`].
     fn set_aside(&mut self, id: &str, payload: &[u8]) -> Result<(), CollectError> {
         let d = self.dir.join(SET_ASIDE);
-        fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+        self.make_dir(&d)?;
         let p = d.join(format!("{}.bin", safe(id)));
         fs::write(&p, payload).map_err(io_err(format!("writing {}", p.display())))?;
         File::open(&p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))?;
-        self.images.push(d);
+        self.new_entries.insert(d);
         // A payload delivered again after a crash replaces its own file: counted once.
         self.rejected = fs::read_dir(self.dir.join(SET_ASIDE)).map_or(self.rejected, |d| d.count() as u64);
         Ok(())
@@ -489,25 +508,33 @@ fn safe(name: &str) -> String {
 #[cfg(test)]
 mod tests;
 
-/// Syncs the data of `files` from a few threads at once. A van unloads hundreds of stills per round, and the
-/// file system joins syncs that are in flight together into one journal commit, where syncing them one after
-/// another pays a commit each: the archive kept up with half the rate of a single synced stream that way.
-fn sync_all_files<'a>(files: impl Iterator<Item = &'a Path>) -> Result<(), CollectError> {
+/// Syncs `paths` (file data, or whole directories if `dirs`) from a few threads at once. A van unloads
+/// hundreds of stills per round, and the file system joins syncs that are in flight together into one
+/// journal commit, where syncing them one after another pays a commit each: the archive kept up with half
+/// the rate of a single synced stream that way.
+fn sync_all(paths: &[PathBuf], dirs: bool) -> Result<(), CollectError> {
     const THREADS: usize = 8;
-    let files: Vec<&Path> = files.collect();
-    if files.len() <= 1 {
-        return files.iter().try_for_each(|p| sync_file(p));
+    let sync = |p: &PathBuf| -> Result<(), CollectError> {
+        if dirs {
+            // Not every file system can sync a directory; those that cannot keep names in order anyway.
+            let _ = File::open(p).and_then(|f| f.sync_all());
+            return Ok(());
+        }
+        File::open(p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))
+    };
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(sync);
     }
-    let per = files.len().div_ceil(THREADS);
+    let per = paths.len().div_ceil(THREADS);
     std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            files.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|p| sync_file(p)))).collect();
+        let workers: Vec<_> = paths.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync))).collect();
         workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(sync_panicked())))
     })
 }
 
-fn sync_file(p: &Path) -> Result<(), CollectError> {
-    File::open(p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))
+/// The directory holding `dir`, if it has one.
+fn parent_of(dir: &Path) -> Option<PathBuf> {
+    dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf)
 }
 
 fn sync_panicked() -> CollectError {

@@ -243,16 +243,20 @@ async fn main() -> Result<()> {
                 let Ok(batch) = handle.next_deliveries(to.clone(), true, 256).await else { break };
                 let started = Instant::now();
                 let mut c = collector.lock().await;
-                let mut got = Vec::with_capacity(batch.len());
-                for inc in batch {
-                    let id = inc.id.clone();
-                    let ok = match tokio::task::block_in_place(|| inc.into_delivery()) {
-                        Ok(d) => c.add(&d.payload, unix_ms(), None).is_ok(),
-                        Err(_) => false,
-                    };
-                    got.push((id, ok));
-                }
-                let synced = tokio::task::block_in_place(|| c.sync()).is_ok();
+                // Reading payloads and writing files block: the whole round runs off the runtime's workers'
+                // task queue, so the nodes in this process go on meanwhile.
+                let (got, synced) = tokio::task::block_in_place(|| {
+                    let mut got = Vec::with_capacity(batch.len());
+                    for inc in batch {
+                        let id = inc.id.clone();
+                        let ok = match inc.into_delivery() {
+                            Ok(d) => c.add(&d.payload, unix_ms(), None).is_ok(),
+                            Err(_) => false,
+                        };
+                        got.push((id, ok));
+                    }
+                    (got, c.sync().is_ok())
+                });
                 drop(c);
                 let n_ok = got.iter().filter(|(_, ok)| *ok).count() as u64;
                 for (id, ok) in got {
