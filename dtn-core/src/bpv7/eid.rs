@@ -109,7 +109,9 @@ impl Eid {
 }
 
 impl PartialEq for Eid {
-    #[inline]
+    // Always inlined with the rest kept out of line: summaries and the store's indexes compare EIDs tens of
+    // millions of times a simulated day, and a call per comparison cost more than the comparison.
+    #[inline(always)]
     fn eq(&self, o: &Self) -> bool {
         // Two ipn node EIDs (every node of a simulation, most of a deployment): no key to build.
         if let (Eid::Ipn(a), Eid::Ipn(b)) = (self, o)
@@ -118,7 +120,19 @@ impl PartialEq for Eid {
         {
             return (a.fqnn, a.service) == (b.fqnn, b.service);
         }
+        self.eq_slow(o)
+    }
+}
+
+impl Eid {
+    #[inline(never)]
+    fn eq_slow(&self, o: &Self) -> bool {
         self.key() == o.key()
+    }
+
+    #[inline(never)]
+    fn cmp_slow(&self, o: &Self) -> Ordering {
+        self.key().cmp(&o.key())
     }
 }
 impl Eq for Eid {}
@@ -128,12 +142,14 @@ impl Hash for Eid {
     }
 }
 impl PartialOrd for Eid {
+    #[inline(always)]
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
 impl Ord for Eid {
-    #[inline]
+    // Inlined for the same reason as `eq`.
+    #[inline(always)]
     fn cmp(&self, o: &Self) -> Ordering {
         // The same order as the keys', without building them for the commonest pair.
         if let (Eid::Ipn(a), Eid::Ipn(b)) = (self, o)
@@ -142,7 +158,7 @@ impl Ord for Eid {
         {
             return (a.fqnn, a.service).cmp(&(b.fqnn, b.service));
         }
-        self.key().cmp(&o.key())
+        self.cmp_slow(o)
     }
 }
 
