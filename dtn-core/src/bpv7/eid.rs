@@ -345,6 +345,13 @@ impl Eid {
     /// Decodes one EID from the reader. `field` names the EID in errors.
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str, max_len: usize) -> Result<Eid> {
         let start = r.pos();
+        // Nearly every EID a node reads (sources in every summary, every bundle's EIDs) is a two-element ipn
+        // one: read it without the general path's dispatch. Anything else, malformed input included, takes
+        // the general path, which reads these the same way.
+        if let Some((eid, len)) = ipn_two_element(&r.input()[start..]) {
+            r.set_pos(start + len);
+            return Ok(eid);
+        }
         let eid_err = |at: usize, source: EidError| DecodeError::new(at, ErrorKind::Eid { field, source });
         // Structural errors below keep truncation as truncation (more input may fix it), anything else
         // becomes an error about this EID.
@@ -419,6 +426,34 @@ impl Eid {
         r.close(n, "the end of an EID array").map_err(|e| shape(e, EidError::BadShape))?;
         Ok(eid)
     }
+}
+
+/// `[2, [a, b]]` with definite lengths, as `ipn:a.b`, and the bytes it took; `None` for anything else.
+#[inline]
+fn ipn_two_element(b: &[u8]) -> Option<(Eid, usize)> {
+    let [0x82, 0x02, 0x82, rest @ ..] = b else { return None };
+    let (fqnn, n1) = small_uint(rest)?;
+    let (service, n2) = small_uint(&rest[n1..])?;
+    Some((Eid::Ipn(IpnEid { fqnn, service, form: IpnForm::TwoElement }), 3 + n1 + n2))
+}
+
+/// A CBOR unsigned integer at the start of `b` and its length.
+#[inline]
+fn small_uint(b: &[u8]) -> Option<(u64, usize)> {
+    let &ib = b.first()?;
+    if ib >> 5 != MAJOR_UINT {
+        return None;
+    }
+    let n = match ib & 0x1f {
+        v @ 0..=23 => return Some((u64::from(v), 1)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let v = b.get(1..1 + n)?.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    Some((v, 1 + n))
 }
 
 /// Parses a decimal number strictly: digits only, no sign, no leading zeros.
