@@ -676,7 +676,8 @@ impl BundleStore for MemStore {
 
     fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
         let inner = lock(&self.inner);
-        let mut out = Vec::new();
+        // Every run and fragment listed is at least one bundle (if stored): room for that many at once.
+        let mut out = Vec::with_capacity(want.run_count().min(inner.entries.len()));
         inner.select_in(want, usize::MAX, |id, a, p| out.push((p, a, id.clone())));
         Ok(out)
     }

@@ -157,6 +157,17 @@ impl RangeSet {
         RangeSet { runs: out }
     }
 
+    /// Whether every value here is in `other`.
+    fn is_subset(&self, other: &RangeSet) -> bool {
+        let mut i = 0;
+        self.runs.iter().all(|&(s, e)| {
+            while i < other.runs.len() && other.runs[i].1 < s {
+                i += 1;
+            }
+            other.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
+        })
+    }
+
     /// Adds every value in `other`: a merge of the two run lists, or single inserts when `other` is much
     /// smaller.
     pub fn union_with(&mut self, other: &RangeSet) {
@@ -174,14 +185,7 @@ impl RangeSet {
             return;
         }
         // Usually the other side tells nothing new: find that out without building anything.
-        let mut i = 0;
-        let covered = other.runs.iter().all(|&(s, e)| {
-            while i < self.runs.len() && self.runs[i].1 < s {
-                i += 1;
-            }
-            self.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
-        });
-        if covered {
+        if other.is_subset(self) {
             return;
         }
         let mut out = Runs::with_capacity(self.runs.len() + other.runs.len());
@@ -311,14 +315,7 @@ impl FragmentSet {
             }
             return;
         }
-        let mut i = 0;
-        let covered = other.items.iter().all(|f| {
-            while i < self.items.len() && self.items[i] < *f {
-                i += 1;
-            }
-            self.items.get(i) == Some(f)
-        });
-        if covered {
+        if other.is_subset(self) {
             return;
         }
         let mut out = Vec::with_capacity(self.items.len() + other.items.len());
@@ -344,6 +341,17 @@ impl FragmentSet {
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
         self.items = out;
+    }
+
+    /// Whether every fragment here is in `other`.
+    fn is_subset(&self, other: &FragmentSet) -> bool {
+        let mut i = 0;
+        self.items.iter().all(|f| {
+            while i < other.items.len() && other.items[i] < *f {
+                i += 1;
+            }
+            other.items.get(i) == Some(f)
+        })
     }
 
     /// A set from fragments in any order, repeats dropped.
@@ -395,9 +403,20 @@ impl SourceSummary {
         self.fragments.union_with(&other.fragments);
     }
 
+    /// Whether every entry here is in `other`.
+    fn is_subset(&self, other: &SourceSummary) -> bool {
+        self.unique_seq.is_subset(&other.unique_seq)
+            && self.by_time.iter().all(|(t, set)| other.by_time.get(t).is_some_and(|o| set.is_subset(o)))
+            && self.fragments.is_subset(&other.fragments)
+    }
+
     /// The entries in `self` and in none of `others`.
     fn difference_all(&self, others: &[&SourceSummary]) -> SourceSummary {
         let Some((first, rest)) = others.split_first() else { return self.clone() };
+        // Usually one side holds all of it ("what was stored since the hello": nothing): nothing to build.
+        if others.iter().any(|o| self.is_subset(o)) {
+            return SourceSummary::default();
+        }
         let mut unique_seq = self.unique_seq.difference(&first.unique_seq);
         for o in rest {
             if unique_seq.is_empty() {
@@ -661,7 +680,7 @@ impl Summary {
         let theirs = &other.sources.entries;
         let mut j = 0;
         let mut out = Vec::new();
-        for (eid, mine) in &self.sources.entries {
+        for (i, (eid, mine)) in self.sources.entries.iter().enumerate() {
             while j < theirs.len() && theirs[j].0 < *eid {
                 j += 1;
             }
@@ -670,6 +689,10 @@ impl Summary {
                 _ => mine.clone(),
             };
             if !d.is_empty() {
+                // Room for every source left at the first one kept, rather than growing a step at a time.
+                if out.is_empty() {
+                    out.reserve(self.sources.len() - i);
+                }
                 out.push((eid.clone(), d));
             }
         }
@@ -845,7 +868,19 @@ impl Summary {
 
     /// The binary form in a fresh vector.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16 + self.run_count() * 4);
+        // Enough for the usual case, so that encoding does not grow it: a source's EID and three counts take
+        // about 8 bytes, a run two varints, a fragment four (its creation time alone six or so).
+        let size: usize = self
+            .sources
+            .entries
+            .iter()
+            .map(|(_, s)| {
+                8 + 4 * s.unique_seq.run_count()
+                    + s.by_time.values().map(|set| 8 + 4 * set.run_count()).sum::<usize>()
+                    + 16 * s.fragments.len()
+            })
+            .sum();
+        let mut v = Vec::with_capacity(2 + size);
         self.encode(&mut v);
         v
     }
