@@ -685,6 +685,8 @@ impl Summary {
                 j += 1;
             }
             let d = match theirs.get(j) {
+                // The other side holds all of it: nothing to build (and drop).
+                Some((e, t)) if e == eid && mine.is_subset(t) => continue,
                 Some((e, t)) if e == eid => mine.difference(t),
                 _ => mine.clone(),
             };
