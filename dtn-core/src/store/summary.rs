@@ -571,6 +571,12 @@ impl Sources {
         self.entries.insert(i, (eid, s));
     }
 
+    /// Adds a source known to sort after every other here.
+    fn push(&mut self, eid: Eid, s: SourceSummary) {
+        self.keys.push(order_key(&eid));
+        self.entries.push((eid, s));
+    }
+
     fn get_or_default(&mut self, eid: &Eid) -> &mut SourceSummary {
         let i = match self.find(eid) {
             Ok(i) => i,
@@ -914,7 +920,8 @@ impl Summary {
             r.pos += used;
             // Every other spelling of an EID (a longer head, an indefinite length) is longer than the shortest
             // one, which is what encoding writes: the length alone tells, without encoding it again.
-            if eid.encoded_len() != used || out.sources.entries.last().is_some_and(|(last, _)| *last >= eid) {
+            let in_order = out.sources.entries.last().is_none_or(|(last, _)| *last < eid);
+            if eid.encoded_len() != used || !in_order {
                 r.loose = true;
             }
             let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
@@ -942,7 +949,13 @@ impl Summary {
                 r.loose = true;
             }
             s.fragments = FragmentSet::from_unsorted(list);
-            if s.is_empty() || !out.sources.insert_new(eid, s) {
+            // In order (as canonical input always is), a source goes at the end, with no search.
+            if s.is_empty() {
+                return Err(SummaryError::Malformed(r.pos));
+            }
+            if in_order {
+                out.sources.push(eid, s);
+            } else if !out.sources.insert_new(eid, s) {
                 return Err(SummaryError::Malformed(r.pos));
             }
         }
@@ -970,11 +983,20 @@ pub enum SummaryError {
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
     }
-    out.push(v as u8);
+    // Written whole rather than a byte at a time: fragment entries are mostly multi-byte numbers.
+    let mut buf = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 /// Runs as (gap from the previous run's end, length - 1) pairs, so dense sets cost a few bytes per run.
