@@ -286,6 +286,17 @@ impl Eid {
 
     /// Appends the CBOR encoding (definite-length, shortest form).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        // The commonest EID, written in one piece: every summary lists its sources this way.
+        if let Eid::Ipn(i) = self
+            && i.form == IpnForm::TwoElement
+        {
+            let mut buf = [0x82, SCHEME_IPN as u8, 0x82, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut n = 3;
+            n += put_uint(&mut buf[n..], i.fqnn);
+            n += put_uint(&mut buf[n..], i.service);
+            out.extend_from_slice(&buf[..n]);
+            return;
+        }
         write_head(out, MAJOR_ARRAY, 2);
         match self {
             Eid::Null => {
@@ -435,6 +446,25 @@ fn ipn_two_element(b: &[u8]) -> Option<(Eid, usize)> {
     let (fqnn, n1) = small_uint(rest)?;
     let (service, n2) = small_uint(&rest[n1..])?;
     Some((Eid::Ipn(IpnEid { fqnn, service, form: IpnForm::TwoElement }), 3 + n1 + n2))
+}
+
+/// Writes `v` as a shortest CBOR unsigned integer at the start of `buf` (at least 9 bytes); returns its length.
+#[inline]
+fn put_uint(buf: &mut [u8], v: u64) -> usize {
+    let n = head_len(v);
+    if n == 1 {
+        buf[0] = v as u8;
+    } else {
+        let (ai, w) = match n {
+            2 => (24, 1),
+            3 => (25, 2),
+            5 => (26, 4),
+            _ => (27, 8),
+        };
+        buf[0] = (MAJOR_UINT << 5) | ai;
+        buf[1..=w].copy_from_slice(&v.to_be_bytes()[8 - w..]);
+    }
+    n
 }
 
 /// A CBOR unsigned integer at the start of `b` and its length.

@@ -983,20 +983,11 @@ pub enum SummaryError {
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
-    }
-    // Written whole rather than a byte at a time: fragment entries are mostly multi-byte numbers.
-    let mut buf = [0u8; 10];
-    let mut n = 0;
     while v >= 0x80 {
-        buf[n] = (v as u8) | 0x80;
+        out.push((v as u8) | 0x80);
         v >>= 7;
-        n += 1;
     }
-    buf[n] = v as u8;
-    out.extend_from_slice(&buf[..=n]);
+    out.push(v as u8);
 }
 
 /// Runs as (gap from the previous run's end, length - 1) pairs, so dense sets cost a few bytes per run.
