@@ -109,7 +109,9 @@ impl Eid {
 }
 
 impl PartialEq for Eid {
-    #[inline]
+    // Always inlined with the rest kept out of line: summaries and the store's indexes compare EIDs tens of
+    // millions of times a simulated day, and a call per comparison cost more than the comparison.
+    #[inline(always)]
     fn eq(&self, o: &Self) -> bool {
         // Two ipn node EIDs (every node of a simulation, most of a deployment): no key to build.
         if let (Eid::Ipn(a), Eid::Ipn(b)) = (self, o)
@@ -118,7 +120,19 @@ impl PartialEq for Eid {
         {
             return (a.fqnn, a.service) == (b.fqnn, b.service);
         }
+        self.eq_slow(o)
+    }
+}
+
+impl Eid {
+    #[inline(never)]
+    fn eq_slow(&self, o: &Self) -> bool {
         self.key() == o.key()
+    }
+
+    #[inline(never)]
+    fn cmp_slow(&self, o: &Self) -> Ordering {
+        self.key().cmp(&o.key())
     }
 }
 impl Eq for Eid {}
@@ -128,12 +142,14 @@ impl Hash for Eid {
     }
 }
 impl PartialOrd for Eid {
+    #[inline(always)]
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
 impl Ord for Eid {
-    #[inline]
+    // Inlined for the same reason as `eq`.
+    #[inline(always)]
     fn cmp(&self, o: &Self) -> Ordering {
         // The same order as the keys', without building them for the commonest pair.
         if let (Eid::Ipn(a), Eid::Ipn(b)) = (self, o)
@@ -142,7 +158,7 @@ impl Ord for Eid {
         {
             return (a.fqnn, a.service).cmp(&(b.fqnn, b.service));
         }
-        self.key().cmp(&o.key())
+        self.cmp_slow(o)
     }
 }
 
@@ -270,6 +286,17 @@ impl Eid {
 
     /// Appends the CBOR encoding (definite-length, shortest form).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        // The commonest EID, written in one piece: every summary lists its sources this way.
+        if let Eid::Ipn(i) = self
+            && i.form == IpnForm::TwoElement
+        {
+            let mut buf = [0x82, SCHEME_IPN as u8, 0x82, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut n = 3;
+            n += put_uint(&mut buf[n..], i.fqnn);
+            n += put_uint(&mut buf[n..], i.service);
+            out.extend_from_slice(&buf[..n]);
+            return;
+        }
         write_head(out, MAJOR_ARRAY, 2);
         match self {
             Eid::Null => {
@@ -329,6 +356,13 @@ impl Eid {
     /// Decodes one EID from the reader. `field` names the EID in errors.
     pub(crate) fn decode(r: &mut Reader<'_>, field: &'static str, max_len: usize) -> Result<Eid> {
         let start = r.pos();
+        // Nearly every EID a node reads (sources in every summary, every bundle's EIDs) is a two-element ipn
+        // one: read it without the general path's dispatch. Anything else, malformed input included, takes
+        // the general path, which reads these the same way.
+        if let Some((eid, len)) = ipn_two_element(&r.input()[start..]) {
+            r.set_pos(start + len);
+            return Ok(eid);
+        }
         let eid_err = |at: usize, source: EidError| DecodeError::new(at, ErrorKind::Eid { field, source });
         // Structural errors below keep truncation as truncation (more input may fix it), anything else
         // becomes an error about this EID.
@@ -403,6 +437,53 @@ impl Eid {
         r.close(n, "the end of an EID array").map_err(|e| shape(e, EidError::BadShape))?;
         Ok(eid)
     }
+}
+
+/// `[2, [a, b]]` with definite lengths, as `ipn:a.b`, and the bytes it took; `None` for anything else.
+#[inline]
+fn ipn_two_element(b: &[u8]) -> Option<(Eid, usize)> {
+    let [0x82, 0x02, 0x82, rest @ ..] = b else { return None };
+    let (fqnn, n1) = small_uint(rest)?;
+    let (service, n2) = small_uint(&rest[n1..])?;
+    Some((Eid::Ipn(IpnEid { fqnn, service, form: IpnForm::TwoElement }), 3 + n1 + n2))
+}
+
+/// Writes `v` as a shortest CBOR unsigned integer at the start of `buf` (at least 9 bytes); returns its length.
+#[inline]
+fn put_uint(buf: &mut [u8], v: u64) -> usize {
+    let n = head_len(v);
+    if n == 1 {
+        buf[0] = v as u8;
+    } else {
+        let (ai, w) = match n {
+            2 => (24, 1),
+            3 => (25, 2),
+            5 => (26, 4),
+            _ => (27, 8),
+        };
+        buf[0] = (MAJOR_UINT << 5) | ai;
+        buf[1..=w].copy_from_slice(&v.to_be_bytes()[8 - w..]);
+    }
+    n
+}
+
+/// A CBOR unsigned integer at the start of `b` and its length.
+#[inline]
+fn small_uint(b: &[u8]) -> Option<(u64, usize)> {
+    let &ib = b.first()?;
+    if ib >> 5 != MAJOR_UINT {
+        return None;
+    }
+    let n = match ib & 0x1f {
+        v @ 0..=23 => return Some((u64::from(v), 1)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let v = b.get(1..1 + n)?.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    Some((v, 1 + n))
 }
 
 /// Parses a decimal number strictly: digits only, no sign, no leading zeros.

@@ -1,7 +1,7 @@
 //! Contacts: the hello exchange, the per-contact priority queue, transmissions and their outcomes.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use super::ingest::TRUSTED;
 use super::{After, Engine, ReportTo, StatusKind, Timer, keys};
@@ -48,34 +48,31 @@ impl Contact {
     }
 }
 
-/// A contact's bundles to offer, most urgent first: an ordered set of (priority, arrival, ID). A sorted vector,
-/// last entry first: it is built whole when the contact becomes ready (everything the peer lacks, a few dozen
-/// bundles), most of it is still there when the contact ends, and a vector is one allocation to build and drop
-/// where a tree is several.
+/// A contact's bundles to offer, most urgent first: an ordered set of (priority, arrival, ID). A binary heap
+/// with the most urgent entry on top: it is built whole when the contact becomes ready (everything the peer
+/// lacks, a few dozen bundles), most of it is still there when the contact ends, and a heap is built in one
+/// linear pass where sorting (the vector this was before) moved each hundred-byte entry several times. An
+/// entry queued twice is taken once: its copies come off the heap together.
 #[derive(Debug, Default)]
 struct Queue {
-    /// Descending, so the most urgent entry is the last.
-    items: Vec<(Reverse<Priority>, u64, BundleId)>,
+    items: BinaryHeap<Reverse<(Reverse<Priority>, u64, BundleId)>>,
 }
 
 impl Queue {
     fn insert(&mut self, k: (Reverse<Priority>, u64, BundleId)) {
-        // Position in descending order; an entry already there stays once.
-        if let Err(i) = self.items.binary_search_by(|x| k.cmp(x)) {
-            self.items.insert(i, k);
-        }
+        self.items.push(Reverse(k));
     }
 
     fn extend(&mut self, keys: impl IntoIterator<Item = (Reverse<Priority>, u64, BundleId)>) {
-        // Appended and sorted once (a merge of two sorted runs when the queue was not empty), not inserted
-        // one by one: many keys into a long queue would move it once each.
-        self.items.extend(keys);
-        self.items.sort_by(|a, b| b.cmp(a));
-        self.items.dedup();
+        self.items.extend(keys.into_iter().map(Reverse));
     }
 
     fn pop_first(&mut self) -> Option<(Reverse<Priority>, u64, BundleId)> {
-        self.items.pop()
+        let Reverse(first) = self.items.pop()?;
+        while self.items.peek().is_some_and(|Reverse(k)| *k == first) {
+            self.items.pop();
+        }
+        Some(first)
     }
 }
 

@@ -276,10 +276,12 @@ impl Inner {
             true
         };
         for (src, s) in want.sources() {
+            // Ranges open at the top, ended by hand: a closed range searches the tree for both ends.
             for r in s.unique_seq.runs() {
-                for (id, a, p) in
-                    self.unique_seq.range((src.clone(), *r.start())..=(src.clone(), *r.end())).map(|(_, v)| v)
-                {
+                for ((source, seq), (id, a, p)) in self.unique_seq.range((src.clone(), *r.start())..) {
+                    if source != src || seq > r.end() {
+                        break;
+                    }
                     if !take(id, *a, *p) {
                         return;
                     }
@@ -311,14 +313,14 @@ impl Inner {
             // Fragments are most of what a busy node holds (every cut transfer leaves two): rather than look
             // each one up, walk the stored IDs between the first and the last wanted, which sort the same way.
             let mut frags = s.fragments.iter().peekable();
-            let (Some(&&(t0, q0, o0, l0)), Some(&(t1, q1, o1, l1))) = (frags.peek(), s.fragments.iter().last()) else {
-                continue;
-            };
+            let Some(&&(t0, q0, o0, l0)) = frags.peek() else { continue };
             let lo =
                 BundleId { source: src.clone(), creation: CreationTimestamp::new(t0, q0), fragment: Some((o0, l0)) };
-            let hi =
-                BundleId { source: src.clone(), creation: CreationTimestamp::new(t1, q1), fragment: Some((o1, l1)) };
-            for (id, (a, p)) in self.bundles.range(lo..=hi) {
+            // Until every wanted fragment is found or passed (the last wanted is the top of the walk).
+            for (id, (a, p)) in self.bundles.range(lo..) {
+                if frags.peek().is_none() || id.source != *src {
+                    break;
+                }
                 let Some((off, len)) = id.fragment else { continue };
                 let key = (id.creation.time.0, id.creation.sequence, off, len);
                 while frags.next_if(|&&f| f < key).is_some() {}
@@ -676,7 +678,8 @@ impl BundleStore for MemStore {
 
     fn select_keys(&self, want: &Summary) -> Result<Vec<(Priority, u64, BundleId)>> {
         let inner = lock(&self.inner);
-        let mut out = Vec::new();
+        // Every run and fragment listed is at least one bundle (if stored): room for that many at once.
+        let mut out = Vec::with_capacity(want.run_count().min(inner.entries.len()));
         inner.select_in(want, usize::MAX, |id, a, p| out.push((p, a, id.clone())));
         Ok(out)
     }

@@ -157,6 +157,17 @@ impl RangeSet {
         RangeSet { runs: out }
     }
 
+    /// Whether every value here is in `other`.
+    fn is_subset(&self, other: &RangeSet) -> bool {
+        let mut i = 0;
+        self.runs.iter().all(|&(s, e)| {
+            while i < other.runs.len() && other.runs[i].1 < s {
+                i += 1;
+            }
+            other.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
+        })
+    }
+
     /// Adds every value in `other`: a merge of the two run lists, or single inserts when `other` is much
     /// smaller.
     pub fn union_with(&mut self, other: &RangeSet) {
@@ -174,14 +185,7 @@ impl RangeSet {
             return;
         }
         // Usually the other side tells nothing new: find that out without building anything.
-        let mut i = 0;
-        let covered = other.runs.iter().all(|&(s, e)| {
-            while i < self.runs.len() && self.runs[i].1 < s {
-                i += 1;
-            }
-            self.runs.get(i).is_some_and(|&(a, b)| a <= s && b >= e)
-        });
-        if covered {
+        if other.is_subset(self) {
             return;
         }
         let mut out = Runs::with_capacity(self.runs.len() + other.runs.len());
@@ -311,14 +315,7 @@ impl FragmentSet {
             }
             return;
         }
-        let mut i = 0;
-        let covered = other.items.iter().all(|f| {
-            while i < self.items.len() && self.items[i] < *f {
-                i += 1;
-            }
-            self.items.get(i) == Some(f)
-        });
-        if covered {
+        if other.is_subset(self) {
             return;
         }
         let mut out = Vec::with_capacity(self.items.len() + other.items.len());
@@ -344,6 +341,17 @@ impl FragmentSet {
         out.extend_from_slice(&a[i..]);
         out.extend_from_slice(&b[j..]);
         self.items = out;
+    }
+
+    /// Whether every fragment here is in `other`.
+    fn is_subset(&self, other: &FragmentSet) -> bool {
+        let mut i = 0;
+        self.items.iter().all(|f| {
+            while i < other.items.len() && other.items[i] < *f {
+                i += 1;
+            }
+            other.items.get(i) == Some(f)
+        })
     }
 
     /// A set from fragments in any order, repeats dropped.
@@ -395,9 +403,20 @@ impl SourceSummary {
         self.fragments.union_with(&other.fragments);
     }
 
+    /// Whether every entry here is in `other`.
+    fn is_subset(&self, other: &SourceSummary) -> bool {
+        self.unique_seq.is_subset(&other.unique_seq)
+            && self.by_time.iter().all(|(t, set)| other.by_time.get(t).is_some_and(|o| set.is_subset(o)))
+            && self.fragments.is_subset(&other.fragments)
+    }
+
     /// The entries in `self` and in none of `others`.
     fn difference_all(&self, others: &[&SourceSummary]) -> SourceSummary {
         let Some((first, rest)) = others.split_first() else { return self.clone() };
+        // Usually one side holds all of it ("what was stored since the hello": nothing): nothing to build.
+        if others.iter().any(|o| self.is_subset(o)) {
+            return SourceSummary::default();
+        }
         let mut unique_seq = self.unique_seq.difference(&first.unique_seq);
         for o in rest {
             if unique_seq.is_empty() {
@@ -492,37 +511,81 @@ pub struct Summary {
 /// A summary's per-source entries, sorted by EID. A summary has at most a few hundred sources, and every hello
 /// copies, subtracts and merges several: as one sorted vector that is one allocation to copy, and union and
 /// difference walk both sides once instead of searching a tree for every source.
+///
+/// Beside the entries, each one's [`order_key`] in a dense vector of its own: finding a source (for every
+/// bundle offered, checked or stored) binary-searches eight-byte keys instead of hundred-byte entries, and
+/// compares whole EIDs only where keys are equal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Sources(Vec<(Eid, SourceSummary)>);
+struct Sources {
+    entries: Vec<(Eid, SourceSummary)>,
+    keys: Vec<u64>,
+}
+
+/// A number that orders EIDs as they order, except that different EIDs may share one: `order_key(a) <
+/// order_key(b)` implies `a < b`. An ipn node's is its node number, so every source of a network of ipn nodes has
+/// its own; the null endpoint and dtn EIDs (which sort before ipn) share 0, other schemes (after) `u64::MAX`.
+fn order_key(eid: &Eid) -> u64 {
+    match eid {
+        Eid::Null | Eid::Dtn(_) => 0,
+        Eid::Ipn(i) => i.fqnn,
+        Eid::Unknown(_) => u64::MAX,
+    }
+}
 
 impl Sources {
+    /// Entries already sorted by EID, each once.
+    fn from_sorted(entries: Vec<(Eid, SourceSummary)>) -> Sources {
+        let keys = entries.iter().map(|(e, _)| order_key(e)).collect();
+        Sources { entries, keys }
+    }
+
     /// Where `eid` is, or would go.
     fn find(&self, eid: &Eid) -> Result<usize, usize> {
+        let k = order_key(eid);
         // Sources often arrive in order (decoding, building from a sorted walk): try the end first.
-        match self.0.last() {
-            Some((last, _)) if last < eid => Err(self.0.len()),
-            None => Err(0),
-            _ => self.0.binary_search_by(|(e, _)| e.cmp(eid)),
+        let mut i = match self.keys.last() {
+            None => return Err(0),
+            Some(&last) if last < k => return Err(self.keys.len()),
+            Some(_) => self.keys.partition_point(|&x| x < k),
+        };
+        while i < self.keys.len() && self.keys[i] == k {
+            match self.entries[i].0.cmp(eid) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Equal => return Ok(i),
+                std::cmp::Ordering::Greater => break,
+            }
         }
+        Err(i)
     }
 
     fn get(&self, eid: &Eid) -> Option<&SourceSummary> {
-        self.find(eid).ok().map(|i| &self.0[i].1)
+        self.find(eid).ok().map(|i| &self.entries[i].1)
     }
 
     fn get_mut(&mut self, eid: &Eid) -> Option<&mut SourceSummary> {
-        self.find(eid).ok().map(|i| &mut self.0[i].1)
+        self.find(eid).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    fn insert_at(&mut self, i: usize, eid: Eid, s: SourceSummary) {
+        self.keys.insert(i, order_key(&eid));
+        self.entries.insert(i, (eid, s));
+    }
+
+    /// Adds a source known to sort after every other here.
+    fn push(&mut self, eid: Eid, s: SourceSummary) {
+        self.keys.push(order_key(&eid));
+        self.entries.push((eid, s));
     }
 
     fn get_or_default(&mut self, eid: &Eid) -> &mut SourceSummary {
         let i = match self.find(eid) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (eid.clone(), SourceSummary::default()));
+                self.insert_at(i, eid.clone(), SourceSummary::default());
                 i
             }
         };
-        &mut self.0[i].1
+        &mut self.entries[i].1
     }
 
     /// Adds a source; false (and nothing changed) if it is there already.
@@ -530,7 +593,7 @@ impl Sources {
         match self.find(&eid) {
             Ok(_) => false,
             Err(i) => {
-                self.0.insert(i, (eid, s));
+                self.insert_at(i, eid, s);
                 true
             }
         }
@@ -538,20 +601,28 @@ impl Sources {
 
     fn remove(&mut self, eid: &Eid) {
         if let Ok(i) = self.find(eid) {
-            self.0.remove(i);
+            self.keys.remove(i);
+            self.entries.remove(i);
         }
     }
 
+    /// Keeps the entries `f` returns true for (and may change).
+    fn retain_mut(&mut self, mut f: impl FnMut(&Eid, &mut SourceSummary) -> bool) {
+        self.entries.retain_mut(|(e, s)| f(e, s));
+        self.keys.clear();
+        self.keys.extend(self.entries.iter().map(|(e, _)| order_key(e)));
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&Eid, &SourceSummary)> {
-        self.0.iter().map(|(e, s)| (e, s))
+        self.entries.iter().map(|(e, s)| (e, s))
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -612,22 +683,28 @@ impl Summary {
         if other.is_empty() {
             return self.clone();
         }
-        let theirs = &other.sources.0;
+        let theirs = &other.sources.entries;
         let mut j = 0;
         let mut out = Vec::new();
-        for (eid, mine) in &self.sources.0 {
+        for (i, (eid, mine)) in self.sources.entries.iter().enumerate() {
             while j < theirs.len() && theirs[j].0 < *eid {
                 j += 1;
             }
             let d = match theirs.get(j) {
+                // The other side holds all of it: nothing to build (and drop).
+                Some((e, t)) if e == eid && mine.is_subset(t) => continue,
                 Some((e, t)) if e == eid => mine.difference(t),
                 _ => mine.clone(),
             };
             if !d.is_empty() {
+                // Room for every source left at the first one kept, rather than growing a step at a time.
+                if out.is_empty() {
+                    out.reserve(self.sources.len() - i);
+                }
                 out.push((eid.clone(), d));
             }
         }
-        Summary { sources: Sources(out) }
+        Summary { sources: Sources::from_sorted(out) }
     }
 
     /// The IDs in `self` and in none of `others`: `a.difference(b).difference(c)` without the summary in
@@ -637,10 +714,10 @@ impl Summary {
         let mut theirs = Vec::with_capacity(others.len());
         // One cursor per other summary, each only moving forward.
         let mut at = vec![0usize; others.len()];
-        for (eid, mine) in &self.sources.0 {
+        for (eid, mine) in &self.sources.entries {
             theirs.clear();
             for (o, j) in others.iter().zip(at.iter_mut()) {
-                let v = &o.sources.0;
+                let v = &o.sources.entries;
                 while *j < v.len() && v[*j].0 < *eid {
                     *j += 1;
                 }
@@ -655,7 +732,7 @@ impl Summary {
                 out.push((eid.clone(), d));
             }
         }
-        Summary { sources: Sources(out) }
+        Summary { sources: Sources::from_sorted(out) }
     }
 
     /// Adds everything in `other`.
@@ -674,9 +751,9 @@ impl Summary {
             }
             return;
         }
-        let mine = std::mem::take(&mut self.sources.0);
+        let mine = std::mem::take(&mut self.sources.entries);
         let mut out = Vec::with_capacity(mine.len().max(other.sources.len()));
-        let mut theirs = other.sources.0.iter().peekable();
+        let mut theirs = other.sources.entries.iter().peekable();
         for (eid, mut s) in mine {
             while let Some((e, t)) = theirs.next_if(|(e, _)| *e < eid) {
                 out.push((e.clone(), t.clone()));
@@ -687,7 +764,7 @@ impl Summary {
             out.push((eid, s));
         }
         out.extend(theirs.map(|(e, t)| (e.clone(), t.clone())));
-        self.sources.0 = out;
+        self.sources = Sources::from_sorted(out);
     }
 
     /// Adds everything in `other`, taking over what `self` lacks instead of copying it.
@@ -700,17 +777,17 @@ impl Summary {
             return;
         }
         if other.sources.len() * 8 <= self.sources.len() {
-            for (eid, theirs) in other.sources.0 {
+            for (eid, theirs) in other.sources.entries {
                 match self.sources.find(&eid) {
-                    Ok(i) => self.sources.0[i].1.union_with(&theirs),
-                    Err(i) => self.sources.0.insert(i, (eid, theirs)),
+                    Ok(i) => self.sources.entries[i].1.union_with(&theirs),
+                    Err(i) => self.sources.insert_at(i, eid, theirs),
                 }
             }
             return;
         }
-        let mine = std::mem::take(&mut self.sources.0);
+        let mine = std::mem::take(&mut self.sources.entries);
         let mut out = Vec::with_capacity(mine.len().max(other.sources.len()));
-        let mut theirs = other.sources.0.into_iter().peekable();
+        let mut theirs = other.sources.entries.into_iter().peekable();
         for (eid, mut s) in mine {
             while let Some(t) = theirs.next_if(|(e, _)| *e < eid) {
                 out.push(t);
@@ -721,7 +798,7 @@ impl Summary {
             out.push((eid, s));
         }
         out.extend(theirs);
-        self.sources.0 = out;
+        self.sources = Sources::from_sorted(out);
     }
 
     /// Drops the fragment IDs whose whole bundle is listed too, here or in one of `also`. Whoever reads a
@@ -734,7 +811,7 @@ impl Summary {
             unique_seq.contains(q) || by_time.get(&t).is_some_and(|set| set.contains(q))
         };
         let mut others = Vec::with_capacity(also.len());
-        self.sources.0.retain_mut(|(eid, src)| {
+        self.sources.retain_mut(|eid, src| {
             if src.fragments.is_empty() {
                 return true;
             }
@@ -766,7 +843,7 @@ impl Summary {
 
     /// Number of runs and fragment entries: the summary's size, whatever the number of bundles.
     pub fn run_count(&self) -> usize {
-        self.sources.0.iter().map(|(_, s)| s.run_count()).sum()
+        self.sources.entries.iter().map(|(_, s)| s.run_count()).sum()
     }
 
     /// Whether the summary is empty.
@@ -778,7 +855,7 @@ impl Summary {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(SUMMARY_FORMAT);
         varint(out, self.sources.len() as u64);
-        for (eid, s) in &self.sources.0 {
+        for (eid, s) in &self.sources.entries {
             eid.encode(out);
             encode_runs(out, &s.unique_seq);
             varint(out, s.by_time.len() as u64);
@@ -799,7 +876,19 @@ impl Summary {
 
     /// The binary form in a fresh vector.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16 + self.run_count() * 4);
+        // Enough for the usual case, so that encoding does not grow it: a source's EID and three counts take
+        // about 8 bytes, a run two varints, a fragment four (its creation time alone six or so).
+        let size: usize = self
+            .sources
+            .entries
+            .iter()
+            .map(|(_, s)| {
+                8 + 4 * s.unique_seq.run_count()
+                    + s.by_time.values().map(|set| 8 + 4 * set.run_count()).sum::<usize>()
+                    + 16 * s.fragments.len()
+            })
+            .sum();
+        let mut v = Vec::with_capacity(2 + size);
         self.encode(&mut v);
         v
     }
@@ -821,15 +910,18 @@ impl Summary {
             return Err(SummaryError::Version(version));
         }
         let mut out = Summary::new();
-        let mut scratch = Vec::new();
         let n = r.count()?;
+        // Each source takes at least four bytes (an EID of three, then counts).
+        let cap = n.min(r.input.len() / 4);
+        out.sources.entries.reserve_exact(cap);
+        out.sources.keys.reserve_exact(cap);
         for _ in 0..n {
-            let at = r.pos;
             let (eid, used) = Eid::decode_prefix(&input[r.pos..]).map_err(|_| SummaryError::Malformed(r.pos))?;
             r.pos += used;
-            scratch.clear();
-            eid.encode(&mut scratch);
-            if scratch[..] != input[at..r.pos] || out.sources.0.last().is_some_and(|(last, _)| *last >= eid) {
+            // Every other spelling of an EID (a longer head, an indefinite length) is longer than the shortest
+            // one, which is what encoding writes: the length alone tells, without encoding it again.
+            let in_order = out.sources.entries.last().is_none_or(|(last, _)| *last < eid);
+            if eid.encoded_len() != used || !in_order {
                 r.loose = true;
             }
             let mut s = SourceSummary { unique_seq: decode_runs(&mut r)?, ..Default::default() };
@@ -857,7 +949,13 @@ impl Summary {
                 r.loose = true;
             }
             s.fragments = FragmentSet::from_unsorted(list);
-            if s.is_empty() || !out.sources.insert_new(eid, s) {
+            // In order (as canonical input always is), a source goes at the end, with no search.
+            if s.is_empty() {
+                return Err(SummaryError::Malformed(r.pos));
+            }
+            if in_order {
+                out.sources.push(eid, s);
+            } else if !out.sources.insert_new(eid, s) {
                 return Err(SummaryError::Malformed(r.pos));
             }
         }
