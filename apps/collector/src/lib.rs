@@ -150,8 +150,10 @@ pub struct Collector {
     /// Data files written since the last sync.
     dirty: BTreeSet<(String, String)>,
     /// Images added since the last sync: the temporary name they are written under, their name, and the
-    /// image (written by `sync`, several at once).
-    staged: Vec<(PathBuf, PathBuf, Vec<u8>)>,
+    /// image while it waits to be written (by `sync`, several at once, or sooner when they grow large).
+    staged: Vec<(PathBuf, PathBuf, Option<Vec<u8>>)>,
+    /// Bytes of the images in `staged` not yet written.
+    staged_bytes: usize,
     manifest: File,
     rejected: u64,
 }
@@ -207,6 +209,7 @@ impl Collector {
             new_entries,
             dirty: BTreeSet::new(),
             staged: Vec::new(),
+            staged_bytes: 0,
             manifest,
             rejected,
         };
@@ -273,7 +276,13 @@ impl Collector {
             let p = d.join(format!("{:08}.jpg", batch.seq));
             let tmp = d.join(format!(".{:08}.jpg.tmp", batch.seq));
             // Written and synced with the rest of the round, several at once, and renamed to its name by `sync`.
-            self.staged.push((tmp, p, image));
+            self.staged_bytes += image.len();
+            self.staged.push((tmp, p, Some(image)));
+            if self.staged_bytes > STAGED_MAX {
+                // A round of large stills is written now rather than held in memory until its sync.
+                write_all_synced(&mut self.staged)?;
+                self.staged_bytes = 0;
+            }
             self.new_entries.insert(d);
         }
         let (csv_len, kind) = {
@@ -394,7 +403,8 @@ impl Collector {
             }
         }
         // A crash leaves either a temporary file or a whole image under its name.
-        let staged = &self.staged;
+        let staged = &mut self.staged;
+        self.staged_bytes = 0;
         std::thread::scope(|scope| {
             let images = scope.spawn(|| write_all_synced(staged));
             let rows = sync_all(&data, false);
@@ -543,21 +553,26 @@ fn sync_all(paths: &[PathBuf], dirs: bool) -> Result<(), CollectError> {
     })
 }
 
+/// Image bytes held for the next sync at most; more are written (and synced) at once.
+const STAGED_MAX: usize = 64 << 20;
+
 /// Writes and syncs each image under its temporary name, a few at once: copying a still into the page cache
 /// costs about as much as syncing it, and both go faster side by side.
-fn write_all_synced(staged: &[(PathBuf, PathBuf, Vec<u8>)]) -> Result<(), CollectError> {
+/// Images already written are skipped; each one written drops its bytes.
+fn write_all_synced(staged: &mut [(PathBuf, PathBuf, Option<Vec<u8>>)]) -> Result<(), CollectError> {
     const THREADS: usize = 4;
-    let write = |(tmp, _, image): &(PathBuf, PathBuf, Vec<u8>)| -> Result<(), CollectError> {
-        let mut f = File::create(tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-        f.write_all(image).and_then(|()| f.sync_data()).map_err(io_err(format!("writing {}", tmp.display())))
+    let write = |(tmp, _, image): &mut (PathBuf, PathBuf, Option<Vec<u8>>)| -> Result<(), CollectError> {
+        let Some(bytes) = image.take() else { return Ok(()) };
+        let mut f = File::create(&*tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+        f.write_all(&bytes).and_then(|()| f.sync_data()).map_err(io_err(format!("writing {}", tmp.display())))
     };
     if staged.len() <= 1 {
-        return staged.iter().try_for_each(write);
+        return staged.iter_mut().try_for_each(write);
     }
     let per = staged.len().div_ceil(THREADS);
     std::thread::scope(|scope| {
         let workers: Vec<_> =
-            staged.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().try_for_each(write))).collect();
+            staged.chunks_mut(per).map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(write))).collect();
         workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(sync_panicked())))
     })
 }

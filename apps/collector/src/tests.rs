@@ -113,6 +113,32 @@ fn camera_stills_are_files_and_clockless_stations_are_placed_by_age() {
 }
 
 #[test]
+fn a_round_of_stills_larger_than_memory_allows_is_archived_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Collector::open(dir.path()).expect("open");
+    // Five stills of 20 MB: past the bytes held for a sync, so some are written before it.
+    let image = |seq: u64| -> Vec<u8> { (0..20_000_000u64).map(|i| ((i * 7 + seq) % 251) as u8).collect() };
+    for seq in 1..=5 {
+        let mut b = Batch::new("house", "cam1", SensorKind::CameraStill, seq, Clock::Unix);
+        b.created = 1_700_000_000_000 + seq;
+        b.readings = vec![Reading { t: b.created, values: vec![4000.0, 3000.0] }];
+        b.image = Some(image(seq));
+        c.add(&b.encode(), 1_700_000_100_000, None).expect("add");
+    }
+    c.sync().expect("sync");
+    for seq in 1..=5 {
+        let got = fs::read(dir.path().join("house").join("cam1").join(format!("{seq:08}.jpg"))).expect("image");
+        assert!(got == image(seq), "still {seq} differs");
+    }
+    let leftovers: Vec<_> = fs::read_dir(dir.path().join("house").join("cam1"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
 fn names_map_to_distinct_files() {
     assert_ne!(safe("a/b"), safe("a_b"));
     assert_ne!(safe("a/b"), safe("a%2Fb"));
