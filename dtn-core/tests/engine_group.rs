@@ -123,3 +123,47 @@ fn outside_a_group_every_event_writes_its_own_batch() {
     assert_ne!(batches[0], batches[1]);
     assert!(e.end_group().is_empty(), "end_group outside a group does nothing");
 }
+
+/// Transmissions of bundles (not hellos) in `actions`: (transfer, bundle).
+fn sent(actions: &[Action]) -> Vec<(u64, BundleId)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Transmit { transfer, id: Some(id), .. } => Some((*transfer, id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A session to a peer ends and a new one comes up before the old session's transfers are reported failed
+/// (the node learns how each ended only as its session winds down). Those reports belong to the old contact:
+/// they must not mark the bundle refused on the new one, or it would wait for a custody retry instead.
+#[test]
+fn a_late_failure_from_an_earlier_session_does_not_hold_the_bundle_back() {
+    let mut e = Engine::new(Config::new(eid("dtn://a/")), Box::new(Epidemic::new()), 7);
+    let store = MemStore::new(1 << 20);
+    let at = |ms: u64| DtnTime(T0 + ms);
+    let sub = dtn_core::engine::Submission::new(1, eid("dtn://b/app"), b"reading".to_vec());
+    let actions = e.handle(&store, at(0), Event::Submit(sub));
+    commit_all(&mut e, &store, actions);
+    let peer = eid("dtn://b/");
+    let link = dtn_core::routing::LinkInfo::default();
+
+    // First contact: the peer never says hello, so after the hello timeout it is treated as foreign.
+    let up = e.handle(&store, at(10), Event::ContactUp { peer: peer.clone(), link });
+    commit_all(&mut e, &store, up);
+    let ready = e.handle(&store, at(5_000), Event::Timer);
+    let first = sent(&commit_all(&mut e, &store, ready));
+    assert_eq!(first.len(), 1, "the bundle was not sent on the first contact");
+
+    // The session goes; a new one comes up; only then is the old transfer reported failed.
+    let down = e.handle(&store, at(5_100), Event::ContactDown { peer: peer.clone() });
+    commit_all(&mut e, &store, down);
+    let up = e.handle(&store, at(5_200), Event::ContactUp { peer: peer.clone(), link });
+    commit_all(&mut e, &store, up);
+    let failed = e.handle(&store, at(5_300), Event::TransferFailed { transfer: first[0].0 });
+    let mut again = sent(&commit_all(&mut e, &store, failed));
+    let ready = e.handle(&store, at(10_000), Event::Timer);
+    again.extend(sent(&commit_all(&mut e, &store, ready)));
+    assert_eq!(again.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), vec![first[0].1.clone()], "not sent again");
+}

@@ -87,8 +87,9 @@ struct DirectHeld {
     durable: Vec<oneshot::Sender<bool>>,
 }
 
-/// Bytes of directly delivered bundles held in memory at most; more are stored first.
+/// Bytes and number of directly delivered bundles held in memory at most; more are stored first.
 const DIRECT_MAX_BYTES: usize = 64 << 20;
+const DIRECT_MAX_COUNT: usize = 16_384;
 
 /// A bundle to send on a session.
 pub(crate) struct Outgoing {
@@ -141,7 +142,8 @@ pub(crate) struct Core {
     spare: BTreeMap<Eid, Vec<(Session, LinkInfo)>>,
     /// Peers the operator cut: sessions to them are refused until they are let back.
     pub(crate) blocked: Arc<std::sync::Mutex<BTreeSet<Eid>>>,
-    transfers: BTreeMap<TransferId, Eid>,
+    /// Transfers handed to sessions: the peer and the session.
+    transfers: BTreeMap<TransferId, (Eid, u64)>,
     submissions: BTreeMap<u64, SubmitReply>,
     next_token: u64,
     /// Received bundles waiting for their batches to be durable: (batches left, reply, all ok so far), and
@@ -205,15 +207,6 @@ impl DeliveryQueue {
         let id = self.order.pop_front()?;
         self.queued.remove(&id);
         Some(id)
-    }
-
-    /// Takes `id` out of the queue, if it is in it.
-    fn remove(&mut self, id: &BundleId) -> bool {
-        let was = self.queued.remove(id);
-        if was {
-            self.order.retain(|q| q != id);
-        }
-        was
     }
 }
 
@@ -352,8 +345,8 @@ impl Core {
                 if let Event::TransferFinished { transfer }
                 | Event::TransferFailed { transfer }
                 | Event::TransferCut { transfer, .. } = &e
-                    && let Some(peer) = self.transfers.remove(transfer)
-                    && let Some(s) = self.sessions.get_mut(&peer)
+                    && let Some((peer, session)) = self.transfers.remove(transfer)
+                    && let Some(s) = self.sessions.get_mut(&peer).filter(|s| s.id == session)
                 {
                     s.in_flight = s.in_flight.saturating_sub(1);
                 }
@@ -505,9 +498,7 @@ impl Core {
                             .get(&endpoint)
                             .map(|q| q.order.iter().filter(|id| self.direct.contains_key(*id)).cloned().collect())
                             .unwrap_or_default();
-                        for id in queued {
-                            self.store_direct(&id);
-                        }
+                        self.store_direct(queued);
                     }
                 }
             }
@@ -526,34 +517,54 @@ impl Core {
         Some(held)
     }
 
-    /// Stores a bundle held in memory for direct delivery after all (its reader went away, gave it back or
-    /// is too slow); its peer's acknowledgement waits for that write. An application that has it may
-    /// still take it. One still queued keeps its place at the front.
-    fn store_direct(&mut self, id: &BundleId) {
-        let Some(held) = self.take_direct(id) else { return };
-        let queued = self.deliveries.values_mut().any(|q| q.remove(id));
-        if queued {
-            self.front.insert(id.clone());
+    /// Stores bundles held in memory for direct delivery after all (their reader went away, gave them back
+    /// or is too slow), given in delivery order; their peers' acknowledgements wait for that write. An
+    /// application that has one may still take it. Those still queued go to the front of their queue, in
+    /// the same order.
+    fn store_direct(&mut self, ids: Vec<BundleId>) {
+        let ids: Vec<BundleId> = ids.into_iter().filter(|id| self.direct.contains_key(id)).collect();
+        if ids.is_empty() {
+            return;
         }
-        let bytes = Arc::try_unwrap(held.bytes).unwrap_or_else(|shared| shared.as_ref().clone());
-        let batches = self.handle(Event::DirectReturned { id: id.clone(), bytes });
-        for durable in held.durable {
-            self.wait_durable(batches.clone(), durable);
+        // One pass over each queue, however many there are: a reader that goes away may leave thousands.
+        let set: BTreeSet<&BundleId> = ids.iter().collect();
+        for q in self.deliveries.values_mut() {
+            if q.queued.iter().any(|id| set.contains(id)) {
+                q.order.retain(|id| !set.contains(id));
+                for id in &ids {
+                    if q.queued.remove(id) {
+                        self.front.insert(id.clone());
+                    }
+                }
+            }
+        }
+        // Last first: each goes back to the front of its queue once stored.
+        for id in ids.into_iter().rev() {
+            let Some(held) = self.take_direct(&id) else { continue };
+            let bytes = Arc::try_unwrap(held.bytes).unwrap_or_else(|shared| shared.as_ref().clone());
+            let batches = self.handle(Event::DirectReturned { id, bytes });
+            for durable in held.durable {
+                self.wait_durable(batches.clone(), durable);
+            }
         }
     }
 
     /// Stores the directly delivered bundles whose application did not take them in time.
     fn store_overdue(&mut self) {
         let now = tokio::time::Instant::now();
+        let mut overdue = Vec::new();
         while let Some((at, id)) = self.direct_deadlines.front().cloned() {
             if at > now {
                 break;
             }
             self.direct_deadlines.pop_front();
             if self.direct.contains_key(&id) {
-                tracing::debug!(%id, "not taken in time: stored");
-                self.store_direct(&id);
+                overdue.push(id);
             }
+        }
+        if !overdue.is_empty() {
+            tracing::debug!(bundles = overdue.len(), "not taken in time: stored");
+            self.store_direct(overdue);
         }
     }
 
@@ -756,7 +767,7 @@ impl Core {
             if self.direct.contains_key(&id) {
                 // Not taken: stored now, and delivered from the store, first in its queue.
                 self.front.insert(id.clone());
-                self.store_direct(&id);
+                self.store_direct(vec![id]);
                 continue;
             }
             self.deliveries.entry(endpoint.clone()).or_default().put_back(id);
@@ -812,7 +823,7 @@ impl Core {
     /// memory if an application reads at `endpoint` and there is room, else stored at once. Returns the
     /// batches storing it wrote.
     fn deliver_direct(&mut self, endpoint: Eid, id: BundleId, bytes: Vec<u8>) -> BTreeSet<BatchId> {
-        let room = self.direct_bytes + bytes.len() <= DIRECT_MAX_BYTES;
+        let room = self.direct_bytes + bytes.len() <= DIRECT_MAX_BYTES && self.direct.len() < DIRECT_MAX_COUNT;
         let (Some(wait), true, true) = (self.direct_wait, room, self.is_live(&endpoint)) else {
             return self.handle(Event::DirectReturned { id, bytes });
         };
@@ -830,6 +841,7 @@ impl Core {
         let sent = match self.sessions.get_mut(&peer) {
             Some(s) => {
                 s.in_flight += 1;
+                self.transfers.insert(transfer, (peer.clone(), s.id));
                 // Counted when handed to the session: a failed transfer's bytes were mostly sent (and
                 // billed) too. Hellos and offers count as well; only stored bundles are held back.
                 if let Some((b, _)) = &s.budget {
@@ -839,9 +851,8 @@ impl Core {
             }
             None => false,
         };
-        if sent {
-            self.transfers.insert(transfer, peer);
-        } else {
+        if !sent {
+            self.transfers.remove(&transfer);
             // The session went away between the engine's decision and now: the engine hears it failed.
             let _ = self.me.send(Input::Event(Event::TransferFailed { transfer }));
         }

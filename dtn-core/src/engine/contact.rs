@@ -17,6 +17,10 @@ use crate::store::{
 #[derive(Debug)]
 pub(super) struct Contact {
     link: LinkInfo,
+    /// The first transfer ID of this contact: transfers numbered below it belong to an earlier contact with
+    /// the same peer, and how they end must not count against this one (a session's transfers are reported
+    /// failed after a new session to the peer came up).
+    first_transfer: TransferId,
     /// Hello received (or given up waiting for): bundles may flow.
     ready: bool,
     /// The peer runs our router.
@@ -111,6 +115,7 @@ impl Engine {
             peer.clone(),
             Contact {
                 link,
+                first_transfer: self.next_transfer,
                 ready: false,
                 ours: false,
                 endpoints: Vec::new(),
@@ -525,7 +530,7 @@ impl Engine {
 
     pub(super) fn transfer_finished(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
-        if let Some(c) = self.contacts.get_mut(&t.peer) {
+        if let Some(c) = self.contacts.get_mut(&t.peer).filter(|c| transfer >= c.first_transfer) {
             c.ended(&t);
             c.known.insert(&t.id, t.mode);
         }
@@ -639,7 +644,7 @@ impl Engine {
 
     pub(super) fn transfer_failed(&mut self, store: &dyn BundleStore, transfer: TransferId) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
-        if let Some(c) = self.contacts.get_mut(&t.peer) {
+        if let Some(c) = self.contacts.get_mut(&t.peer).filter(|c| transfer >= c.first_transfer) {
             c.ended(&t);
             c.refused.insert(t.id.clone());
         }
@@ -653,7 +658,7 @@ impl Engine {
     /// fragment, so the stored bundle is split at the same point and only the rest is sent again.
     pub(super) fn transfer_cut(&mut self, store: &dyn BundleStore, transfer: TransferId, durable: u64) {
         let Some(t) = self.transfers.remove(&transfer) else { return };
-        if let Some(c) = self.contacts.get_mut(&t.peer) {
+        if let Some(c) = self.contacts.get_mut(&t.peer).filter(|c| transfer >= c.first_transfer) {
             c.ended(&t);
             c.refused.insert(t.id.clone());
         }
