@@ -407,15 +407,15 @@ impl Collector {
         self.staged_bytes = 0;
         std::thread::scope(|scope| {
             let images = scope.spawn(|| write_all_synced(staged));
-            let rows = sync_all(&data, false);
+            let rows = sync_all(&mut data, false);
             images.join().unwrap_or_else(|_| Err(sync_panicked())).and(rows)
         })?;
         for (tmp, p, _) in std::mem::take(&mut self.staged) {
             fs::rename(&tmp, &p).map_err(io_err(format!("renaming to {}", p.display())))?;
         }
         // New image and CSV files must be findable after a crash, like their contents.
-        let dirs: Vec<PathBuf> = std::mem::take(&mut self.new_entries).into_iter().collect();
-        sync_all(&dirs, true)?;
+        let mut dirs: Vec<PathBuf> = std::mem::take(&mut self.new_entries).into_iter().collect();
+        sync_all(&mut dirs, true)?;
         self.manifest.write_all(&self.pending).map_err(io_err("writing the manifest"))?;
         self.manifest.sync_data().map_err(io_err("syncing the manifest"))?;
         self.pending.clear();
@@ -528,28 +528,15 @@ fn safe(name: &str) -> String {
 #[cfg(test)]
 mod tests;
 
-/// Syncs `paths` (file data, or whole directories if `dirs`) from a few threads at once. A van unloads
-/// hundreds of stills per round, and the file system joins syncs that are in flight together into one
-/// journal commit, where syncing them one after another pays a commit each: the archive kept up with half
-/// the rate of a single synced stream that way.
-fn sync_all(paths: &[PathBuf], dirs: bool) -> Result<(), CollectError> {
-    const THREADS: usize = 8;
-    let sync = |p: &PathBuf| -> Result<(), CollectError> {
+/// Syncs `paths` (file data, or whole directories if `dirs`), a few at once (see [`in_parallel`]).
+fn sync_all(paths: &mut [PathBuf], dirs: bool) -> Result<(), CollectError> {
+    in_parallel(paths, |p: &mut PathBuf| {
         if dirs {
             // Not every file system can sync a directory; those that cannot keep names in order anyway.
-            let _ = File::open(p).and_then(|f| f.sync_all());
+            let _ = File::open(&*p).and_then(|f| f.sync_all());
             return Ok(());
         }
-        File::open(p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))
-    };
-    if paths.len() <= 1 {
-        return paths.iter().try_for_each(sync);
-    }
-    let per = paths.len().div_ceil(THREADS);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            paths.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync))).collect();
-        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(sync_panicked())))
+        File::open(&*p).and_then(|f| f.sync_data()).map_err(io_err(format!("syncing {}", p.display())))
     })
 }
 
@@ -557,22 +544,32 @@ fn sync_all(paths: &[PathBuf], dirs: bool) -> Result<(), CollectError> {
 const STAGED_MAX: usize = 64 << 20;
 
 /// Writes and syncs each image under its temporary name, a few at once: copying a still into the page cache
-/// costs about as much as syncing it, and both go faster side by side.
-/// Images already written are skipped; each one written drops its bytes.
+/// costs about as much as syncing it, and both go faster side by side. Images already written are skipped;
+/// each one written drops its bytes.
 fn write_all_synced(staged: &mut [(PathBuf, PathBuf, Option<Vec<u8>>)]) -> Result<(), CollectError> {
-    const THREADS: usize = 4;
-    let write = |(tmp, _, image): &mut (PathBuf, PathBuf, Option<Vec<u8>>)| -> Result<(), CollectError> {
+    in_parallel(staged, |(tmp, _, image): &mut (PathBuf, PathBuf, Option<Vec<u8>>)| {
         let Some(bytes) = image.take() else { return Ok(()) };
         let mut f = File::create(&*tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
         f.write_all(&bytes).and_then(|()| f.sync_data()).map_err(io_err(format!("writing {}", tmp.display())))
-    };
-    if staged.len() <= 1 {
-        return staged.iter_mut().try_for_each(write);
+    })
+}
+
+/// Runs `f` on every item from a few threads at once. A van unloads hundreds of stills per round, and the
+/// file system joins syncs that are in flight together into one journal commit, where syncing them one after
+/// another pays a commit each: the archive kept up with half the rate of a single synced stream that way.
+fn in_parallel<T: Send>(
+    items: &mut [T],
+    f: impl Fn(&mut T) -> Result<(), CollectError> + Sync,
+) -> Result<(), CollectError> {
+    const THREADS: usize = 4;
+    if items.len() <= 1 {
+        return items.iter_mut().try_for_each(&f);
     }
-    let per = staged.len().div_ceil(THREADS);
+    let per = items.len().div_ceil(THREADS);
+    let f = &f;
     std::thread::scope(|scope| {
         let workers: Vec<_> =
-            staged.chunks_mut(per).map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(write))).collect();
+            items.chunks_mut(per).map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(f))).collect();
         workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(sync_panicked())))
     })
 }

@@ -3,6 +3,8 @@
 //! once the application has it. A slow application, one that gives bundles back, and a node stopped before
 //! its application took what it was handed must lose nothing and deliver nothing twice.
 
+mod common;
+
 use std::time::Duration;
 
 use dtn_core::bpv7::{BundleId, Eid};
@@ -30,18 +32,8 @@ async fn pair(dir: &std::path::Path, wait: Duration) -> (Node, Node) {
     let mut ca = config(dir, "a");
     ca.peers = vec![b.tcpcl_addr().unwrap()];
     let a = Node::start(ca).await.unwrap();
-    common_wait_for_peer(&a.handle()).await;
+    common::wait_for_peer(&a.handle()).await;
     (a, b)
-}
-
-async fn common_wait_for_peer(h: &NodeHandle) {
-    for _ in 0..400 {
-        if !h.peers().await.unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no contact came up");
 }
 
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
