@@ -14,8 +14,10 @@
 #   measure     the van's link comes up. The van's collector (dtn-collector, as in `dtn demo weather`) takes
 #               deliveries 256 at a time, writes each still as a file (write, sync_data, rename) and the
 #               sensor rows to CSV, syncs data files, directories and its manifest, then acknowledges.
-#               "in its store": link-up until the van's node has stored (durably, LMDB commit) the last bundle;
-#               "in its archive": until the collector has synced the last one — the headline figure
+#               "in its archive": until the collector has synced the last one — the headline figure. The van's
+#               node delivers directly (bundles go to the collector unstored, only tombstones are written);
+#               "in its store" (link-up until the node stored the last bundle) is shown only if it stored
+#               them all first (dtnd's --direct-wait-ms 0 behaviour)
 #   baseline    the same payloads, length-prefixed, over one loopback TCP stream into one file on the same
 #               disk (the scratch directory), sync_data after every payload of 64 KiB or more (every still)
 #               and once per MiB of smaller ones, and at the end; timed from connect to the last sync
