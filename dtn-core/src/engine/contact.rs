@@ -341,12 +341,12 @@ impl Engine {
             };
             meta.copies = self.copies_left(&meta);
             let Some(c) = self.contacts.get(peer) else { return };
-            let whole = BundleId { fragment: None, ..meta.id.clone() };
-            if c.known.contains(&meta.id, meta.seq_mode)
-                || (meta.id.fragment.is_some()
-                    && (c.known.contains(&whole, meta.seq_mode) || super::ingest::covered(&c.known, &meta.id)))
-                || self.receipts.contains(&meta.id, meta.seq_mode)
-                || (meta.id.fragment.is_some() && self.receipts.contains(&whole, meta.seq_mode))
+            // Nearly every queued bundle is a fragment, asked about as itself, as its whole bundle and as
+            // covered by pieces: each summary's source is looked up once for all three.
+            let (id, mode) = (&meta.id, meta.seq_mode);
+            if c.known.source(&id.source).is_some_and(|s| {
+                s.contains_or_whole(id, mode) || (id.fragment.is_some() && super::ingest::covered_in(s, id))
+            }) || self.receipts.source(&id.source).is_some_and(|s| s.contains_or_whole(id, mode))
                 || meta.expires_at <= self.now
                 || meta.delivery != Delivery::Forward
                 || self.deferred_claims.contains(&meta.id)

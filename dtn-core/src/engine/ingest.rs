@@ -593,8 +593,12 @@ pub(super) fn seq_mode(class: Option<BundleClass>) -> SeqMode {
 /// Whether the fragments listed in `summary` together cover fragment `id`'s whole range (pieces of a split
 /// bundle stand in for the piece they came from).
 pub(super) fn covered(summary: &crate::store::Summary, id: &BundleId) -> bool {
+    summary.source(&id.source).is_some_and(|s| covered_in(s, id))
+}
+
+/// [`covered`], given the summary's entry for `id`'s source.
+pub(super) fn covered_in(s: &crate::store::SourceSummary, id: &BundleId) -> bool {
     let Some((off, len)) = id.fragment else { return false };
-    let Some(s) = summary.source(&id.source) else { return false };
     let ranges: Vec<(u64, u64)> = s
         .fragments
         .of_bundle(id.creation.time.0, id.creation.sequence)

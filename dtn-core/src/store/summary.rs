@@ -385,6 +385,30 @@ impl SourceSummary {
         })
     }
 
+    /// Whether bundle `id` is listed under this source (its own source is not looked at: the caller found
+    /// this entry by it).
+    pub fn contains(&self, id: &BundleId, mode: SeqMode) -> bool {
+        let (t, q) = (id.creation.time.0, id.creation.sequence);
+        match id.fragment {
+            Some((off, len)) => self.fragments.contains(&(t, q, off, len)),
+            None => self.contains_whole(t, q, mode),
+        }
+    }
+
+    /// Whether `id` is listed, or, for a fragment, the whole bundle it is a piece of: one source lookup
+    /// where asking a [`Summary`] for both would take two.
+    pub fn contains_or_whole(&self, id: &BundleId, mode: SeqMode) -> bool {
+        self.contains(id, mode)
+            || (id.fragment.is_some() && self.contains_whole(id.creation.time.0, id.creation.sequence, mode))
+    }
+
+    fn contains_whole(&self, time: u64, seq: u64, mode: SeqMode) -> bool {
+        match mode {
+            SeqMode::Unique => self.unique_seq.contains(seq),
+            SeqMode::PerTime => self.by_time.get(&time).is_some_and(|s| s.contains(seq)),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.unique_seq.is_empty() && self.by_time.is_empty() && self.fragments.is_empty()
     }
@@ -669,13 +693,7 @@ impl Summary {
 
     /// Whether the ID is in the summary.
     pub fn contains(&self, id: &BundleId, mode: SeqMode) -> bool {
-        let Some(src) = self.sources.get(&id.source) else { return false };
-        let (t, q) = (id.creation.time.0, id.creation.sequence);
-        match (id.fragment, mode) {
-            (Some((off, len)), _) => src.fragments.contains(&(t, q, off, len)),
-            (None, SeqMode::Unique) => src.unique_seq.contains(q),
-            (None, SeqMode::PerTime) => src.by_time.get(&t).is_some_and(|s| s.contains(q)),
-        }
+        self.sources.get(&id.source).is_some_and(|src| src.contains(id, mode))
     }
 
     /// The IDs in `self` and not in `other`: "what I hold that you lack" when `self` is mine.
@@ -1097,6 +1115,25 @@ mod tests {
         s.insert(u64::MAX - 1);
         assert_eq!(s.run_count(), 2);
         assert!(s.contains(u64::MAX));
+    }
+
+    #[test]
+    fn a_fragment_is_held_as_itself_or_as_its_whole_bundle_but_not_the_other_way() {
+        let src = Eid::ipn(7, 0);
+        let piece = |t, q| BundleId { fragment: Some((0, 10)), ..id(&src, t, q) };
+        for mode in [SeqMode::Unique, SeqMode::PerTime] {
+            let mut s = Summary::new();
+            s.insert(&id(&src, 100, 1), mode);
+            s.insert(&piece(100, 2), mode);
+            let e = s.source(&src).expect("source listed");
+            assert!(e.contains_or_whole(&piece(100, 1), mode), "piece of a listed whole bundle");
+            assert!(e.contains_or_whole(&piece(100, 2), mode), "listed piece");
+            assert!(!e.contains_or_whole(&id(&src, 100, 2), mode), "a piece does not stand for the whole");
+            assert!(!e.contains_or_whole(&piece(100, 3), mode), "nothing of it listed");
+            for x in [id(&src, 100, 1), piece(100, 1), piece(100, 2), id(&src, 100, 2)] {
+                assert_eq!(e.contains(&x, mode), s.contains(&x, mode), "{x:?}");
+            }
+        }
     }
 
     #[test]
