@@ -183,11 +183,17 @@ impl Engine {
         }
     }
 
-    pub(super) fn received(&mut self, store: &dyn BundleStore, peer: Eid, bytes: &[u8]) {
+    pub(super) fn received(&mut self, store: &dyn BundleStore, peer: Eid, bytes: Vec<u8>) {
         let peer = peer.node_id();
-        match Bundle::decode_with(bytes, &self.cfg.limits) {
-            Ok(b) => self.ingest(store, peer, b, bytes, true),
+        match Bundle::decode_with(&bytes, &self.cfg.limits) {
+            Ok(b) => self.ingest(store, peer, b, &bytes, true),
             Err(e) => self.notice(Notice::Malformed { from: peer, error: format!("undecodable bundle: {e}") }),
+        }
+        // Handed over directly as received: the action takes the bytes themselves.
+        if let Some(i) = self.direct_fill.take()
+            && let Some(Action::DeliverDirect { bytes: b, .. }) = self.out.get_mut(i)
+        {
+            *b = bytes;
         }
     }
 
@@ -284,7 +290,8 @@ impl Engine {
             return self.duplicate(store, peer, id, custodian);
         }
         let mut owned;
-        let (bundle, bytes) = if unprocessable.discard.is_empty() {
+        let as_received = unprocessable.discard.is_empty();
+        let (bundle, bytes) = if as_received {
             (bundle, bytes)
         } else {
             let mut b = bundle;
@@ -314,7 +321,13 @@ impl Engine {
                 report_delivered: self.report_for(&bundle, BundleFlags::REPORT_DELIVERY),
             };
             self.direct.insert(id.clone(), d);
-            self.out.push(Action::DeliverDirect { endpoint, id, bytes: bytes.to_vec() });
+            if as_received {
+                // `received` moves the bytes in once this borrow of them ends.
+                self.direct_fill = Some(self.out.len());
+                self.out.push(Action::DeliverDirect { endpoint, id, bytes: Vec::new() });
+            } else {
+                self.out.push(Action::DeliverDirect { endpoint, id, bytes: bytes.to_vec() });
+            }
             return;
         }
         let priority = class.map_or(Priority::NORMAL, |c| c.priority);

@@ -245,6 +245,9 @@ pub struct Engine {
     direct: BTreeMap<BundleId, Direct>,
     /// Bundles an application took while their write (after being given back) was still under way.
     early_acks: BTreeSet<BundleId>,
+    /// The [`Action::DeliverDirect`] in `out` that is to get the received bytes themselves, once the bundle
+    /// decoded from them is out of the way (a large bundle is not copied for it).
+    direct_fill: Option<usize>,
     /// While the shell groups events ([`Engine::begin_group`]): the one batch they all write to, once one
     /// of them has written.
     group: Option<Option<BatchId>>,
@@ -287,6 +290,7 @@ impl Engine {
             spray: BTreeMap::new(),
             direct: BTreeMap::new(),
             early_acks: BTreeSet::new(),
+            direct_fill: None,
             group: None,
             out: Vec::new(),
         }
@@ -332,7 +336,7 @@ impl Engine {
             Event::Submit(sub) => self.submit(sub),
             Event::SubmitBatch(subs) => self.submit_batch(subs),
             Event::DeliveryAcked { id } => self.delivery_acked(store, id),
-            Event::Received { peer, bytes } => self.received(store, peer, &bytes),
+            Event::Received { peer, bytes } => self.received(store, peer, bytes),
             Event::ReceivedPartial { peer, bytes, skip } => self.received_partial(store, peer, &bytes, skip),
             Event::DirectReturned { id, bytes } => self.direct_returned(store, id, &bytes),
             Event::ContactUp { peer, link } => self.contact_up(store, peer, link),
