@@ -8,16 +8,9 @@ mod common;
 use std::time::Duration;
 
 use dtn_core::bpv7::{BundleId, Eid};
-use dtn_node::{Node, NodeConfig, NodeHandle};
+use dtn_node::{Node, NodeHandle};
 
-fn config(dir: &std::path::Path, name: &str) -> NodeConfig {
-    let mut cfg = NodeConfig::new(format!("dtn://{name}/").parse().unwrap(), dir.join(name));
-    cfg.tcpcl = Some("127.0.0.1:0".parse().unwrap());
-    cfg.discovery = false;
-    cfg.api = None;
-    cfg.seed = 1;
-    cfg
-}
+use common::loopback_config as config;
 
 fn ep() -> Eid {
     "dtn://b/~in".parse().unwrap()

@@ -1,30 +1,15 @@
 //! Two nodes in one process, talking TCPCLv4 over real loopback sockets, each with its own LMDB store.
 
+mod common;
+
 use std::time::Duration;
 
-use dtn_node::{Node, NodeConfig, NodeHandle};
+use dtn_node::{Node, NodeHandle};
 
-fn config(dir: &std::path::Path, name: &str) -> NodeConfig {
-    let mut cfg = NodeConfig::new(format!("dtn://{name}/").parse().unwrap(), dir.join(name));
-    cfg.tcpcl = Some("127.0.0.1:0".parse().unwrap());
-    cfg.discovery = false;
-    cfg.api = None;
-    cfg.seed = 1;
-    cfg
-}
+use common::{loopback_config as config, wait_for_peer};
 
 async fn recv(h: &NodeHandle, ep: &str) -> dtn_node::Delivery {
     tokio::time::timeout(Duration::from_secs(20), h.recv(ep.parse().unwrap())).await.expect("delivery in time").unwrap()
-}
-
-async fn wait_for_peer(h: &NodeHandle) {
-    for _ in 0..200 {
-        if !h.peers().await.unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no contact came up");
 }
 
 /// Node a listening, node b dialling it.

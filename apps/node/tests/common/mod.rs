@@ -37,3 +37,13 @@ pub async fn wait_for_peer(h: &NodeHandle) {
     }
     panic!("no contact came up");
 }
+
+/// A node called `name` under `dir` with a TCPCL listener on a free loopback port, no discovery and no API.
+pub fn loopback_config(dir: &std::path::Path, name: &str) -> NodeConfig {
+    let mut cfg = NodeConfig::new(format!("dtn://{name}/").parse().unwrap(), dir.join(name));
+    cfg.tcpcl = Some("127.0.0.1:0".parse().unwrap());
+    cfg.discovery = false;
+    cfg.api = None;
+    cfg.seed = 1;
+    cfg
+}
